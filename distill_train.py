@@ -1,0 +1,15 @@
+"""Distill a student from a teacher. With no arguments: the offline quickstart on mnist1d."""
+import hydra
+from omegaconf import DictConfig
+
+from errors import exit_on_user_error
+
+
+@hydra.main(config_path="cfg", config_name="distill", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from tasks.runs import run_distill  # imported here so `--help` stays fast
+    exit_on_user_error(run_distill, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The distillation objective: a set of named, weighted terms over one `DistillBatch`."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from errors import ConfigError
+
+
+@dataclass
+class DistillBatch:
+    """Everything a term may read in one step. Features are keyed by symbolic tap ("stage:-1", ...)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    indices: torch.Tensor
+    student_logits: torch.Tensor
+    teacher_logits: torch.Tensor
+    student_features: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    teacher_features: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    epoch: int = 0
+    global_step: int = 0
+
+
+class DistillTerm(nn.Module):
+    """One distillation term. Subclasses return the *unweighted* value; the objective applies `weight`.
+
+    `student_taps` / `teacher_taps` name the symbolic feature taps the term reads (see tasks/features.py);
+    the distillation task hooks exactly those, so logit-only terms cost no feature capture.
+    """
+
+    student_taps: tuple[str, ...] = ()
+    teacher_taps: tuple[str, ...] = ()
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        weight = float(weight)
+        if not math.isfinite(weight) or weight < 0:
+            raise ConfigError(f"a term weight must be a finite number >= 0, got {weight}; "
+                             f"set kd.terms.<name>.weight to e.g. 1.0 (0 switches the term off)")
+        self.weight = weight
+
+    def forward(self, batch: DistillBatch) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}"
+
+
+def check_temperature(temperature: float, key: str) -> float:
+    temperature = float(temperature)
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ConfigError(f"{key} must be a positive number, got {temperature}; "
+                         f"use e.g. {key}=4 (the usual CIFAR temperature)")
+    return temperature
+
+
+class DistillationObjective(nn.Module):
+    """Sum of weighted terms. Terms with trainable parts are submodules, so they train with the student."""
+
+    def __init__(self, terms: Mapping[str, DistillTerm]) -> None:
+        super().__init__()
+        active = {name: term for name, term in terms.items() if term is not None and term.weight > 0}
+        if not active:
+            raise ConfigError("the distillation objective has no term with a positive weight; "
+                             "give at least one kd.terms.<name>.weight > 0")
+        self.terms = nn.ModuleDict(active)
+
+    @property
+    def student_taps(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(tap for term in self.terms.values() for tap in term.student_taps))
+
+    @property
+    def teacher_taps(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(tap for term in self.terms.values() for tap in term.teacher_taps))
+
+    def forward(self, batch: DistillBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Returns (weighted total, {term name: unweighted value})."""
+        values = {name: term(batch) for name, term in self.terms.items()}
+        total = sum(self.terms[name].weight * value for name, value in values.items())
+        return total, values

@@ -1,0 +1,83 @@
+"""Rebuild a model from a checkpoint: ours carry their model config; foreign ones need an architecture."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from errors import UserError
+
+# Key under which every checkpoint of this codebase stores the resolved model config.
+MODEL_CONFIG_KEY = "kd_model_config"
+# The LightningModules keep the trained model (teacher or student) under this attribute name.
+MODEL_PREFIX = "model."
+
+
+class CheckpointError(UserError, ValueError):
+    pass
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .ckpt written by "
+                              f"train.py or distill_train.py (see the run folder's checkpoints/)")
+    try:
+        # Our checkpoints hold plain configs besides tensors, so they need the full unpickler;
+        # only load checkpoints you trust.
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for a non-checkpoint file
+        raise CheckpointError(f"{path} is not a model checkpoint (torch.load failed: {error}); "
+                              f"pass a .ckpt written by train.py or distill_train.py") from None
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def extract_state_dict(checkpoint: Any, path: str | Path) -> dict[str, torch.Tensor]:
+    """Our Lightning checkpoints, a bare state dict, or the common {'model'|'state_dict': state dict}."""
+    if isinstance(checkpoint, Mapping) and MODEL_CONFIG_KEY in checkpoint:
+        return {k[len(MODEL_PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(MODEL_PREFIX)}
+    if _is_state_dict(checkpoint):
+        return dict(checkpoint)
+    for key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(checkpoint, Mapping) and _is_state_dict(checkpoint.get(key)):
+            return dict(checkpoint[key])
+    raise CheckpointError(f"{path} is not a model checkpoint: it holds no model weights; pass a .ckpt "
+                          f"written by train.py or distill_train.py, or a file with a PyTorch state dict")
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    name = getattr(model, "model_name", type(model).__name__)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    mismatched = [k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape]
+    if missing or unexpected or mismatched:
+        details = "; ".join(part for part in (
+            f"missing {len(missing)} keys (e.g. {missing[:3]})" if missing else "",
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})" if unexpected else "",
+            f"{len(mismatched)} shape mismatches (e.g. {sorted(mismatched)[:3]})" if mismatched else "") if part)
+        raise CheckpointError(f"{path} does not fit architecture '{name}' ({details}); it was saved from "
+                              f"another architecture or class count: pass the one it was trained with")
+    model.load_state_dict(state_dict)
+
+
+def model_from_checkpoint(path: str | Path, fallback_config: Mapping | None = None) -> tuple[nn.Module, dict]:
+    """(model with loaded weights, its model config). `fallback_config` builds foreign checkpoints."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    checkpoint = read_checkpoint(path)
+    config = checkpoint.get(MODEL_CONFIG_KEY) if isinstance(checkpoint, Mapping) else None
+    if config is None:
+        if fallback_config is None:
+            raise CheckpointError(f"{path} carries no model config (it was not written by this codebase); "
+                                  f"also name its architecture, e.g. teacher/model=resnet32x4")
+        config = OmegaConf.to_container(OmegaConf.create(fallback_config), resolve=True)
+    model = instantiate(config)
+    load_weights(model, extract_state_dict(checkpoint, path), path)
+    return model, config

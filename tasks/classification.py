@@ -1,0 +1,65 @@
+"""LightningModule that trains one model with cross-entropy (teachers, scratch students)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.checkpoints import MODEL_CONFIG_KEY
+from tasks.metrics import classification_metrics
+
+
+class ClassificationTask(pl.LightningModule):
+    def __init__(self, model: nn.Module, num_classes: int, optimizer: Callable[..., torch.optim.Optimizer],
+                 scheduler: Callable[..., Any] | None = None, model_config: dict | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.num_classes = num_classes
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        # Saved into every checkpoint so the checkpoint alone rebuilds the architecture.
+        self.model_config = model_config
+        self.val_metrics = classification_metrics(num_classes, "val/")
+        self.test_metrics = classification_metrics(num_classes, "test/")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y, _ = batch
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/top1", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch, stage: str) -> torch.Tensor:
+        x, y, _ = batch
+        logits = self.model(x)
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        metrics.update(logits, y)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True)
+        self.log_dict(metrics, on_epoch=True, prog_bar=(stage == "val"))
+        return logits
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, "test")
+
+    def trainable_parameters(self):
+        return self.model.parameters()
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.trainable_parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[MODEL_CONFIG_KEY] = self.model_config

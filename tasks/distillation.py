@@ -1,0 +1,64 @@
+"""LightningModule that distills a student from a frozen teacher through a weighted set of terms.
+
+The teacher is deliberately *not* a registered submodule: it never appears in `parameters()`, the
+optimizer, or the state dict / checkpoint, and Lightning's `train()` calls never reach it. `_apply` is
+extended so device and dtype moves still carry it along.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from losses import DistillationObjective, DistillBatch
+from models.teachers import FrozenTeacher
+from tasks.classification import ClassificationTask
+from tasks.features import FeatureTaps
+from tasks.metrics import FidelityMetrics
+
+
+class DistillationTask(ClassificationTask):
+    def __init__(self, student: nn.Module, teacher: FrozenTeacher, objective: DistillationObjective,
+                 num_classes: int, optimizer: Callable[..., torch.optim.Optimizer],
+                 scheduler: Callable[..., Any] | None = None, model_config: dict | None = None) -> None:
+        super().__init__(student, num_classes, optimizer, scheduler, model_config)
+        object.__setattr__(self, "teacher", teacher)
+        self.objective = objective
+        self.student_taps = FeatureTaps(student, objective.student_taps)
+        teacher.capture(objective.teacher_taps)
+        self.val_fidelity = FidelityMetrics(num_classes, "val/")
+        self.test_fidelity = FidelityMetrics(num_classes, "test/")
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self.teacher._apply(fn, *args, **kwargs)
+        return self
+
+    def training_step(self, batch, batch_idx):
+        x, y, idx = batch
+        teacher_logits, teacher_features = self.teacher(x, idx)
+        student_logits = self.model(x)
+        distill_batch = DistillBatch(inputs=x, targets=y, indices=idx, student_logits=student_logits,
+                                     teacher_logits=teacher_logits, student_features=self.student_taps.pop(),
+                                     teacher_features=teacher_features, epoch=self.current_epoch,
+                                     global_step=self.global_step)
+        total, values = self.objective(distill_batch)
+        self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True)
+        self.log_dict({f"train/{name}": value.detach() for name, value in values.items()}, on_epoch=True)
+        self.log("train/top1", (student_logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
+        return total
+
+    def _evaluate(self, batch, stage: str):
+        x, y, idx = batch
+        student_logits = super()._evaluate(batch, stage)
+        self.student_taps.pop()
+        teacher_logits, _ = self.teacher(x, idx)
+        fidelity = self.val_fidelity if stage == "val" else self.test_fidelity
+        fidelity.update(student_logits, teacher_logits, y)
+        self.log_dict(fidelity, on_epoch=True)
+        return student_logits
+
+    def trainable_parameters(self):
+        # Trainable parts of terms (regressors, embeddings, ...) learn with the student.
+        return [*self.model.parameters(), *self.objective.parameters()]

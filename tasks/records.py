@@ -1,0 +1,106 @@
+"""Run folders and run records.
+
+A run's folder is ${paths.output_dir}/<task>/<run_name>-<config hash>. The hash covers only what changes
+the result (not paths, loggers, callbacks, progress bars or the resume flags), so the same experiment
+always maps to the same folder: a finished one is reused (this is how teachers and baselines are cached),
+a killed one resumes with resume=true, and nothing already written is overwritten.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from errors import UserError
+
+RECORD_NAME = "record.json"
+LAST_CHECKPOINT = "checkpoints/last.ckpt"
+# Config keys that do not change what a run computes.
+NOT_HASHED = ("run_dir", "run_name", "resume", "rerun", "paths", "logger", "callbacks", "hydra")
+NOT_HASHED_NESTED = {"trainer": ("enable_progress_bar", "log_every_n_steps", "enable_model_summary"),
+                     "data": ("num_workers", "pin_memory", "data_dir")}
+
+
+class RunFolderError(UserError, RuntimeError):
+    pass
+
+
+def hashed_view(cfg: DictConfig) -> dict:
+    """The resolved values that define the run (for the hash and the record)."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for key in NOT_HASHED:
+        resolved.pop(key, None)
+    for group, keys in NOT_HASHED_NESTED.items():
+        for key in keys:
+            if isinstance(resolved.get(group), dict):
+                resolved[group].pop(key, None)
+    return resolved
+
+
+def config_digest(cfg: DictConfig) -> str:
+    return hashlib.sha256(json.dumps(hashed_view(cfg), sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def run_folder(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.output_dir) / cfg.task / f"{cfg.run_name}-{config_digest(cfg)}"
+
+
+def read_record(folder: Path) -> dict | None:
+    path = folder / RECORD_NAME
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def claim_run_folder(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
+    """Decide what to do with this config's folder: (folder, finished record or None, checkpoint to resume).
+
+    - finished and not rerun: return its record (the caller reuses it);
+    - rerun: move the old folder aside (kept, never deleted) and start fresh;
+    - unfinished with resume=true: resume from its last checkpoint;
+    - unfinished without resume: stop and say how to continue.
+    """
+    folder = run_folder(cfg)
+    record = read_record(folder)
+    last = folder / LAST_CHECKPOINT
+    if folder.exists() and cfg.rerun:
+        aside = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        folder.rename(aside)
+        return folder, None, None
+    if record is not None:
+        return folder, record, None
+    if cfg.resume:
+        if not last.is_file():
+            raise RunFolderError(f"resume=true but {folder} holds no checkpoint to resume from "
+                                 f"(looked for {last}); drop resume=true to start this run")
+        return folder, None, str(last)
+    if last.is_file():
+        raise RunFolderError(f"{folder} holds an unfinished run of this exact config; pass resume=true to "
+                             f"continue it from {last}, or rerun=true to start over (the old folder is kept)")
+    return folder, None, None
+
+
+def git_state() -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None}
+
+
+def write_record(folder: Path, record: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / RECORD_NAME
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=False, default=str))
+    tmp.replace(path)  # atomic: a record exists only for a finished run
+    return path

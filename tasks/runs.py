@@ -1,0 +1,241 @@
+"""What train.py and distill_train.py do: build everything from the config, fit, evaluate, record.
+
+Both entry points (and later the Ray runner) call `run_train` / `run_distill` with a composed config and
+get the run record back.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from errors import ConfigError
+from losses import DistillationObjective
+from models.checkpoints import model_from_checkpoint, read_checkpoint
+from models.teachers import FrozenTeacher
+from tasks.callbacks import TrainThroughput
+from tasks.classification import ClassificationTask
+from tasks.distillation import DistillationTask
+from tasks.records import claim_run_folder, git_state, hashed_view, write_record
+from tasks.summary import print_record, print_comparison
+
+log = logging.getLogger(__name__)
+
+# Keys of the training recipe that teachers and baselines derive from a distillation config.
+RECIPE_KEYS = ("data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "seed")
+
+
+# ----------------------------------------------------------------------------------------------- building
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()  # fails here, before any training, if data is missing offline
+    return datamodule
+
+
+def model_config(cfg_node: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg_node, resolve=True)
+
+
+def check_classes(model: torch.nn.Module, num_classes: int, who: str, fix: str) -> None:
+    if getattr(model, "num_classes", num_classes) != num_classes:
+        raise ConfigError(f"the {who} predicts {model.num_classes} classes but data={num_classes} classes; {fix}")
+
+
+def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback]) -> pl.Trainer:
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    callbacks = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node is None:
+            continue
+        callback = instantiate(node)
+        if isinstance(callback, pl.callbacks.ProgressBar) and not cfg.trainer.get("enable_progress_bar", True):
+            continue
+        if isinstance(callback, pl.callbacks.LearningRateMonitor) and not logger:
+            continue
+        callbacks.append(callback)
+    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks + extra_callbacks,
+                       default_root_dir=cfg.run_dir)
+
+
+def checkpoint_callback(trainer: pl.Trainer) -> pl.callbacks.ModelCheckpoint:
+    callback = trainer.checkpoint_callback
+    if callback is None:
+        raise ConfigError("no ModelCheckpoint callback is configured; keep callbacks.checkpoint "
+                          "(best and last checkpoints feed the run record)")
+    return callback
+
+
+# ----------------------------------------------------------------------------------------------- running
+def _start(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
+    folder, record, resume_from = claim_run_folder(cfg)
+    with open_dict(cfg):
+        cfg.run_dir = str(folder)
+    return folder, record, resume_from
+
+
+def _evaluate(trainer: pl.Trainer, task: pl.LightningModule, datamodule, checkpoint: str) -> dict:
+    metrics = {}
+    for results in (trainer.validate(task, datamodule, ckpt_path=checkpoint, verbose=False),
+                    trainer.test(task, datamodule, ckpt_path=checkpoint, verbose=False)):
+        metrics.update({k: float(v) for k, v in results[0].items()})
+    return metrics
+
+
+def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folder: Path,
+                    resume_from: str | None, extra: dict[str, Any]) -> dict:
+    throughput = TrainThroughput()
+    trainer = build_trainer(cfg, [throughput])
+    started = time.time()
+    trainer.fit(task, datamodule, ckpt_path=resume_from)
+    wall = time.time() - started
+    callback = checkpoint_callback(trainer)
+    last_path = callback.last_model_path or str(folder / "checkpoints" / "last.ckpt")
+    best_path = callback.best_model_path or last_path
+    last = _evaluate(trainer, task, datamodule, last_path)
+    best = _evaluate(trainer, task, datamodule, best_path)
+    record = {
+        "task": cfg.task, "run_dir": str(folder), "seed": cfg.seed, **git_state(),
+        "config": OmegaConf.to_container(cfg, resolve=True), "hashed_config": hashed_view(cfg),
+        "epochs": trainer.current_epoch, "wall_time_s": wall, "resumed_from": resume_from,
+        "train_samples_per_s": throughput.samples_per_second,
+        "checkpoints": {"last": last_path, "best": best_path},
+        "last": last,
+        "best": {"epoch": int(read_checkpoint(best_path)["epoch"]), **best},
+        **extra,
+    }
+    if trainer.is_global_zero:
+        write_record(folder, record)
+    return record
+
+
+def run_train(cfg: DictConfig, quiet: bool = False) -> dict:
+    """Train cfg.model on cfg.data; returns the run record (reused if this config already finished)."""
+    if cfg.get("test_only"):
+        return run_test_only(cfg)
+    folder, record, resume_from = _start(cfg)
+    if record is not None:
+        log.info("reusing finished run %s", folder)
+        return record
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    model = instantiate(cfg.model)
+    check_classes(model, datamodule.num_classes, "model", "set model.num_classes to match or pick other data")
+    task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer),
+                              instantiate(cfg.scheduler) if cfg.get("scheduler") else None, model_config(cfg.model))
+    record = _fit_and_record(cfg, task, datamodule, folder, resume_from, {})
+    if not quiet:
+        print_record(record)
+    return record
+
+
+def derived_train_config(cfg: DictConfig, model_node: DictConfig, overrides: list[str], role: str) -> DictConfig:
+    """A train.py config for a model trained inside a distillation run (teacher or scratch baseline):
+    the distillation run's own data and recipe, with `overrides` (dotted keys) on top."""
+    train_cfg = OmegaConf.create({key: cfg[key] for key in RECIPE_KEYS if key in cfg})
+    with open_dict(train_cfg):
+        train_cfg.model = model_node
+        train_cfg.task = "train"
+        train_cfg.run_name = f"{cfg.data.name}-{model_node.name}-s{cfg.seed}"
+        train_cfg.run_dir = None
+        train_cfg.resume = cfg.resume
+        train_cfg.rerun = False
+        train_cfg.test_only = False
+        train_cfg.ckpt = None
+    try:
+        train_cfg = OmegaConf.merge(train_cfg, OmegaConf.from_dotlist(list(overrides)))
+    except Exception as error:
+        raise ConfigError(f"cannot apply {role} overrides {list(overrides)}: {error}; "
+                          f"write them as dotted keys, e.g. [trainer.max_epochs=30,optimizer.lr=0.1]") from None
+    return train_cfg
+
+
+def build_teacher(cfg: DictConfig, num_classes: int) -> tuple[FrozenTeacher, dict]:
+    teacher_cfg = cfg.teacher
+    if teacher_cfg.kind != "single":
+        raise ConfigError(f"teacher.kind={teacher_cfg.kind} is not supported; use teacher=single")
+    info: dict[str, Any] = {}
+    if teacher_cfg.checkpoint:
+        checkpoint = str(teacher_cfg.checkpoint)
+    else:
+        train_cfg = derived_train_config(cfg, teacher_cfg.model, teacher_cfg.train_overrides, "teacher")
+        log.info("teacher.checkpoint is not set: training (or reusing) teacher %s", teacher_cfg.model.name)
+        teacher_record = run_train(train_cfg, quiet=True)
+        checkpoint = teacher_record["checkpoints"]["last"]
+        info["teacher_run"] = teacher_record["run_dir"]
+    model, config = model_from_checkpoint(checkpoint, fallback_config=teacher_cfg.model)
+    check_classes(model, num_classes, "teacher", "use a teacher trained on this data, or the data it was trained on")
+    info.update({"teacher_checkpoint": checkpoint, "teacher_model": config.get("name")})
+    return FrozenTeacher(model), info
+
+
+def build_objective(cfg: DictConfig) -> DistillationObjective:
+    terms = cfg.kd.get("terms")
+    if not terms:
+        raise ConfigError(f"kd={cfg.kd.get('name')} defines no terms; give kd.terms.<name> entries")
+    return DistillationObjective({name: instantiate(node) for name, node in terms.items() if node is not None})
+
+
+def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None):
+    """(datamodule, task, teacher info): everything a distillation run fits, built and checked."""
+    pl.seed_everything(cfg.seed, workers=True)
+    objective = build_objective(cfg)  # first: a bad temperature or weight fails before any training
+    datamodule = build_datamodule(cfg)
+    teacher, info = build_teacher(cfg, datamodule.num_classes)
+    pl.seed_everything(cfg.seed, workers=True)  # the student's init must not depend on teacher training
+    student_config = model_config(cfg.student)
+    if student is None:
+        student = instantiate(cfg.student)
+    check_classes(student, datamodule.num_classes, "student", "set student.num_classes to match")
+    task = DistillationTask(student, teacher, objective, datamodule.num_classes, instantiate(cfg.optimizer),
+                            instantiate(cfg.scheduler) if cfg.get("scheduler") else None, student_config)
+    return datamodule, task, info
+
+
+def run_distill(cfg: DictConfig, quiet: bool = False) -> dict:
+    if cfg.get("test_only"):
+        return run_test_only(cfg)
+    folder, record, resume_from = _start(cfg)
+    if record is None:
+        datamodule, task, info = build_distillation(cfg)
+        record = _fit_and_record(cfg, task, datamodule, folder, resume_from, info)
+    else:
+        log.info("reusing finished run %s", folder)
+    if cfg.get("baseline"):
+        baseline_cfg = derived_train_config(cfg, cfg.student, [], "baseline")
+        record["baseline"] = run_train(baseline_cfg, quiet=True)
+    if not quiet:
+        print_record(record)
+        if "baseline" in record:
+            print_comparison(record)
+    return record
+
+
+def run_test_only(cfg: DictConfig) -> dict:
+    """Evaluate `ckpt` on the test set (and, for distillation, against the teacher)."""
+    if not cfg.get("ckpt"):
+        raise ConfigError("test_only=true needs ckpt=PATH (a .ckpt written by train.py or distill_train.py)")
+    folder, record, _ = _start(cfg)
+    if record is not None:
+        print_record(record)
+        return record
+    model, config = model_from_checkpoint(cfg.ckpt, fallback_config=cfg.get("model") or cfg.get("student"))
+    if cfg.task == "distill":
+        datamodule, task, info = build_distillation(cfg, student=model)
+    else:
+        datamodule, info = build_datamodule(cfg), {}
+        check_classes(model, datamodule.num_classes, "checkpoint's model", "evaluate it on the data it was trained on")
+        task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer), None, config)
+    trainer = build_trainer(cfg, [])
+    metrics = trainer.test(task, datamodule, verbose=False)[0]
+    record = {"task": f"{cfg.task}-test", "run_dir": str(folder), "checkpoint": str(cfg.ckpt),
+              "model": config.get("name"), **git_state(), "config": OmegaConf.to_container(cfg, resolve=True),
+              "test": {k: float(v) for k, v in metrics.items()}, **info}
+    write_record(folder, record)
+    print_record(record)
+    return record

@@ -1,0 +1,39 @@
+"""Config composition for tests: the real cfg/ tree, tiny data, CPU, no progress bars."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+CFG_DIR = str(Path(__file__).resolve().parent.parent / "cfg")
+
+# mnist1d cut down to a few batches; one epoch of a 1-D CNN takes well under a second here.
+TINY = ["data=mnist1d", "data.train_subset=256", "data.test_subset=128", "data.val_size=128",
+        "data.batch_size=64", "trainer.max_epochs=1", "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
+
+
+def tiny_overrides(data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
+    return [*TINY, f"paths.data_dir={data_dir}", f"paths.output_dir={output_dir}", *extra]
+
+
+def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=CFG_DIR, version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+class KillAtEpoch(pl.Callback):
+    """Simulates a killed run: raises when `epoch` starts (after the previous epoch's checkpoint)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise SimulatedKill(f"killed at the start of epoch {self.epoch}")
+
+
+class SimulatedKill(RuntimeError):
+    pass

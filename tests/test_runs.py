@@ -1,0 +1,214 @@
+"""End to end: train -> distill through the real code paths on tiny mnist1d, the frozen-teacher
+invariants, resume, test-only evaluation, run records, and bad input."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra.errors import HydraException
+
+from errors import UserError
+from models.checkpoints import CheckpointError
+from tasks.records import RunFolderError
+from tasks.runs import build_distillation, build_trainer, run_distill, run_train
+from tests.helpers import CFG_DIR, SimulatedKill, compose_config, tiny_overrides
+
+ROOT = Path(CFG_DIR).parent
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("outputs")
+
+
+@pytest.fixture(scope="module")
+def teacher_record(data_dir, outputs) -> dict:
+    return run_train(compose_config("train", tiny_overrides(data_dir, outputs, "model=cnn1d")), quiet=True)
+
+
+def distill_config(data_dir, outputs, *extra):
+    return compose_config("distill", tiny_overrides(data_dir, outputs, "experiment=null", "student=mlp1d",
+                                                    "teacher/model=cnn1d", *extra))
+
+
+def test_train_record_has_what_the_design_asks(teacher_record):
+    folder = Path(teacher_record["run_dir"])
+    assert json.loads((folder / "record.json").read_text())["run_dir"] == str(folder)
+    assert (folder / "checkpoints" / "last.ckpt").is_file() and (folder / "checkpoints" / "best.ckpt").is_file()
+    assert (folder / "metrics.csv").is_file()
+    for key in ("config", "seed", "git_commit", "wall_time_s", "train_samples_per_s"):
+        assert key in teacher_record
+    for split in ("last", "best"):
+        for metric in ("val/top1", "val/top5", "val/ece", "test/top1", "test/top5", "test/ece"):
+            assert 0.0 <= teacher_record[split][metric] <= 1.0
+    assert teacher_record["best"]["epoch"] == 0
+
+
+def test_same_config_reuses_the_finished_run(teacher_record, data_dir, outputs):
+    again = run_train(compose_config("train", tiny_overrides(data_dir, outputs, "model=cnn1d")), quiet=True)
+    assert again["run_dir"] == teacher_record["run_dir"] and again["wall_time_s"] == teacher_record["wall_time_s"]
+
+
+class TeacherWatch(pl.Callback):
+    """Checks at every training step that the teacher is in eval mode and outside the optimizer."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def on_train_batch_start(self, trainer, task, batch, batch_idx):
+        assert not task.teacher.training and not task.teacher.model.training
+        optimized = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
+        assert not optimized & {id(p) for p in task.teacher.parameters()}
+        self.steps += 1
+
+
+def test_teacher_stays_frozen_through_a_fit(teacher_record, data_dir, outputs, tmp_path):
+    cfg = distill_config(data_dir, outputs, f"teacher.checkpoint={teacher_record['checkpoints']['last']}",
+                         "trainer.max_epochs=2")
+    cfg.run_dir = str(tmp_path)
+    datamodule, task, _ = build_distillation(cfg)
+    before = {k: v.clone() for k, v in task.teacher.model.state_dict().items()}
+    assert any("running_mean" in k for k in before), "the test needs a teacher with BatchNorm"
+    watch = TeacherWatch()
+    trainer = build_trainer(cfg, [watch])
+    trainer.fit(task, datamodule)
+    assert watch.steps == 2 * 4
+    after = task.teacher.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "teacher weights or BN statistics moved"
+    assert all(not p.requires_grad and p.grad is None for p in task.teacher.parameters())
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    student_keys = {f"model.{k}" for k in task.model.state_dict()}
+    assert set(checkpoint["state_dict"]) == student_keys, "only the student may be in its checkpoint"
+    assert checkpoint["kd_model_config"]["name"] == "mlp1d"
+
+
+def test_distill_record_and_teacher_cache(teacher_record, data_dir, outputs):
+    record = run_distill(distill_config(data_dir, outputs), quiet=True)
+    # No teacher.checkpoint: the teacher config was trained by train.py's code, and the identical
+    # config the fixture trained is found in the cache rather than trained again.
+    assert record["teacher_run"] == teacher_record["run_dir"]
+    for metric in ("agreement", "kl", "teacher_top1", "top1", "ece"):
+        assert f"test/{metric}" in record["last"] and f"val/{metric}" in record["best"]
+    assert record["last"]["test/teacher_top1"] == pytest.approx(teacher_record["last"]["test/top1"])
+    assert record["last"]["test/kl"] >= 0
+
+
+def test_killed_run_resumes_to_the_same_weights(teacher_record, data_dir, outputs):
+    common = (f"teacher.checkpoint={teacher_record['checkpoints']['last']}", "trainer.max_epochs=3")
+    straight = run_distill(distill_config(data_dir, outputs, *common, "run_name=straight"), quiet=True)
+    kill = ("+callbacks.kill._target_=tests.helpers.KillAtEpoch", "+callbacks.kill.epoch=2")
+    with pytest.raises(SimulatedKill):
+        run_distill(distill_config(data_dir, outputs, *common, "run_name=killed", *kill), quiet=True)
+    with pytest.raises(RunFolderError, match="resume=true"):
+        run_distill(distill_config(data_dir, outputs, *common, "run_name=killed"), quiet=True)
+    resumed = run_distill(distill_config(data_dir, outputs, *common, "run_name=killed", "resume=true"), quiet=True)
+    assert resumed["resumed_from"].endswith("last.ckpt") and resumed["epochs"] == straight["epochs"] == 3
+    weights = [torch.load(r["checkpoints"]["last"], map_location="cpu", weights_only=False)["state_dict"]
+               for r in (straight, resumed)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_test_only_evaluates_a_checkpoint(teacher_record, data_dir, outputs):
+    checkpoint = teacher_record["checkpoints"]["last"]
+    # The checkpoint alone rebuilds its model: model=mlp1d in the config does not matter.
+    record = run_train(compose_config("train", tiny_overrides(data_dir, outputs, "model=mlp1d", "test_only=true",
+                                                              f"ckpt={checkpoint}")), quiet=True)
+    assert record["model"] == "cnn1d"
+    assert record["test"]["test/top1"] == pytest.approx(teacher_record["last"]["test/top1"])
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("override,group", [("kd=no_such_method", "kd"), ("student=no_such_model", "student"),
+                                            ("data=no_such_data", "data")])
+def test_unknown_choice_lists_the_valid_ones(override, group):
+    with pytest.raises(HydraException, match="Available options"):
+        compose_config("distill", [override])
+
+
+def test_teacher_with_other_class_count_is_refused(teacher_record, data_dir, outputs):
+    cfg = distill_config(data_dir, outputs, "data=synthetic", "data.num_classes=5", "data.input_shape=[1,40]",
+                         f"teacher.checkpoint={teacher_record['checkpoints']['last']}")
+    with pytest.raises(UserError, match="teacher predicts 10 classes but data=5"):
+        run_distill(cfg, quiet=True)
+
+
+def test_non_checkpoint_file_is_refused(data_dir, outputs, tmp_path):
+    junk = tmp_path / "notes.ckpt"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="is not a model checkpoint"):
+        run_distill(distill_config(data_dir, outputs, f"teacher.checkpoint={junk}"), quiet=True)
+
+
+def test_checkpoint_of_another_architecture_is_refused(teacher_record, data_dir, outputs, tmp_path):
+    # A foreign (plain state dict) checkpoint of a cnn1d, declared as a resnet8: the shapes cannot fit.
+    state = torch.load(teacher_record["checkpoints"]["last"], map_location="cpu", weights_only=False)["state_dict"]
+    foreign = tmp_path / "cnn1d_weights.pth"
+    torch.save({"model": {k[len("model."):]: v for k, v in state.items()}}, foreign)
+    with pytest.raises(CheckpointError, match="does not fit architecture 'mlp1d'"):
+        run_distill(distill_config(data_dir, outputs, f"teacher.checkpoint={foreign}", "teacher/model=mlp1d"),
+                    quiet=True)
+
+
+def test_missing_cifar_offline_stops_before_training(data_dir, outputs, tmp_path, monkeypatch):
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)
+    monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", offline)
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
+    cfg = distill_config(tmp_path, outputs, "data=cifar10", f"paths.data_dir={tmp_path}",
+                         "data.num_workers=0", "student=resnet8", "teacher/model=resnet8", "run_name=nocifar")
+    with pytest.raises(UserError, match="cifar-10-batches-py"):
+        run_distill(cfg, quiet=True)
+    assert not list((outputs / "train").glob("*resnet8*")), "nothing may be trained when data is missing"
+
+
+def test_non_positive_temperature_stops_before_training(data_dir, outputs):
+    with pytest.raises(UserError, match="temperature must be a positive number"):
+        run_distill(distill_config(data_dir, outputs, "kd.terms.kd.temperature=0", "teacher/model=resnet8",
+                                   "run_name=badtemp"), quiet=True)
+    assert not list((outputs / "distill").glob("badtemp*"))
+
+
+def test_resume_without_a_checkpoint_is_refused(data_dir, outputs):
+    with pytest.raises(RunFolderError, match="no checkpoint to resume"):
+        run_train(compose_config("train", tiny_overrides(data_dir, outputs, "model=mlp1d", "resume=true",
+                                                         "run_name=nothing")), quiet=True)
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def run_cli(script: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_train_then_distill_through_the_entry_points(data_dir, tmp_path):
+    common = tiny_overrides(data_dir, tmp_path)
+    trained = run_cli("train.py", *common, "model=cnn1d")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    teacher = json.loads(next((tmp_path / "train").glob("*/record.json")).read_text())
+    distilled = run_cli("distill_train.py", *common, f"teacher.checkpoint={teacher['checkpoints']['last']}")
+    assert distilled.returncode == 0, distilled.stderr[-3000:]
+    record = json.loads(next((tmp_path / "distill").glob("*/record.json")).read_text())
+    assert record["teacher_checkpoint"] == teacher["checkpoints"]["last"]
+    # The quickstart (distill_train.py's default experiment) also trains the student from scratch.
+    assert record["baseline"]["config"]["model"]["name"] == "mlp1d"
+    assert "KD student top-1" in distilled.stdout
+
+
+def test_cli_bad_input_is_one_line(data_dir, tmp_path):
+    result = run_cli("distill_train.py", *tiny_overrides(data_dir, tmp_path), "kd.terms.kd.temperature=-1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: kd.terms.kd.temperature must be a positive number, got -1.0; "
+        "use e.g. kd.terms.kd.temperature=4 (the usual CIFAR temperature)"]

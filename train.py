@@ -1,0 +1,15 @@
+"""Train a model from scratch (teachers, baseline students).  python train.py --help"""
+import hydra
+from omegaconf import DictConfig
+
+from errors import exit_on_user_error
+
+
+@hydra.main(config_path="cfg", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from tasks.runs import run_train  # imported here so `--help` stays fast
+    exit_on_user_error(run_train, cfg)
+
+
+if __name__ == "__main__":
+    main()
