@@ -69,7 +69,6 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path:
 def model_from_checkpoint(path: str | Path, fallback_config: Mapping | None = None) -> tuple[nn.Module, dict]:
     """(model with loaded weights, its model config). `fallback_config` builds foreign checkpoints."""
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     checkpoint = read_checkpoint(path)
     config = checkpoint.get(MODEL_CONFIG_KEY) if isinstance(checkpoint, Mapping) else None
@@ -77,7 +76,7 @@ def model_from_checkpoint(path: str | Path, fallback_config: Mapping | None = No
         if fallback_config is None:
             raise CheckpointError(f"{path} carries no model config (it was not written by this codebase); "
                                   f"also name its architecture, e.g. teacher/model=resnet32x4")
-        config = OmegaConf.to_container(OmegaConf.create(fallback_config), resolve=True)
+        config = dict(fallback_config)
     model = instantiate(config)
     load_weights(model, extract_state_dict(checkpoint, path), path)
     return model, config

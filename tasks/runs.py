@@ -12,10 +12,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from errors import ConfigError
+from errors import ConfigError, find_user_error
 from losses import DistillationObjective
 from models.checkpoints import model_from_checkpoint, read_checkpoint
 from models.teachers import FrozenTeacher
@@ -32,6 +33,17 @@ RECIPE_KEYS = ("data", "optimizer", "scheduler", "trainer", "logger", "callbacks
 
 
 # ----------------------------------------------------------------------------------------------- building
+def instantiate(node, *args, **kwargs):
+    """Hydra's instantiate, but a user error raised inside a constructor surfaces as itself."""
+    try:
+        return hydra_instantiate(node, *args, **kwargs)
+    except InstantiationException as error:
+        user_error = find_user_error(error)
+        if user_error is None:
+            raise
+        raise user_error from None
+
+
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()  # fails here, before any training, if data is missing offline
@@ -168,7 +180,7 @@ def build_teacher(cfg: DictConfig, num_classes: int) -> tuple[FrozenTeacher, dic
         teacher_record = run_train(train_cfg, quiet=True)
         checkpoint = teacher_record["checkpoints"]["last"]
         info["teacher_run"] = teacher_record["run_dir"]
-    model, config = model_from_checkpoint(checkpoint, fallback_config=teacher_cfg.model)
+    model, config = model_from_checkpoint(checkpoint, fallback_config=model_config(teacher_cfg.model))
     check_classes(model, num_classes, "teacher", "use a teacher trained on this data, or the data it was trained on")
     info.update({"teacher_checkpoint": checkpoint, "teacher_model": config.get("name")})
     return FrozenTeacher(model), info
@@ -207,8 +219,9 @@ def run_distill(cfg: DictConfig, quiet: bool = False) -> dict:
     else:
         log.info("reusing finished run %s", folder)
     if cfg.get("baseline"):
-        baseline_cfg = derived_train_config(cfg, cfg.student, [], "baseline")
-        record["baseline"] = run_train(baseline_cfg, quiet=True)
+        baseline = run_train(derived_train_config(cfg, cfg.student, [], "baseline"), quiet=True)
+        record["baseline"] = {key: baseline[key] for key in ("run_dir", "last", "best")}
+        write_record(folder, record)
     if not quiet:
         print_record(record)
         if "baseline" in record:
@@ -224,7 +237,8 @@ def run_test_only(cfg: DictConfig) -> dict:
     if record is not None:
         print_record(record)
         return record
-    model, config = model_from_checkpoint(cfg.ckpt, fallback_config=cfg.get("model") or cfg.get("student"))
+    architecture = cfg.get("model") or cfg.get("student")
+    model, config = model_from_checkpoint(cfg.ckpt, fallback_config=model_config(architecture))
     if cfg.task == "distill":
         datamodule, task, info = build_distillation(cfg, student=model)
     else:

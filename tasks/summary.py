@@ -35,9 +35,9 @@ def print_comparison(record: dict, console: Console | None = None) -> None:
     """The quickstart table: teacher, scratch student, KD student, fidelity (test set, last epoch)."""
     console = console or Console()
     last, scratch = record["last"], record["baseline"]["last"]
-    table = Table(title="test set, last epoch", title_justify="left")
-    for column in ("teacher top-1 %", "student from scratch top-1 %", "KD student top-1 %",
-                   "agreement %", "KL(teacher||student)"):
+    table = Table(title="test set, last epoch: top-1 %, teacher-student agreement %, KL(teacher || student)",
+                  title_justify="left")
+    for column in ("teacher", "scratch student", "KD student", "agreement", "KL"):
         table.add_column(column, justify="right")
     table.add_row(f"{100 * last['test/teacher_top1']:.2f}", f"{100 * scratch['test/top1']:.2f}",
                   f"{100 * last['test/top1']:.2f}", f"{100 * last['test/agreement']:.2f}", f"{last['test/kl']:.4f}")
