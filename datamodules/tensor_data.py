@@ -79,8 +79,9 @@ class DigitsDataModule(TensorDataModule):
 
 
 class SyntheticDataModule(TensorDataModule):
-    """A seeded Gaussian mixture: one unit-variance Gaussian per class around a random mean, means spread so
-    that neighbouring classes overlap (`class_sep` sets how much), any `num_classes` and `input_shape`."""
+    """A seeded Gaussian mixture: one unit-variance Gaussian per class around a random mean, any
+    `num_classes` and `input_shape`. Means are drawn so two classes' means lie about `class_sep` apart in
+    any dimension, so classes overlap (a linear model is well above chance, not perfect)."""
 
     def __init__(self, *args, n_train: int = 2000, n_test: int = 500, class_sep: float = 2.0,
                  generation_seed: int = 0, **kwargs) -> None:
@@ -92,7 +93,7 @@ class SyntheticDataModule(TensorDataModule):
     def make_arrays(self):
         rng = np.random.default_rng(self.generation_seed)
         dim = math.prod(self.input_shape)
-        means = rng.normal(size=(self.num_classes, dim)) * self.class_sep / math.sqrt(2.0)
+        means = rng.normal(size=(self.num_classes, dim)) * self.class_sep / math.sqrt(2.0 * dim)
 
         def draw(count: int):
             labels = rng.integers(self.num_classes, size=count)

@@ -146,9 +146,9 @@ def run_train(cfg: DictConfig, quiet: bool = False) -> dict:
     return record
 
 
-def derived_train_config(cfg: DictConfig, model_node: DictConfig, overrides: list[str], role: str) -> DictConfig:
+def derived_train_config(cfg: DictConfig, model_node: DictConfig, recipe: DictConfig | None = None) -> DictConfig:
     """A train.py config for a model trained inside a distillation run (teacher or scratch baseline):
-    the distillation run's own data and recipe, with `overrides` (dotted keys) on top."""
+    the distillation run's own data and recipe, with the non-null leaves of `recipe` on top."""
     train_cfg = OmegaConf.create({key: cfg[key] for key in RECIPE_KEYS if key in cfg})
     with open_dict(train_cfg):
         train_cfg.model = model_node
@@ -159,12 +159,22 @@ def derived_train_config(cfg: DictConfig, model_node: DictConfig, overrides: lis
         train_cfg.rerun = False
         train_cfg.test_only = False
         train_cfg.ckpt = None
-    try:
-        train_cfg = OmegaConf.merge(train_cfg, OmegaConf.from_dotlist(list(overrides)))
-    except Exception as error:
-        raise ConfigError(f"cannot apply {role} overrides {list(overrides)}: {error}; "
-                          f"write them as dotted keys, e.g. [trainer.max_epochs=30,optimizer.lr=0.1]") from None
-    return train_cfg
+    changes = _non_null(OmegaConf.to_container(recipe, resolve=True)) if recipe else {}
+    unknown = sorted(set(changes) - set(train_cfg))
+    if unknown:
+        raise ConfigError(f"teacher.recipe has unknown sections {unknown}; use sections of the training "
+                          f"recipe: {', '.join(RECIPE_KEYS)}")
+    return OmegaConf.merge(train_cfg, changes)
+
+
+def _non_null(tree: dict) -> dict:
+    """Drops null leaves (null = same as the student) and the branches they leave empty."""
+    kept = {}
+    for key, value in tree.items():
+        value = _non_null(value) if isinstance(value, dict) else value
+        if value is not None and value != {}:
+            kept[key] = value
+    return kept
 
 
 def build_teacher(cfg: DictConfig, num_classes: int) -> tuple[FrozenTeacher, dict]:
@@ -175,7 +185,7 @@ def build_teacher(cfg: DictConfig, num_classes: int) -> tuple[FrozenTeacher, dic
     if teacher_cfg.checkpoint:
         checkpoint = str(teacher_cfg.checkpoint)
     else:
-        train_cfg = derived_train_config(cfg, teacher_cfg.model, teacher_cfg.train_overrides, "teacher")
+        train_cfg = derived_train_config(cfg, teacher_cfg.model, teacher_cfg.get("recipe"))
         log.info("teacher.checkpoint is not set: training (or reusing) teacher %s", teacher_cfg.model.name)
         teacher_record = run_train(train_cfg, quiet=True)
         checkpoint = teacher_record["checkpoints"]["last"]
@@ -219,7 +229,7 @@ def run_distill(cfg: DictConfig, quiet: bool = False) -> dict:
     else:
         log.info("reusing finished run %s", folder)
     if cfg.get("baseline"):
-        baseline = run_train(derived_train_config(cfg, cfg.student, [], "baseline"), quiet=True)
+        baseline = run_train(derived_train_config(cfg, cfg.student), quiet=True)
         record["baseline"] = {key: baseline[key] for key in ("run_dir", "last", "best")}
         write_record(folder, record)
     if not quiet:

@@ -1,0 +1,55 @@
+"""Fake CIFAR files in the exact on-disk layout torchvision reads (pickled dicts of uint8 rows)."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def _dump(path: Path, content: dict) -> None:
+    with open(path, "wb") as handle:
+        pickle.dump(content, handle, protocol=2)
+
+
+def write_fake_cifar(root: Path, variant: str = "cifar10", n_train: int = 100, n_test: int = 20,
+                     seed: int = 0) -> dict[str, np.ndarray]:
+    """Writes random images; returns the raw arrays (train/test images as N x 32 x 32 x 3, labels)."""
+    rng = np.random.default_rng(seed)
+    classes = 10 if variant == "cifar10" else 100
+    arrays = {}
+    for split, count in (("train", n_train), ("test", n_test)):
+        arrays[f"{split}_rows"] = rng.integers(0, 256, size=(count, 3072), dtype=np.uint8)
+        arrays[f"{split}_labels"] = rng.integers(0, classes, size=count)
+    if variant == "cifar10":
+        folder = Path(root) / "cifar-10-batches-py"
+        folder.mkdir(parents=True, exist_ok=True)
+        for batch, rows in enumerate(np.array_split(np.arange(n_train), 5), start=1):
+            _dump(folder / f"data_batch_{batch}", {"batch_label": f"training batch {batch} of 5",
+                                                   "data": arrays["train_rows"][rows],
+                                                   "labels": arrays["train_labels"][rows].tolist()})
+        _dump(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "data": arrays["test_rows"],
+                                      "labels": arrays["test_labels"].tolist()})
+        _dump(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
+    else:
+        folder = Path(root) / "cifar-100-python"
+        folder.mkdir(parents=True, exist_ok=True)
+        for split in ("train", "test"):
+            labels = arrays[f"{split}_labels"]
+            _dump(folder / split, {"data": arrays[f"{split}_rows"], "fine_labels": labels.tolist(),
+                                   "coarse_labels": (labels // 5).tolist()})
+        _dump(folder / "meta", {"fine_label_names": [f"fine{i}" for i in range(100)],
+                                "coarse_label_names": [f"coarse{i}" for i in range(20)]})
+    # torchvision stores images as CHW rows and serves them as HWC.
+    for split in ("train", "test"):
+        arrays[f"{split}_images"] = arrays[f"{split}_rows"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return arrays
+
+
+@pytest.fixture
+def skip_cifar_md5(monkeypatch):
+    """torchvision verifies the real files' md5 sums; fake files pass through this check only."""
+    import torchvision
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: True)
