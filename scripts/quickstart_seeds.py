@@ -1,6 +1,6 @@
 """Run the quickstart (distill_train.py's default experiment) over several seeds and write its table.
 
-    python scripts/quickstart_seeds.py --seeds 0 1 2 [extra overrides ...]
+    python scripts/quickstart_seeds.py --seeds 0,1,2 [Hydra overrides ...]
 
 Writes results/quickstart/seed<N>.json (each run's record, config included) and results/quickstart/table.md
 (mean +- std over seeds, test set, last epoch), and prints the table.
@@ -34,7 +34,7 @@ def mean_std(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "quickstart")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every seed")
     args = parser.parse_args()
@@ -46,7 +46,7 @@ def main() -> None:
         record = run_distill(cfg, quiet=True)
         (args.out / f"seed{seed}.json").write_text(json.dumps(record, indent=2, default=str))
         records.append(record)
-    command = " ".join(["python scripts/quickstart_seeds.py --seeds", *map(str, args.seeds), *args.overrides])
+    command = " ".join(["python scripts/quickstart_seeds.py --seeds", ",".join(map(str, args.seeds)), *args.overrides])
     header = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
     rule = "|" + "---|" * len(COLUMNS)
     row = "| " + " | ".join(mean_std([value(r) for r in records]) for _, value in COLUMNS) + " |"
