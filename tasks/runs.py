@@ -132,15 +132,15 @@ def run_train(cfg: DictConfig, quiet: bool = False) -> dict:
         return run_test_only(cfg)
     folder, record, resume_from = _start(cfg)
     if record is not None:
-        log.info("reusing finished run %s", folder)
-        return record
-    pl.seed_everything(cfg.seed, workers=True)
-    datamodule = build_datamodule(cfg)
-    model = instantiate(cfg.model)
-    check_classes(model, datamodule.num_classes, "model", "set model.num_classes to match or pick other data")
-    task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer),
-                              instantiate(cfg.scheduler) if cfg.get("scheduler") else None, model_config(cfg.model))
-    record = _fit_and_record(cfg, task, datamodule, folder, resume_from, {})
+        log.info("this config already finished in %s: showing its record (rerun=true trains again)", folder)
+    else:
+        pl.seed_everything(cfg.seed, workers=True)
+        datamodule = build_datamodule(cfg)
+        model = instantiate(cfg.model)
+        check_classes(model, datamodule.num_classes, "model", "set model.num_classes to match or pick other data")
+        task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer),
+                                  instantiate(cfg.scheduler) if cfg.get("scheduler") else None, model_config(cfg.model))
+        record = _fit_and_record(cfg, task, datamodule, folder, resume_from, {})
     if not quiet:
         print_record(record)
     return record
@@ -227,7 +227,7 @@ def run_distill(cfg: DictConfig, quiet: bool = False) -> dict:
         datamodule, task, info = build_distillation(cfg)
         record = _fit_and_record(cfg, task, datamodule, folder, resume_from, info)
     else:
-        log.info("reusing finished run %s", folder)
+        log.info("this config already finished in %s: showing its record (rerun=true trains again)", folder)
     if cfg.get("baseline"):
         baseline = run_train(derived_train_config(cfg, cfg.student), quiet=True)
         record["baseline"] = {key: baseline[key] for key in ("run_dir", "last", "best")}

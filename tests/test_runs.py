@@ -212,3 +212,17 @@ def test_cli_bad_input_is_one_line(data_dir, tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: kd.terms.kd.temperature must be a positive number, got -1.0; "
         "use e.g. kd.terms.kd.temperature=4 (the usual CIFAR temperature)"]
+
+
+@pytest.mark.parametrize("logger,written", [("tensorboard", "logs/version_0"), ("wandb", "wandb")])
+def test_other_loggers_write_into_the_run_folder(logger, written, data_dir, tmp_path):
+    record = run_train(compose_config("train", tiny_overrides(data_dir, tmp_path, "model=mlp1d", f"logger={logger}")),
+                       quiet=True)
+    assert (Path(record["run_dir"]) / written).exists()
+
+
+def test_multirun_over_seeds(data_dir, tmp_path):
+    result = run_cli("train.py", "-m", "seed=0,1", *tiny_overrides(data_dir, tmp_path), "model=mlp1d")
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "train").glob("*/record.json")]
+    assert sorted(r["seed"] for r in records) == [0, 1]
