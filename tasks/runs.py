@@ -23,7 +23,7 @@ from models.teachers import FrozenTeacher
 from tasks.callbacks import TrainThroughput
 from tasks.classification import ClassificationTask
 from tasks.distillation import DistillationTask
-from tasks.records import claim_run_folder, git_state, hashed_view, write_record
+from tasks.records import claim_run_folder, config_digest, git_state, write_record
 from tasks.summary import print_record, print_comparison
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,13 @@ def model_config(cfg_node: DictConfig) -> dict:
 
 def check_classes(model: torch.nn.Module, num_classes: int, who: str, fix: str) -> None:
     if getattr(model, "num_classes", num_classes) != num_classes:
-        raise ConfigError(f"the {who} predicts {model.num_classes} classes but data={num_classes} classes; {fix}")
+        raise ConfigError(f"the {who} predicts {model.num_classes} classes but the data has {num_classes}; {fix}")
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback]) -> pl.Trainer:
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = []
-    for name, node in (cfg.get("callbacks") or {}).items():
+    for node in (cfg.get("callbacks") or {}).values():
         if node is None:
             continue
         callback = instantiate(node)
@@ -113,7 +113,7 @@ def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folde
     best = _evaluate(trainer, task, datamodule, best_path)
     record = {
         "task": cfg.task, "run_dir": str(folder), "seed": cfg.seed, **git_state(),
-        "config": OmegaConf.to_container(cfg, resolve=True), "hashed_config": hashed_view(cfg),
+        "config": OmegaConf.to_container(cfg, resolve=True), "config_digest": config_digest(cfg),
         "epochs": trainer.current_epoch, "wall_time_s": wall, "resumed_from": resume_from,
         "train_samples_per_s": throughput.samples_per_second,
         "checkpoints": {"last": last_path, "best": best_path},
@@ -129,7 +129,7 @@ def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folde
 def run_train(cfg: DictConfig, quiet: bool = False) -> dict:
     """Train cfg.model on cfg.data; returns the run record (reused if this config already finished)."""
     if cfg.get("test_only"):
-        return run_test_only(cfg)
+        return run_test_only(cfg, quiet)
     folder, record, resume_from = _start(cfg)
     if record is not None:
         log.info("this config already finished in %s: showing its record (rerun=true trains again)", folder)
@@ -153,7 +153,6 @@ def derived_train_config(cfg: DictConfig, model_node: DictConfig, recipe: DictCo
     with open_dict(train_cfg):
         train_cfg.model = model_node
         train_cfg.task = "train"
-        train_cfg.run_name = f"{cfg.data.name}-{model_node.name}-s{cfg.seed}"
         train_cfg.run_dir = None
         train_cfg.resume = cfg.resume
         train_cfg.rerun = False
@@ -164,7 +163,9 @@ def derived_train_config(cfg: DictConfig, model_node: DictConfig, recipe: DictCo
     if unknown:
         raise ConfigError(f"teacher.recipe has unknown sections {unknown}; use sections of the training "
                           f"recipe: {', '.join(RECIPE_KEYS)}")
-    return OmegaConf.merge(train_cfg, changes)
+    train_cfg = OmegaConf.merge(train_cfg, changes)
+    train_cfg.run_name = f"{train_cfg.data.name}-{train_cfg.model.name}-s{train_cfg.seed}"
+    return train_cfg
 
 
 def _non_null(tree: dict) -> dict:
@@ -188,7 +189,7 @@ def build_teacher(cfg: DictConfig, num_classes: int) -> tuple[FrozenTeacher, dic
         train_cfg = derived_train_config(cfg, teacher_cfg.model, teacher_cfg.get("recipe"))
         log.info("teacher.checkpoint is not set: training (or reusing) teacher %s", teacher_cfg.model.name)
         teacher_record = run_train(train_cfg, quiet=True)
-        checkpoint = teacher_record["checkpoints"]["last"]
+        checkpoint = teacher_record["checkpoints"]["last"]  # the last-epoch teacher, as RepDistiller uses
         info["teacher_run"] = teacher_record["run_dir"]
     model, config = model_from_checkpoint(checkpoint, fallback_config=model_config(teacher_cfg.model))
     check_classes(model, num_classes, "teacher", "use a teacher trained on this data, or the data it was trained on")
@@ -203,16 +204,16 @@ def build_objective(cfg: DictConfig) -> DistillationObjective:
     return DistillationObjective({name: instantiate(node) for name, node in terms.items() if node is not None})
 
 
-def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None):
-    """(datamodule, task, teacher info): everything a distillation run fits, built and checked."""
+def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, student_config: dict | None = None):
+    """(datamodule, task, teacher info): everything a distillation run fits, built and checked.
+    `student` (with its `student_config`) replaces cfg.student, e.g. a student loaded from a checkpoint."""
     pl.seed_everything(cfg.seed, workers=True)
     objective = build_objective(cfg)  # first: a bad temperature or weight fails before any training
     datamodule = build_datamodule(cfg)
     teacher, info = build_teacher(cfg, datamodule.num_classes)
     pl.seed_everything(cfg.seed, workers=True)  # the student's init must not depend on teacher training
-    student_config = model_config(cfg.student)
     if student is None:
-        student = instantiate(cfg.student)
+        student, student_config = instantiate(cfg.student), model_config(cfg.student)
     check_classes(student, datamodule.num_classes, "student", "set student.num_classes to match")
     task = DistillationTask(student, teacher, objective, datamodule.num_classes, instantiate(cfg.optimizer),
                             instantiate(cfg.scheduler) if cfg.get("scheduler") else None, student_config)
@@ -221,7 +222,7 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None):
 
 def run_distill(cfg: DictConfig, quiet: bool = False) -> dict:
     if cfg.get("test_only"):
-        return run_test_only(cfg)
+        return run_test_only(cfg, quiet)
     folder, record, resume_from = _start(cfg)
     if record is None:
         datamodule, task, info = build_distillation(cfg)
@@ -239,18 +240,23 @@ def run_distill(cfg: DictConfig, quiet: bool = False) -> dict:
     return record
 
 
-def run_test_only(cfg: DictConfig) -> dict:
+def run_test_only(cfg: DictConfig, quiet: bool = False) -> dict:
     """Evaluate `ckpt` on the test set (and, for distillation, against the teacher)."""
     if not cfg.get("ckpt"):
         raise ConfigError("test_only=true needs ckpt=PATH (a .ckpt written by train.py or distill_train.py)")
     folder, record, _ = _start(cfg)
-    if record is not None:
+    if record is None:
+        record = _test_checkpoint(cfg, folder)
+    if not quiet:
         print_record(record)
-        return record
+    return record
+
+
+def _test_checkpoint(cfg: DictConfig, folder: Path) -> dict:
     architecture = cfg.get("model") or cfg.get("student")
     model, config = model_from_checkpoint(cfg.ckpt, fallback_config=model_config(architecture))
     if cfg.task == "distill":
-        datamodule, task, info = build_distillation(cfg, student=model)
+        datamodule, task, info = build_distillation(cfg, student=model, student_config=config)
     else:
         datamodule, info = build_datamodule(cfg), {}
         check_classes(model, datamodule.num_classes, "checkpoint's model", "evaluate it on the data it was trained on")
@@ -261,5 +267,4 @@ def run_test_only(cfg: DictConfig) -> dict:
               "model": config.get("name"), **git_state(), "config": OmegaConf.to_container(cfg, resolve=True),
               "test": {k: float(v) for k, v in metrics.items()}, **info}
     write_record(folder, record)
-    print_record(record)
     return record

@@ -135,7 +135,7 @@ def test_unknown_choice_lists_the_valid_ones(override, group):
 def test_teacher_with_other_class_count_is_refused(teacher_record, data_dir, outputs):
     cfg = distill_config(data_dir, outputs, "data=synthetic", "data.num_classes=5", "data.input_shape=[1,40]",
                          f"teacher.checkpoint={teacher_record['checkpoints']['last']}")
-    with pytest.raises(UserError, match="teacher predicts 10 classes but data=5"):
+    with pytest.raises(UserError, match="teacher predicts 10 classes but the data has 5"):
         run_distill(cfg, quiet=True)
 
 
