@@ -30,7 +30,12 @@ class DistillTerm(nn.Module):
     """One distillation term. Subclasses return the *unweighted* value; the objective applies `weight`.
 
     `student_taps` / `teacher_taps` name the symbolic feature taps the term reads (see tasks/features.py);
-    the distillation task hooks exactly those, so logit-only terms cost no feature capture.
+    the distillation task hooks exactly those, so logit-only terms cost no feature capture. A term may set
+    them per instance in `__init__` (e.g. from a `stages` argument).
+
+    Terms with trainable parts (regressors, embeddings, memory banks) build them in `setup`, which the
+    distillation task calls once, before the optimizer exists, with the shapes of every tapped feature
+    (found by probing one batch) - so no term needs to know its architectures' channel counts.
     """
 
     student_taps: tuple[str, ...] = ()
@@ -43,6 +48,10 @@ class DistillTerm(nn.Module):
             raise ConfigError(f"a term weight must be a finite number >= 0, got {weight}; "
                              f"set kd.terms.<name>.weight to e.g. 1.0 (0 switches the term off)")
         self.weight = weight
+
+    def setup(self, student_shapes: Mapping[str, torch.Size], teacher_shapes: Mapping[str, torch.Size],
+              num_classes: int, num_train: int) -> None:
+        """Build trainable parts from feature shapes (batch dimension included). Default: none."""
 
     def forward(self, batch: DistillBatch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -77,6 +86,10 @@ class DistillationObjective(nn.Module):
     @property
     def teacher_taps(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(tap for term in self.terms.values() for tap in term.teacher_taps))
+
+    def setup(self, student_shapes, teacher_shapes, num_classes: int, num_train: int) -> None:
+        for term in self.terms.values():
+            term.setup(student_shapes, teacher_shapes, num_classes, num_train)
 
     def forward(self, batch: DistillBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Returns (weighted total, {term name: unweighted value})."""

@@ -21,14 +21,30 @@ from tasks.metrics import FidelityMetrics
 class DistillationTask(ClassificationTask):
     def __init__(self, student: nn.Module, teacher: FrozenTeacher, objective: DistillationObjective,
                  num_classes: int, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None, model_config: dict | None = None) -> None:
+                 scheduler: Callable[..., Any] | None = None, model_config: dict | None = None,
+                 example_input: torch.Tensor | None = None, num_train: int = 0) -> None:
         super().__init__(student, num_classes, optimizer, scheduler, model_config)
         object.__setattr__(self, "teacher", teacher)
         self.objective = objective
         self.student_taps = FeatureTaps(student, objective.student_taps)
         teacher.capture(objective.teacher_taps)
+        if example_input is not None:
+            self._probe(example_input, num_train)
         self.val_fidelity = FidelityMetrics(num_classes, "val/")
         self.test_fidelity = FidelityMetrics(num_classes, "test/")
+
+    @torch.no_grad()
+    def _probe(self, example_input: torch.Tensor, num_train: int) -> None:
+        """One forward of both models (student in eval mode: BatchNorm statistics stay put) to give the
+        objective's terms the feature shapes they build their trainable parts from."""
+        was_training = self.model.training
+        self.model.eval()
+        self.model(example_input)
+        student_shapes = {tap: feature.shape for tap, feature in self.student_taps.pop().items()}
+        _, teacher_features = self.teacher(example_input)
+        self.model.train(was_training)
+        self.objective.setup(student_shapes, {tap: f.shape for tap, f in teacher_features.items()},
+                             self.num_classes, num_train)
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)

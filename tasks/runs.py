@@ -215,8 +215,11 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     if student is None:
         student, student_config = instantiate(cfg.student), model_config(cfg.student)
     check_classes(student, datamodule.num_classes, "student", "set student.num_classes to match")
+    datamodule.setup("fit")
+    example_input = datamodule.train_set[0][0].unsqueeze(0).repeat(2, *[1] * len(datamodule.input_shape))
     task = DistillationTask(student, teacher, objective, datamodule.num_classes, instantiate(cfg.optimizer),
-                            instantiate(cfg.scheduler) if cfg.get("scheduler") else None, student_config)
+                            instantiate(cfg.scheduler) if cfg.get("scheduler") else None, student_config,
+                            example_input=example_input, num_train=len(datamodule.train_set.base))
     return datamodule, task, info
 
 
