@@ -47,9 +47,23 @@ def write_fake_cifar(root: Path, variant: str = "cifar10", n_train: int = 100, n
     return arrays
 
 
-@pytest.fixture
-def skip_cifar_md5(monkeypatch):
+def patch_cifar_md5(monkeypatch) -> None:
     """torchvision verifies the real files' md5 sums; fake files pass through this check only."""
     import torchvision
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: True)
+
+
+@pytest.fixture
+def skip_cifar_md5(monkeypatch):
+    patch_cifar_md5(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def fake_cifar100(tmp_path_factory):
+    """A tiny fake CIFAR-100 folder, readable for the whole test module."""
+    root = tmp_path_factory.mktemp("cifar")
+    write_fake_cifar(root, "cifar100", n_train=32, n_test=8)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        patch_cifar_md5(monkeypatch)
+        yield root

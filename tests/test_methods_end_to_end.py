@@ -1,0 +1,38 @@
+"""Every `kd=NAME` runs a few steps end to end through the distillation run on CPU, on RepDistiller's
+resnet32x4 -> resnet8x4 and on a cross-architecture pair, on fake CIFAR-100."""
+from pathlib import Path
+
+import pytest
+
+from tasks.runs import run_distill, run_train
+from tests.fake_cifar import fake_cifar100  # noqa: F401 - fixture
+from tests.helpers import CFG_DIR, compose_config
+
+METHODS = sorted(p.stem for p in (Path(CFG_DIR) / "kd").glob("*.yaml"))
+PAIRS = [("resnet32x4", "resnet8x4"), ("vgg13", "mobilenetv2")]
+FEW_STEPS = ["data=cifar100", "data.val_size=0", "data.batch_size=8", "data.num_workers=0",
+             "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.accelerator=cpu",
+             "trainer.enable_progress_bar=false", "~logger"]
+
+
+@pytest.fixture(scope="module")
+def teachers(fake_cifar100, tmp_path_factory):
+    """One briefly trained checkpoint per teacher architecture, shared by every method."""
+    outputs = tmp_path_factory.mktemp("teachers")
+    checkpoints = {}
+    for teacher, _ in PAIRS:
+        cfg = compose_config("train", [*FEW_STEPS, f"model={teacher}", f"paths.data_dir={fake_cifar100}",
+                                       f"paths.output_dir={outputs}"])
+        checkpoints[teacher] = run_train(cfg, quiet=True)["checkpoints"]["last"]
+    return checkpoints
+
+
+@pytest.mark.parametrize("teacher,student", PAIRS, ids=[f"{t}-{s}" for t, s in PAIRS])
+@pytest.mark.parametrize("method", METHODS)
+def test_method_runs_end_to_end(method, teacher, student, teachers, fake_cifar100, tmp_path):
+    cfg = compose_config("distill", [*FEW_STEPS, "~experiment", f"kd={method}", f"student={student}",
+                                     f"teacher/model={teacher}", f"teacher.checkpoint={teachers[teacher]}",
+                                     f"paths.data_dir={fake_cifar100}", f"paths.output_dir={tmp_path}"])
+    record = run_distill(cfg, quiet=True)
+    assert record["config"]["kd"]["name"] == method
+    assert 0.0 <= record["last"]["test/top1"] <= 1.0 and record["last"]["test/kl"] >= 0
