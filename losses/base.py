@@ -46,7 +46,7 @@ class DistillTerm(nn.Module):
         weight = float(weight)
         if not math.isfinite(weight) or weight < 0:
             raise ConfigError(f"a term weight must be a finite number >= 0, got {weight}; "
-                             f"set kd.terms.<name>.weight to e.g. 1.0 (0 switches the term off)")
+                              f"set kd.terms.<name>.weight to e.g. 1.0 (0 switches the term off)")
         self.weight = weight
 
     def setup(self, student_shapes: Mapping[str, torch.Size], teacher_shapes: Mapping[str, torch.Size],
@@ -64,7 +64,7 @@ def check_temperature(temperature: float, key: str) -> float:
     temperature = float(temperature)
     if not math.isfinite(temperature) or temperature <= 0:
         raise ConfigError(f"{key} must be a positive number, got {temperature}; "
-                         f"use e.g. {key}=4 (the usual CIFAR temperature)")
+                          f"use e.g. {key}=4 (the usual CIFAR temperature)")
     return temperature
 
 
@@ -73,11 +73,12 @@ class DistillationObjective(nn.Module):
 
     def __init__(self, terms: Mapping[str, DistillTerm]) -> None:
         super().__init__()
-        active = {name: term for name, term in terms.items() if term is not None and term.weight > 0}
-        if not active:
+        self.terms = nn.ModuleDict({name: term for name, term in terms.items() if term is not None})
+        # Weight-0 terms stay (a training stage may use them) but the main stage skips them.
+        self.main_weights = {name: term.weight for name, term in self.terms.items() if term.weight > 0}
+        if not self.main_weights:
             raise ConfigError("the distillation objective has no term with a positive weight; "
-                             "give at least one kd.terms.<name>.weight > 0")
-        self.terms = nn.ModuleDict(active)
+                              "give at least one kd.terms.<name>.weight > 0")
 
     @property
     def student_taps(self) -> tuple[str, ...]:
@@ -91,8 +92,11 @@ class DistillationObjective(nn.Module):
         for term in self.terms.values():
             term.setup(student_shapes, teacher_shapes, num_classes, num_train)
 
-    def forward(self, batch: DistillBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Returns (weighted total, {term name: unweighted value})."""
-        values = {name: term(batch) for name, term in self.terms.items()}
-        total = sum(self.terms[name].weight * value for name, value in values.items())
+    def forward(self, batch: DistillBatch, weights: Mapping[str, float] | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Returns (weighted total, {term name: unweighted value}). `weights` (a training stage's) replaces
+        the terms' own weights and computes only the terms it names."""
+        weights = self.main_weights if weights is None else weights
+        values = {name: self.terms[name](batch) for name in weights}
+        total = sum(weights[name] * value for name, value in values.items())
         return total, values

@@ -16,14 +16,17 @@ from models.teachers import FrozenTeacher
 from tasks.classification import ClassificationTask
 from tasks.features import FeatureTaps
 from tasks.metrics import FidelityMetrics
+from tasks.stages import Stage, stage_at
 
 
 class DistillationTask(ClassificationTask):
     def __init__(self, student: nn.Module, teacher: FrozenTeacher, objective: DistillationObjective,
                  num_classes: int, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, model_config: dict | None = None,
-                 example_input: torch.Tensor | None = None, num_train: int = 0) -> None:
+                 example_input: torch.Tensor | None = None, num_train: int = 0,
+                 stages: list[Stage] | None = None) -> None:
         super().__init__(student, num_classes, optimizer, scheduler, model_config)
+        self.stages = stages or []
         object.__setattr__(self, "teacher", teacher)
         self.objective = objective
         self.student_taps = FeatureTaps(student, objective.student_taps)
@@ -51,6 +54,23 @@ class DistillationTask(ClassificationTask):
         self.teacher._apply(fn, *args, **kwargs)
         return self
 
+    @property
+    def stage(self) -> Stage | None:
+        return stage_at(self.stages, self.current_epoch)
+
+    def on_train_epoch_start(self) -> None:
+        # Fixed at the epoch's start: Lightning may advance current_epoch before the epoch-end LR step.
+        self._epoch_stage = self.stage
+        learning = self.stage.train if self.stage else ("student", "objective")
+        for part, module in (("student", self.model), ("objective", self.objective)):
+            module.requires_grad_(part in learning)  # no grad: SGD skips it, momentum and decay included
+        if "student" not in learning:
+            self.model.eval()  # a frozen student's BatchNorm statistics stay put too
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        if getattr(self, "_epoch_stage", None) is None:  # the schedule counts main-stage epochs only
+            super().lr_scheduler_step(scheduler, metric)
+
     def training_step(self, batch, batch_idx):
         x, y, idx = batch
         teacher_logits, teacher_features = self.teacher(x, idx)
@@ -59,7 +79,7 @@ class DistillationTask(ClassificationTask):
                                      teacher_logits=teacher_logits, student_features=self.student_taps.pop(),
                                      teacher_features=teacher_features, epoch=self.current_epoch,
                                      global_step=self.global_step)
-        total, values = self.objective(distill_batch)
+        total, values = self.objective(distill_batch, self.stage.weights if self.stage else None)
         self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict({f"train/{name}": value.detach() for name, value in values.items()}, on_epoch=True)
         self.log("train/top1", (student_logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)

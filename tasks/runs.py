@@ -24,7 +24,8 @@ from tasks.callbacks import TrainThroughput
 from tasks.classification import ClassificationTask
 from tasks.distillation import DistillationTask
 from tasks.records import claim_run_folder, config_digest, git_state, write_record
-from tasks.summary import print_record, print_comparison
+from tasks.stages import parse_stages, pre_training_epochs
+from tasks.summary import print_comparison, print_record
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def check_classes(model: torch.nn.Module, num_classes: int, who: str, fix: str) 
         raise ConfigError(f"the {who} predicts {model.num_classes} classes but the data has {num_classes}; {fix}")
 
 
-def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback]) -> pl.Trainer:
+def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback], extra_epochs: int = 0) -> pl.Trainer:
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = []
     for node in (cfg.get("callbacks") or {}).values():
@@ -72,7 +73,7 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback]) -> pl.Tra
             continue
         callbacks.append(callback)
     return instantiate(cfg.trainer, logger=logger, callbacks=callbacks + extra_callbacks,
-                       default_root_dir=cfg.run_dir)
+                       default_root_dir=cfg.run_dir, max_epochs=cfg.trainer.max_epochs + extra_epochs)
 
 
 def checkpoint_callback(trainer: pl.Trainer) -> pl.callbacks.ModelCheckpoint:
@@ -102,7 +103,7 @@ def _evaluate(trainer: pl.Trainer, task: pl.LightningModule, datamodule, checkpo
 def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folder: Path,
                     resume_from: str | None, extra: dict[str, Any]) -> dict:
     throughput = TrainThroughput()
-    trainer = build_trainer(cfg, [throughput])
+    trainer = build_trainer(cfg, [throughput], pre_training_epochs(getattr(task, "stages", [])))
     started = time.time()
     trainer.fit(task, datamodule, ckpt_path=resume_from)
     wall = time.time() - started
@@ -209,6 +210,7 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     `student` (with its `student_config`) replaces cfg.student, e.g. a student loaded from a checkpoint."""
     pl.seed_everything(cfg.seed, workers=True)
     objective = build_objective(cfg)  # first: a bad temperature or weight fails before any training
+    stages = parse_stages(cfg.kd.get("stages"), objective.terms)
     datamodule = build_datamodule(cfg)
     teacher, info = build_teacher(cfg, datamodule.num_classes)
     pl.seed_everything(cfg.seed, workers=True)  # the student's init must not depend on teacher training
@@ -219,7 +221,7 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     example_input = datamodule.train_set[0][0].unsqueeze(0).repeat(2, *[1] * len(datamodule.input_shape))
     task = DistillationTask(student, teacher, objective, datamodule.num_classes, instantiate(cfg.optimizer),
                             instantiate(cfg.scheduler) if cfg.get("scheduler") else None, student_config,
-                            example_input=example_input, num_train=len(datamodule.train_set.base))
+                            example_input=example_input, num_train=len(datamodule.train_set.base), stages=stages)
     return datamodule, task, info
 
 

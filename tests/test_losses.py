@@ -71,7 +71,11 @@ def test_objective_weights_terms_and_gradient_reaches_student_only():
 
 def test_zero_weight_switches_a_term_off():
     objective = DistillationObjective({"ce": CrossEntropyTerm(weight=0.0), "kd": KDTerm(weight=1.0)})
-    assert list(objective.terms) == ["kd"]
+    total, values = objective(make_batch())
+    assert list(values) == ["kd"] and total.item() == pytest.approx(values["kd"].item())
+    # A training stage's weights replace the main ones and name the terms it computes.
+    total, values = objective(make_batch(), weights={"ce": 2.0})
+    assert list(values) == ["ce"] and total.item() == pytest.approx(2 * values["ce"].item())
 
 
 @pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan")])

@@ -1,0 +1,55 @@
+"""Multi-stage schedules: a pre-training stage trains only what it names, with only its terms, and the
+learning-rate schedule counts main-stage epochs only."""
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from errors import ConfigError
+from tasks.runs import build_distillation, build_trainer
+from tasks.stages import Stage, parse_stages, stage_at
+from tests.helpers import compose_config, tiny_overrides
+
+
+def test_stage_lookup_and_validation():
+    stages = parse_stages([{"name": "init", "epochs": 2, "terms": {"crd": 1.0}, "train": ["objective"]},
+                           {"name": "off", "epochs": 0, "terms": {"crd": 1.0}}], ["ce", "crd"])
+    assert stages == [Stage("init", 2, {"crd": 1.0}, ("objective",))]
+    assert [stage_at(stages, e) for e in range(3)] == [stages[0], stages[0], None]
+    with pytest.raises(ConfigError, match=r"names terms \['ab'\] that kd.terms does not define"):
+        parse_stages([{"epochs": 1, "terms": {"ab": 1.0}}], ["ce", "crd"])
+    with pytest.raises(ConfigError, match="train naming some of"):
+        parse_stages([{"epochs": 1, "terms": {"crd": 1.0}, "train": ["teacher"]}], ["ce", "crd"])
+
+
+def test_pre_training_stage_trains_only_what_it_names(data_dir, tmp_path):
+    cfg = compose_config("distill", tiny_overrides(
+        data_dir, tmp_path, "~experiment", "kd=crd", "student=mlp1d", "teacher/model=mlp1d",
+        "kd.terms.crd.num_negatives=16", "scheduler=multistep", "scheduler.milestones=[1]",
+        "+kd.stages=[{name: init, epochs: 1, terms: {crd: 1.0}, train: [objective]}]"))
+    cfg.run_dir = str(tmp_path / "run")
+    datamodule, task, _ = build_distillation(cfg)
+    student_start = {k: v.clone() for k, v in task.model.state_dict().items()}
+    embed_start = task.objective.terms["crd"].embed_student.linear.weight.clone()
+    snapshots, rates = {}, []
+
+    class Snapshot(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+        def on_train_epoch_end(self, trainer, module):
+            snapshots[trainer.current_epoch] = ({k: v.clone() for k, v in module.model.state_dict().items()},
+                                                module.objective.terms["crd"].embed_student.linear.weight.clone())
+
+    trainer = build_trainer(cfg, [Snapshot()], extra_epochs=1)
+    trainer.fit(task, datamodule)
+    assert trainer.current_epoch == 2  # one pre-training epoch + trainer.max_epochs=1
+    student_after_init, embed_after_init = snapshots[0]
+    assert all(torch.equal(student_start[k], v) for k, v in student_after_init.items()), \
+        "the student (weights and BatchNorm statistics) must not move in a stage that trains only the objective"
+    assert not torch.equal(embed_start, embed_after_init)
+    student_after_main, _ = snapshots[1]
+    assert any(not torch.equal(student_after_init[k], v) for k, v in student_after_main.items())
+    # The schedule ignores the pre-training epoch: the first main epoch still runs at the initial rate,
+    # and milestone 1 is reached only after it.
+    assert rates == pytest.approx([0.05, 0.05])
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.005)
