@@ -1,0 +1,159 @@
+"""Logit terms against independent computations of their papers' formulas (plain loops over entries)."""
+import math
+
+import pytest
+import torch
+
+from errors import ConfigError
+from losses import DistillBatch
+from losses.kd_mse import KDMSETerm
+from losses.semiparametric import KDMSEGammaTerm, KDMSEOrthoTerm, KDMSEVarRedTerm, KDOrthoTerm
+
+
+def make_batch(batch_size=6, num_classes=4, seed=0, scale=2.0):
+    generator = torch.Generator().manual_seed(seed)
+    return DistillBatch(inputs=torch.zeros(batch_size), indices=torch.arange(batch_size),
+                        targets=torch.randint(num_classes, (batch_size,), generator=generator),
+                        student_logits=(scale * torch.randn(batch_size, num_classes, generator=generator)
+                                        ).requires_grad_(True),
+                        teacher_logits=scale * torch.randn(batch_size, num_classes, generator=generator))
+
+
+def softmax(row, t=1.0):
+    top = max(row)
+    exps = [math.exp((a - top) / t) for a in row]
+    return [e / sum(exps) for e in exps]
+
+
+def rows(batch):
+    """Per example: (z, v, y one-hot) as Python lists."""
+    k = batch.student_logits.shape[1]
+    return [(z, v, [1.0 if j == label else 0.0 for j in range(k)])
+            for z, v, label in zip(batch.student_logits.tolist(), batch.teacher_logits.tolist(), batch.targets.tolist())]
+
+
+def entries_mean(values):
+    flat = [x for row in values for x in row]
+    return sum(flat) / len(flat)
+
+
+def assert_grad_reaches_student(term, batch):
+    term(batch).backward()
+    assert batch.student_logits.grad is not None and batch.student_logits.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("scale", ["logp", "p"])
+def test_kd_mse(scale):
+    batch = make_batch()
+    expected = entries_mean([[(a - (b if scale == "logp" else pb)) ** 2 for a, b, pb in zip(z, v, softmax(v))]
+                             for z, v, _ in rows(batch)])
+    assert KDMSETerm(scale=scale)(batch).item() == pytest.approx(expected, rel=1e-5)
+    assert_grad_reaches_student(KDMSETerm(scale=scale), make_batch())
+    with pytest.raises(ConfigError, match="must be one of"):
+        KDMSETerm(scale="log")
+
+
+@pytest.mark.parametrize("temperature,eps,smoothing", [(4.0, 1e-2, 0.0), (1.0, 0.3, 0.0), (2.0, 1e-2, 0.1)])
+def test_kd_ortho_formula(temperature, eps, smoothing):
+    batch = make_batch(seed=1)
+    total = 0.0
+    for z, v, y in rows(batch):
+        q, w = softmax(z, temperature), softmax(v, temperature)
+        p = [(1 - smoothing) * a + smoothing / len(v) for a in softmax(v)]
+        r = [yk / max(pk, eps) - 1 for yk, pk in zip(y, p)]
+        kl = sum(wk * (math.log(wk) - math.log(qk)) for wk, qk in zip(w, q))
+        rw = sum(rk * wk for rk, wk in zip(r, w))
+        wlogq = sum(wk * math.log(qk) for wk, qk in zip(w, q))
+        rwlogq = sum(rk * wk * math.log(qk) for rk, wk, qk in zip(r, w, q))
+        total += kl + (rw * wlogq - rwlogq) / temperature
+    expected = temperature ** 2 * total / len(batch.targets)
+    term = KDOrthoTerm(temperature=temperature, eps=eps, smoothing=smoothing)
+    assert term(batch).item() == pytest.approx(expected, rel=1e-5)
+    assert_grad_reaches_student(term, make_batch(seed=1))
+
+
+def test_kd_ortho_correction_is_the_derivative_along_y_minus_p():
+    """The correction equals <grad_p l(z; p), y - p> at p = softmax(v), where l is the tempered
+    cross-entropy written in the teacher probabilities: w_k(p) = p_k^(1/T) / sum_j p_j^(1/T)."""
+    temperature = 3.0
+    batch = make_batch(seed=2, scale=1.0)
+    z = batch.student_logits.detach().double()
+    p = batch.teacher_logits.double().softmax(dim=1)
+    y = torch.nn.functional.one_hot(batch.targets, p.shape[1]).double()
+    log_q = (z / temperature).log_softmax(dim=1)
+
+    def tempered_ce(probabilities):
+        w = probabilities ** (1 / temperature)
+        w = w / w.sum(dim=1, keepdim=True)
+        return -(w * log_q).sum(dim=1)
+
+    _, derivative = torch.autograd.functional.jvp(tempered_ce, p, y - p)
+    term = KDOrthoTerm(temperature=temperature, eps=1e-12)
+    with_correction = term(batch).item()
+    without = temperature ** 2 * torch.nn.functional.kl_div(
+        log_q, (batch.teacher_logits.double() / temperature).log_softmax(dim=1), reduction="batchmean",
+        log_target=True).item()
+    assert (with_correction - without) / temperature ** 2 == pytest.approx(derivative.mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("eps", [1e-2, 0.2])
+def test_kd_mse_ortho(eps):
+    batch = make_batch(seed=3)
+    expected = entries_mean([[(zk - (vk + yk / max(pk, eps) - 1)) ** 2 for zk, vk, yk, pk in zip(z, v, y, softmax(v))]
+                             for z, v, y in rows(batch)])
+    assert KDMSEOrthoTerm(eps=eps)(batch).item() == pytest.approx(expected, rel=1e-5)
+    assert_grad_reaches_student(KDMSEOrthoTerm(eps=eps), make_batch(seed=3))
+
+
+def test_kd_mse_varred():
+    batch = make_batch(seed=4, scale=1.0)
+    expected = entries_mean([[pk * (zk - vk - yk / pk + 1) ** 2 for zk, vk, yk, pk in zip(z, v, y, softmax(v))]
+                             for z, v, y in rows(batch)])
+    assert KDMSEVarRedTerm()(batch).item() == pytest.approx(expected, rel=1e-5)
+
+
+def reference_gamma(kind, scale, p, y, c=1.0, lower=1e-3, alpha=0.5, relerr_c=2.0, tmax=2.0, abserr_c=0.05):
+    if kind == "one":
+        return 1.0
+    if kind == "var":
+        return 1 - p
+    if kind == "bound_fast":
+        return c / (max(p, lower) * (c + (y - p) ** 2)) if scale == "logp" else c / (c + (y - p) ** 2)
+    low, high = {"minimax_relerr": (p / (1 + relerr_c), p * (1 + relerr_c)), "minimax_power": (p, p ** (1 / tmax)),
+                 "minimax_abserr": (p - abserr_c, p + abserr_c)}[kind]
+    floor = 1e-6 if scale == "logp" else 0.0
+    low, high = min(max(low, floor), 1.0), min(max(high, floor), 1.0)
+    points = [low + (high - low) * i / 9 for i in range(10)]
+    best, best_worst = None, float("inf")
+    for step in range(400):
+        g = -10 + 0.05 * step
+        worst = max((g * (t - p) - ((t - p) if scale == "p" else math.log(t) - math.log(p))) ** 2
+                    + (1 / alpha - 1 + g) ** 2 * t * (1 - t) for t in points)
+        if worst < best_worst - 1e-12:
+            best, best_worst = g, worst
+    return best
+
+
+@pytest.mark.parametrize("scale", ["logp", "p"])
+@pytest.mark.parametrize("kind", ["one", "var", "bound_fast", "minimax_relerr", "minimax_power", "minimax_abserr"])
+def test_kd_mse_gamma(kind, scale):
+    batch = make_batch(batch_size=3, num_classes=3, seed=5, scale=1.5)
+    values = []
+    for z, v, y in rows(batch):
+        p = softmax(v)
+        for zk, vk, yk, pk in zip(z, v, y, p):
+            gamma = reference_gamma(kind, scale, pk, yk)
+            target = (vk if scale == "logp" else pk) + gamma * (yk - pk)
+            values.append((zk - target) ** 2)
+    term = KDMSEGammaTerm(gamma=kind, scale=scale)
+    assert term(batch).item() == pytest.approx(sum(values) / len(values), rel=1e-4)
+    assert_grad_reaches_student(term, make_batch(batch_size=3, num_classes=3, seed=5, scale=1.5))
+
+
+def test_gamma_settings_are_checked():
+    with pytest.raises(ConfigError, match="gamma must be one of"):
+        KDMSEGammaTerm(gamma="two")
+    with pytest.raises(ConfigError, match="alpha must lie in"):
+        KDMSEGammaTerm(alpha=0)
+    with pytest.raises(ConfigError, match="smoothing must lie in"):
+        KDOrthoTerm(smoothing=1.5)
