@@ -157,3 +157,87 @@ def test_gamma_settings_are_checked():
         KDMSEGammaTerm(alpha=0)
     with pytest.raises(ConfigError, match="smoothing must lie in"):
         KDOrthoTerm(smoothing=1.5)
+
+
+# ----------------------------------------------------------------------------------------------- DKD, DIST, Tf-KD, CKD
+from losses.ckd import CKDTerm  # noqa: E402
+from losses.dist import DISTTerm  # noqa: E402
+from losses.dkd import DKDTerm  # noqa: E402
+from losses.tfkd import TfKDRegTerm  # noqa: E402
+
+
+def kl(p, q):
+    return sum(a * (math.log(a) - math.log(b)) for a, b in zip(p, q) if a > 0)
+
+
+@pytest.mark.parametrize("epoch,warmup,alpha,beta", [(20, 20, 1.0, 8.0), (5, 20, 1.0, 2.0), (0, 0, 0.5, 1.0)])
+def test_dkd_decomposition(epoch, warmup, alpha, beta):
+    temperature = 4.0
+    batch = make_batch(seed=6)
+    batch.epoch = epoch
+    total = 0.0
+    for z, v, y in rows(batch):
+        target = y.index(1.0)
+        ps, pt = softmax(z, temperature), softmax(v, temperature)
+        tckd = kl([pt[target], 1 - pt[target]], [ps[target], 1 - ps[target]])
+        others = [k for k in range(len(z)) if k != target]
+        nckd = kl(softmax([v[k] for k in others], temperature), softmax([z[k] for k in others], temperature))
+        total += alpha * tckd + beta * nckd
+    ramp = min(epoch / warmup, 1.0) if warmup else 1.0
+    expected = ramp * temperature ** 2 * total / len(batch.targets)
+    term = DKDTerm(weight_tckd=alpha, weight_nckd=beta, temperature=temperature, warmup_epochs=warmup)
+    assert term(batch).item() == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ConfigError, match="mdistiller uses 1, 8, 20"):
+        DKDTerm(weight_nckd=-1)
+
+
+def pearson(a, b):
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
+    return cov / (math.sqrt(sum((x - ma) ** 2 for x in a)) * math.sqrt(sum((y - mb) ** 2 for y in b)))
+
+
+def test_dist_relations():
+    temperature = 4.0
+    batch = make_batch(seed=7)
+    student = [softmax(z, temperature) for z, _, _ in rows(batch)]
+    teacher = [softmax(v, temperature) for _, v, _ in rows(batch)]
+    inter = sum(1 - pearson(s, t) for s, t in zip(student, teacher)) / len(student)
+    columns = range(len(student[0]))
+    intra = sum(1 - pearson([s[k] for s in student], [t[k] for t in teacher]) for k in columns) / len(columns)
+    expected = temperature ** 2 * (1.0 * inter + 0.5 * intra)
+    term = DISTTerm(weight_inter=1.0, weight_intra=0.5, temperature=temperature)
+    assert term(batch).item() == pytest.approx(expected, rel=1e-4)
+    assert_grad_reaches_student(term, make_batch(seed=7))
+
+
+def test_tfkd_reg_virtual_teacher():
+    batch = make_batch(seed=8)
+    total = 0.0
+    for z, _, y in rows(batch):
+        virtual = [0.99 if yk else 0.01 / (len(z) - 1) for yk in y]
+        total += kl(softmax(virtual, 20.0), softmax(z))
+    expected = 100.0 * total / (len(batch.targets) * batch.student_logits.shape[1])
+    assert TfKDRegTerm(temperature=20.0, correct_prob=0.99, multiplier=100.0)(batch).item() == pytest.approx(
+        expected, rel=1e-5)
+
+
+def test_ckd_pairs():
+    batch = make_batch(batch_size=4, seed=9)
+    data = rows(batch)
+    pairs = [(i, j) for i in range(4) for j in range(4) if i != j]
+
+    def mse(target_of):
+        values = [((data[i][0][k] - data[j][0][k]) - (target_of(i)[k] - target_of(j)[k])) ** 2
+                  for i, j in pairs for k in range(len(data[0][0]))]
+        return sum(values) / len(values)
+
+    expected = mse(lambda i: data[i][1]) + 0.5 * mse(lambda i: data[i][2])
+    assert CKDTerm(weight_label=0.5)(batch).item() == pytest.approx(expected, rel=1e-5)
+    term = CKDTerm(pairs="random", num_pairs=10, seed=3)
+    first, second = term.pair_indices(5, step=7, device="cpu")
+    again = term.pair_indices(5, step=7, device="cpu")
+    assert (first != second).all() and torch.equal(first, again[0]) and len(first) == 10
+    single = make_batch(batch_size=1)
+    assert CKDTerm()(single).item() == 0.0
+    assert_grad_reaches_student(term, make_batch(seed=9))
