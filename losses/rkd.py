@@ -1,0 +1,41 @@
+"""Relational KD: Park et al., CVPR 2019. On embeddings: distance-wise - pairwise Euclidean distances, each
+model's divided by its mean over distinct pairs, compared by smooth L1; angle-wise - cosines of the angles
+<e_i - e_j, e_k - e_j> over all triplets, compared by smooth L1; value = w_d * distance + w_a * angle."""
+import torch
+import torch.nn.functional as F
+
+from losses.base import DistillBatch, DistillTerm
+
+DISTANCE_EPS = 1e-12
+
+
+def pairwise_distances(e: torch.Tensor) -> torch.Tensor:
+    squared = e.pow(2).sum(dim=1)
+    distances = (squared[:, None] + squared[None, :] - 2 * e @ e.t()).clamp_min(DISTANCE_EPS).sqrt()
+    return distances * (1 - torch.eye(len(e), device=e.device))
+
+
+def normalised_distances(e: torch.Tensor) -> torch.Tensor:
+    distances = pairwise_distances(e)
+    return distances / distances[distances > 0].mean()
+
+
+def angles(e: torch.Tensor) -> torch.Tensor:
+    differences = F.normalize(e.unsqueeze(0) - e.unsqueeze(1), dim=2)   # [j, i] = e_i - e_j, unit
+    return torch.bmm(differences, differences.transpose(1, 2)).flatten()
+
+
+class RKDTerm(DistillTerm):
+    student_taps = ("embedding",)
+    teacher_taps = ("embedding",)
+
+    def __init__(self, weight: float = 1.0, weight_distance: float = 25.0, weight_angle: float = 50.0) -> None:
+        super().__init__(weight)
+        self.weight_distance, self.weight_angle = float(weight_distance), float(weight_angle)
+
+    def forward(self, batch: DistillBatch):
+        student = batch.student_features["embedding"].float().flatten(1)
+        teacher = batch.teacher_features["embedding"].float().flatten(1)
+        distance = F.smooth_l1_loss(normalised_distances(student), normalised_distances(teacher))
+        angle = F.smooth_l1_loss(angles(student), angles(teacher))
+        return self.weight_distance * distance + self.weight_angle * angle
