@@ -24,6 +24,7 @@ class DistillBatch:
     teacher_features: Mapping[str, torch.Tensor] = field(default_factory=dict)
     epoch: int = 0
     global_step: int = 0
+    stage: str | None = None  # the pre-training stage's name, None in the main stage
 
 
 class DistillTerm(nn.Module):

@@ -78,7 +78,7 @@ class DistillationTask(ClassificationTask):
         distill_batch = DistillBatch(inputs=x, targets=y, indices=idx, student_logits=student_logits,
                                      teacher_logits=teacher_logits, student_features=self.student_taps.pop(),
                                      teacher_features=teacher_features, epoch=self.current_epoch,
-                                     global_step=self.global_step)
+                                     global_step=self.global_step, stage=self.stage.name if self.stage else None)
         total, values = self.objective(distill_batch, self.stage.weights if self.stage else None)
         self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict({f"train/{name}": value.detach() for name, value in values.items()}, on_epoch=True)

@@ -174,3 +174,72 @@ def test_cc_taylor_kernel():
 def test_stage_lists_are_checked():
     with pytest.raises(ConfigError, match="at least one stage"):
         ATTerm(stages=[])
+
+
+# ----------------------------------------------------------------------------------------------- AB, FSP, FT
+from losses.ab import ABTerm  # noqa: E402
+from losses.fsp import FSPTerm  # noqa: E402
+from losses.ft import FTTerm  # noqa: E402
+
+
+def test_activation_boundary_loss():
+    taps = ["preact:-2", "preact:-1"]
+    s = {taps[0]: random_maps(2, 3, 2, 2, seed=17, grad=True), taps[1]: random_maps(2, 3, 2, 2, seed=18)}
+    t = {taps[0]: random_maps(2, 4, 2, 2, seed=19), taps[1]: random_maps(2, 5, 2, 2, seed=20)}
+    term = ABTerm(stages=[-2, -1], margin=1.0)
+    term.setup({k: v.shape for k, v in s.items()}, {k: v.shape for k, v in t.items()}, 10, 100)
+    value = term(features_batch(s, t, 2))
+    expected = 0.0
+    for i, tap in enumerate(taps):
+        source = term.connectors[i](s[tap]).detach().flatten().tolist()
+        target = t[tap].flatten().tolist()
+        loss = sum((x + 1) ** 2 if (x > -1 and y <= 0) else 0.0 for x, y in zip(source, target))
+        loss += sum((x - 1) ** 2 if (x <= 1 and y > 0) else 0.0 for x, y in zip(source, target))
+        expected += 2.0 ** (i - 1) * loss / 2 / 1000 * 3
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+    value.backward()
+    assert s[taps[0]].grad.abs().sum() > 0
+
+
+def test_fsp_matrices():
+    taps = ["stage:0", "stage:1"]
+    s = {taps[0]: random_maps(2, 3, 4, 4, seed=21), taps[1]: random_maps(2, 2, 2, 2, seed=22)}
+    t = {taps[0]: random_maps(2, 3, 4, 4, seed=23), taps[1]: random_maps(2, 2, 2, 2, seed=24)}
+    term = FSPTerm(stages=[0, 1])
+    term.setup({k: v.shape for k, v in s.items()}, {k: v.shape for k, v in t.items()}, 10, 100)
+
+    def fsp(features):
+        bottom = torch.nn.functional.avg_pool2d(features[taps[0]], 2)  # pooled to the top map's 2x2
+        top = features[taps[1]]
+        return [[[sum(top[b, i].flatten()[p].item() * bottom[b, j].flatten()[p].item() for p in range(4)) / 4
+                  for j in range(3)] for i in range(2)] for b in range(2)]
+
+    gs, gt = fsp(s), fsp(t)
+    expected = sum((gs[b][i][j] - gt[b][i][j]) ** 2 for b in range(2) for i in range(2) for j in range(3)) / 12
+    assert term(features_batch(s, t, 2)).item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ConfigError, match="equal student and teacher channel counts"):
+        FSPTerm(stages=[0, 1]).setup({taps[0]: torch.Size([2, 3, 4, 4]), taps[1]: torch.Size([2, 2, 2, 2])},
+                                     {taps[0]: torch.Size([2, 5, 4, 4]), taps[1]: torch.Size([2, 2, 2, 2])}, 10, 1)
+
+
+def test_factor_transfer_stages():
+    s = {"stage:-1": random_maps(2, 3, 4, 4, seed=25, grad=True)}
+    t = {"stage:-1": random_maps(2, 4, 4, 4, seed=26)}
+    term = FTTerm(stage=-1, rate=0.5, p=1)
+    term.setup({"stage:-1": s["stage:-1"].shape}, {"stage:-1": t["stage:-1"].shape}, 10, 100)
+    batch = features_batch(s, t, 2)
+    batch.stage = "paraphraser"
+    reconstruction = term(batch)
+    rebuilt = term.decoder(term.encoder(t["stage:-1"])).detach()
+    assert reconstruction.item() == pytest.approx(((rebuilt - t["stage:-1"]) ** 2).mean().item(), rel=1e-5)
+    batch.stage = None
+    value = term(batch)
+    factor_s = term.translator(s["stage:-1"]).detach().flatten(1)
+    factor_t = term.encoder(t["stage:-1"]).detach().flatten(1)
+    expected = 0.0
+    for a, b in zip(factor_s.tolist(), factor_t.tolist()):
+        expected += sum(abs(x - y) for x, y in zip(l2_normalise(a), l2_normalise(b)))
+    assert value.item() == pytest.approx(expected / factor_s.numel(), rel=1e-5)
+    value.backward()
+    assert all(p.grad is None for p in term.encoder.parameters()), "the paraphraser only learns in its stage"
+    assert term.translator[0].weight.grad.abs().sum() > 0
