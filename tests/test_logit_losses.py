@@ -241,3 +241,20 @@ def test_ckd_pairs():
     single = make_batch(batch_size=1)
     assert CKDTerm()(single).item() == 0.0
     assert_grad_reaches_student(term, make_batch(seed=9))
+
+
+def test_pad_l2_adaptive_variance():
+    from losses.pad import PADL2Term
+
+    batch = make_batch(batch_size=3, num_classes=4, seed=10)
+    batch.student_features = {"embedding": torch.randn(3, 5, generator=torch.Generator().manual_seed(1),
+                                                       requires_grad=True)}
+    term = PADL2Term(eps=1e-6)
+    term.setup({"embedding": torch.Size([3, 5])}, {}, 4, 100)
+    value = term(batch)
+    log_variance = term.log_variance(batch.student_features["embedding"]).tolist()
+    expected = sum((zk - vk) ** 2 / (1e-6 + math.exp(s)) + s
+                   for (z, v, _), row in zip(rows(batch), log_variance) for zk, vk, s in zip(z, v, row)) / 12
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+    value.backward()
+    assert term.log_variance.weight.grad.abs().sum() > 0 and batch.student_logits.grad.abs().sum() > 0
