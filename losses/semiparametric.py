@@ -66,6 +66,9 @@ class KDMSEOrthoTerm(DistillTerm):
         return F.mse_loss(batch.student_logits.float(), target)
 
 
+TINY_PROBABILITY = 1e-20
+
+
 class KDMSEVarRedTerm(DistillTerm):
     """p-weighted (variance-reduced) version without the eps clamp: mean over entries of
     p (z - v - y / p + 1)^2."""
@@ -77,8 +80,11 @@ class KDMSEVarRedTerm(DistillTerm):
     def forward(self, batch: DistillBatch):
         p = teacher_probabilities(batch.teacher_logits, self.smoothing)
         y = F.one_hot(batch.targets, p.shape[1]).float()
-        residual = batch.student_logits.float() - batch.teacher_logits.float() - y / p + 1
-        return (p * residual ** 2).mean()
+        # Expanded p (a - y/p)^2 = p a^2 - 2 y a + y^2 / p with a = z - v + 1: the same value, but a target-class
+        # probability that underflows to 0 leaves a large finite constant instead of inf * 0 = nan, and the
+        # gradient 2 (p a - y) is exact.
+        a = batch.student_logits.float() - batch.teacher_logits.float() + 1
+        return (p * a ** 2 - 2 * y * a + y / p.clamp_min(TINY_PROBABILITY)).mean()
 
 
 GAMMAS = ("one", "var", "bound_fast", "minimax_relerr", "minimax_power", "minimax_abserr")

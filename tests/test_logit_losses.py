@@ -258,3 +258,12 @@ def test_pad_l2_adaptive_variance():
     assert value.item() == pytest.approx(expected, rel=1e-5)
     value.backward()
     assert term.log_variance.weight.grad.abs().sum() > 0 and batch.student_logits.grad.abs().sum() > 0
+
+
+def test_kd_mse_varred_stays_finite_when_the_target_probability_underflows():
+    batch = make_batch(seed=11)
+    batch.teacher_logits = batch.teacher_logits.clone()
+    batch.teacher_logits[torch.arange(6), batch.targets] = -200.0  # p_target underflows to 0 in fp32
+    value = KDMSEVarRedTerm()(batch)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(batch.student_logits.grad).all()
