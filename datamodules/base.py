@@ -14,11 +14,14 @@ from errors import ConfigError, UserError
 
 
 class DatasetNotFoundError(UserError, RuntimeError):
-    pass
+    """The data is not on disk and could not be fetched; the message says what to put where."""
 
 
 class IndexedDataset(Dataset):
-    """`base[indices[i]]` with `transform` applied, returned as (x, y, indices[i])."""
+    """`base[indices[i]]` with `transform` applied, returned as (x, y, indices[i]).
+
+    Keeping the original index lets later code route an example by identity (cross-fitting folds, memory
+    banks), whatever subset or split it was drawn into."""
 
     def __init__(self, base: Any, indices: Sequence[int], transform=None) -> None:
         self.base = base
@@ -37,9 +40,18 @@ class IndexedDataset(Dataset):
 
 
 class KDDataModule(pl.LightningDataModule):
+    """Subclasses provide `load_train()` / `load_test()` (indexable as base[i] -> (raw x, label)) and,
+    where needed, `prepare_data()`, `train_transform`, `eval_transform`.
+
+    After `setup()`: `train_set`, `val_set`, `test_set` (IndexedDatasets) and `train_indices`, `val_indices`
+    (original training-set indices). `val_size=0` validates on the test set (RepDistiller's protocol)."""
+
     # Fixed datasets set these; configurable ones (synthetic) leave them None.
+    true_name: str | None = None
     true_num_classes: int | None = None
     true_input_shape: tuple[int, ...] | None = None
+    train_transform = None
+    eval_transform = None
 
     def __init__(self, name: str, num_classes: int, input_shape: Sequence[int], data_dir: str = "data",
                  batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0,
@@ -49,25 +61,38 @@ class KDDataModule(pl.LightningDataModule):
         self.name = name
         self.num_classes = int(num_classes)
         self.input_shape = tuple(int(d) for d in input_shape)
-        if self.true_num_classes is not None and self.num_classes != self.true_num_classes:
-            raise ConfigError(f"data.num_classes={self.num_classes} does not match {name} "
-                              f"({self.true_num_classes} classes); remove the override")
-        if self.true_input_shape is not None and self.input_shape != self.true_input_shape:
-            raise ConfigError(f"data.input_shape={list(self.input_shape)} does not match {name} "
-                              f"({list(self.true_input_shape)}); remove the override")
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+        self._check_against_truth()
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
+                           ("train_subset", train_subset), ("test_subset", test_subset)):
+            if value is not None and int(value) < 1:
+                raise ConfigError(f"data.{key} must be >= 1 (or null where allowed), got {value}")
+        if isinstance(val_size, bool) or not isinstance(val_size, (int, float)) or val_size < 0:
+            raise ConfigError(f"data.val_size must be a count (int), a fraction (float) or 0, got {val_size!r}")
         self.data_dir = str(data_dir)
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or batch_size)
         self.num_workers = int(num_workers)
         self.val_size = val_size
         self.split_seed = int(split_seed)
-        self.train_subset = train_subset
-        self.test_subset = test_subset
+        self.train_subset = None if train_subset is None else int(train_subset)
+        self.test_subset = None if test_subset is None else int(test_subset)
         self.pin_memory = bool(pin_memory)
         self.seed = int(seed)
         self.train_set = self.val_set = self.test_set = None
+        self.train_indices = self.val_indices = None
+
+    def _check_against_truth(self) -> None:
+        """One clear error when a config override contradicts what a fixed dataset is."""
+        truth = self.true_name or self.name
+        if self.true_name is not None and self.name != self.true_name:
+            raise ConfigError(f"data.name={self.name} does not match {type(self).__name__} ({self.true_name}); "
+                              f"pick the dataset with data={self.name} instead of overriding data.name")
+        if self.true_num_classes is not None and self.num_classes != self.true_num_classes:
+            raise ConfigError(f"data.num_classes={self.num_classes} does not match {truth} "
+                              f"({self.true_num_classes} classes); remove the override")
+        if self.true_input_shape is not None and self.input_shape != self.true_input_shape:
+            raise ConfigError(f"data.input_shape={list(self.input_shape)} does not match {truth} "
+                              f"({list(self.true_input_shape)}); remove the override")
 
     # -- what each dataset provides ---------------------------------------------------------------
     def load_train(self) -> Any:
@@ -77,45 +102,60 @@ class KDDataModule(pl.LightningDataModule):
     def load_test(self) -> Any:
         raise NotImplementedError
 
-    train_transform = None
-    eval_transform = None
-
     # -- split -------------------------------------------------------------------------------------
     def _split_indices(self, n_train: int) -> tuple[np.ndarray, np.ndarray]:
-        """(train indices, val indices) of the original training set; depends on split_seed only."""
-        val_count = int(round(self.val_size * n_train)) if isinstance(self.val_size, float) else int(self.val_size)
+        """(train indices, val indices) of the original training set, both sorted.
+
+        A permutation seeded by `split_seed` alone (never `seed`), so every run, teacher or student, holds
+        out the same validation examples. `train_subset` keeps a seeded random part of the rest."""
+        if isinstance(self.val_size, float):
+            val_count = int(round(self.val_size * n_train))
+        else:
+            val_count = int(self.val_size)
         if not 0 <= val_count < n_train:
             raise ConfigError(f"data.val_size={self.val_size} leaves no training data out of {n_train} examples; "
                               f"use a smaller val_size (0 validates on the test set)")
         order = np.random.default_rng(self.split_seed).permutation(n_train)
-        val, train = np.sort(order[:val_count]), order[val_count:]
+        val, train = order[:val_count], order[val_count:]
         if self.train_subset is not None:
-            train = train[: int(self.train_subset)]
-        return np.sort(train), val
+            train = train[: self.train_subset]
+        return np.sort(train), np.sort(val)
+
+    def train_pool_indices(self) -> np.ndarray:
+        """Original training-set indices the train loader draws from (after `setup`): all of
+        `train_indices` here. Hook point: cross-fitting overrides this to leave out a fold."""
+        return self.train_indices
+
+    def _test_indices(self, n_test: int) -> np.ndarray:
+        if self.test_subset is None:
+            return np.arange(n_test)
+        return np.sort(np.random.default_rng(self.split_seed).permutation(n_test)[: self.test_subset])
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
+        # Lightning calls prepare_data itself; direct users may not, and then this fetches or fails clearly.
         self.prepare_data()
         train_base, test_base = self.load_train(), self.load_test()
         self.train_indices, self.val_indices = self._split_indices(len(train_base))
-        self.train_set = IndexedDataset(train_base, self.train_indices, self.train_transform)
-        test_indices = np.arange(len(test_base))
-        if self.test_subset is not None:
-            test_indices = np.sort(np.random.default_rng(self.split_seed).permutation(len(test_base))
-                                   [: int(self.test_subset)])
-        self.test_set = IndexedDataset(test_base, test_indices, self.eval_transform)
-        # val_size=0: validate on the test set (RepDistiller's protocol, which reports the last epoch).
+        self.train_set = IndexedDataset(train_base, self.train_pool_indices(), self.train_transform)
+        self.test_set = IndexedDataset(test_base, self._test_indices(len(test_base)), self.eval_transform)
+        # Val examples come from the training files but are evaluated like test examples: no augmentation.
         self.val_set = (IndexedDataset(train_base, self.val_indices, self.eval_transform)
                         if len(self.val_indices) else self.test_set)
 
     # -- loaders -----------------------------------------------------------------------------------
     def _loader(self, dataset, batch_size: int, sampler=None) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=False,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, EpochSeededRandomSampler(len(self.train_set), self.seed))
+        # Order is a pure function of (seed, epoch): a resumed run replays the uninterrupted run's batches.
+        sampler = EpochSeededRandomSampler(len(self.train_set), self.seed) if self.train_set is not None else None
+        return self._loader(self.train_set, self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size)

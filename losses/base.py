@@ -54,6 +54,14 @@ class DistillTerm(nn.Module):
               num_classes: int, num_train: int) -> None:
         """Build trainable parts from feature shapes (batch dimension included). Default: none."""
 
+    def bind_models(self, student: nn.Module, teacher: nn.Module) -> None:
+        """Settle what depends on both architectures (e.g. `stages: null` -> their shared stages), before the
+        task hooks the taps. Default: nothing."""
+
+    def bind_teacher(self, teacher: nn.Module, example_input: torch.Tensor) -> None:
+        """Read what the term needs from the frozen teacher itself (e.g. OFD's BatchNorm margins), once,
+        before `setup`. Default: nothing."""
+
     def forward(self, batch: DistillBatch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 

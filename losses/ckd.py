@@ -16,7 +16,13 @@ class CKDTerm(DistillTerm):
         super().__init__(weight)
         if pairs not in ("all", "random"):
             raise ConfigError(f"kd.terms.ckd.pairs must be 'all' or 'random', got '{pairs}'")
-        self.weight_label, self.pairs, self.num_pairs, self.seed = float(weight_label), pairs, num_pairs, int(seed)
+        if num_pairs is not None and not (int(num_pairs) == num_pairs and num_pairs >= 1):
+            raise ConfigError(f"kd.terms.ckd.num_pairs must be a positive integer or null (= batch size), "
+                              f"got {num_pairs}")
+        if not weight_label >= 0:
+            raise ConfigError(f"kd.terms.ckd.weight_label must be >= 0, got {weight_label}; the CKD code uses 1")
+        self.weight_label, self.pairs, self.seed = float(weight_label), pairs, int(seed)
+        self.num_pairs = None if num_pairs is None else int(num_pairs)
 
     def pair_indices(self, batch_size: int, step: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         if self.pairs == "all":

@@ -6,6 +6,7 @@ relation = 1 - Pearson correlation of each class's scores across the batch (mean
 times T^2."""
 import torch
 
+from errors import ConfigError
 from losses.base import DistillBatch, DistillTerm, check_temperature
 
 PEARSON_EPS = 1e-8
@@ -21,6 +22,9 @@ class DISTTerm(DistillTerm):
     def __init__(self, weight: float = 1.0, weight_inter: float = 1.0, weight_intra: float = 1.0,
                  temperature: float = 4.0) -> None:
         super().__init__(weight)
+        if not (weight_inter >= 0 and weight_intra >= 0 and weight_inter + weight_intra > 0):
+            raise ConfigError(f"kd.terms.dist needs weight_inter >= 0 and weight_intra >= 0, not both 0 (got "
+                              f"{weight_inter}, {weight_intra}); the DIST paper uses 1 and 1")
         self.weight_inter, self.weight_intra = float(weight_inter), float(weight_intra)
         self.temperature = check_temperature(temperature, "kd.terms.dist.temperature")
 

@@ -3,7 +3,11 @@
 KD splits into target-class KD (TCKD: KL between the binary [p_target, 1 - p_target] of teacher and
 student) and non-target-class KD (NCKD: KL between the distributions over the non-target classes alone);
 DKD weights them separately (alpha = weight_tckd, beta = weight_nckd), both at temperature T and times
-T^2, batch-mean, and ramps the term in linearly over `warmup_epochs`."""
+T^2, batch-mean, and ramps the term in linearly over `warmup_epochs`.
+
+Warm-up: mdistiller multiplies by min(epoch / warmup, 1) with epochs counted from 1; `batch.epoch` is
+Lightning's 0-based epoch, so the ramp here is min((epoch + 1) / warmup, 1) - the same factor in every epoch
+(1/20 in the first, 1 from the 20th on) instead of switching the term off for one extra epoch."""
 import torch
 import torch.nn.functional as F
 
@@ -17,7 +21,7 @@ class DKDTerm(DistillTerm):
     def __init__(self, weight: float = 1.0, weight_tckd: float = 1.0, weight_nckd: float = 8.0,
                  temperature: float = 4.0, warmup_epochs: int = 20) -> None:
         super().__init__(weight)
-        if weight_tckd < 0 or weight_nckd < 0 or warmup_epochs < 0:
+        if not (weight_tckd >= 0 and weight_nckd >= 0 and warmup_epochs >= 0):
             raise ConfigError("kd.terms.dkd needs weight_tckd >= 0, weight_nckd >= 0 and warmup_epochs >= 0 "
                               f"(got {weight_tckd}, {weight_nckd}, {warmup_epochs}); mdistiller uses 1, 8, 20")
         self.weight_tckd, self.weight_nckd = float(weight_tckd), float(weight_nckd)
@@ -37,5 +41,5 @@ class DKDTerm(DistillTerm):
         tckd = F.kl_div(binary(p_student).clamp_min(1e-12).log(), binary(p_teacher), reduction="batchmean")
         nckd = F.kl_div(F.log_softmax(student - MASK * target, dim=1), F.softmax(teacher - MASK * target, dim=1),
                         reduction="batchmean")
-        ramp = min(batch.epoch / self.warmup_epochs, 1.0) if self.warmup_epochs else 1.0
+        ramp = min((batch.epoch + 1) / self.warmup_epochs, 1.0) if self.warmup_epochs else 1.0
         return ramp * t * t * (self.weight_tckd * tckd + self.weight_nckd * nckd)

@@ -1,22 +1,26 @@
-"""Neuron selectivity transfer: Huang & Wang, 2017. Each channel's map, flattened over positions and
-L2-normalised, is a sample; loss = squared MMD with the polynomial kernel k(x, y) = (x . y)^2:
-mean K(t, t) + mean K(s, s) - 2 mean K(s, t), per stage, summed (the larger map pooled to the smaller)."""
+"""Neuron selectivity transfer: Huang & Wang, "Like What You Like", 2017 (RepDistiller's NSTLoss). Each
+channel's map, flattened over positions and L2-normalised, is one sample; loss = squared MMD between the
+student's and the teacher's channel samples with the polynomial kernel k(x, y) = (x . y)^2 (degree 2, c 0):
+mean K(t, t) + mean K(s, s) - 2 mean K(s, t), averaged over the batch, summed over stages. Channel counts
+may differ (MMD compares sample sets); spatial sizes are matched by average-pooling the larger map."""
+import torch
 import torch.nn.functional as F
 
-from losses.base import DistillBatch, DistillTerm
-from losses.feature_utils import match_spatial, stage_taps
+from losses.at import StagewiseTerm
+from losses.base import DistillBatch
+from losses.feature_utils import match_spatial
 
 
-def polynomial_kernel_mean(a, b):
+def polynomial_kernel_mean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a @ b.transpose(1, 2)).pow(2).mean()
 
 
-class NSTTerm(DistillTerm):
-    def __init__(self, weight: float = 50.0, stages=(-3, -2, -1)) -> None:
-        super().__init__(weight)
-        self.student_taps = self.teacher_taps = stage_taps("stage", stages)
+class NSTTerm(StagewiseTerm):
+    def __init__(self, weight: float = 50.0, stages=None) -> None:
+        super().__init__(weight, stages, "kd.terms.nst.stages")
 
     def forward(self, batch: DistillBatch):
+        self.check_bound()
         total = 0.0
         for tap in self.student_taps:
             student, teacher = match_spatial(batch.student_features[tap].float(), batch.teacher_features[tap].float())
@@ -25,3 +29,6 @@ class NSTTerm(DistillTerm):
             total = total + (polynomial_kernel_mean(teacher, teacher) + polynomial_kernel_mean(student, student)
                              - 2 * polynomial_kernel_mean(student, teacher))
         return total
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}, taps={self.student_taps}"

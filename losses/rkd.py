@@ -1,11 +1,15 @@
-"""Relational KD: Park et al., CVPR 2019. On embeddings: distance-wise - pairwise Euclidean distances, each
-model's divided by its mean over distinct pairs, compared by smooth L1; angle-wise - cosines of the angles
-<e_i - e_j, e_k - e_j> over all triplets, compared by smooth L1; value = w_d * distance + w_a * angle."""
+"""Relational KD: Park et al., CVPR 2019 (RepDistiller's RKDLoss), on the embeddings (feat[-1]).
+Distance-wise: pairwise Euclidean distances, each model's divided by its mean over distinct pairs, compared
+by smooth L1 (Huber, delta 1) averaged over all B x B entries. Angle-wise: cosines of the angles
+<e_i - e_j, e_k - e_j> over all B^3 triplets, compared by smooth L1. Value = w_d * distance + w_a * angle.
+Both compare B x B (x B) relations, so embedding widths may differ."""
 import torch
 import torch.nn.functional as F
 
+from errors import ConfigError
 from losses.base import DistillBatch, DistillTerm
 
+# clamp before the square root: its gradient at 0 (the diagonal) would be infinite
 DISTANCE_EPS = 1e-12
 
 
@@ -32,6 +36,9 @@ class RKDTerm(DistillTerm):
     def __init__(self, weight: float = 1.0, weight_distance: float = 25.0, weight_angle: float = 50.0) -> None:
         super().__init__(weight)
         self.weight_distance, self.weight_angle = float(weight_distance), float(weight_angle)
+        if not (self.weight_distance >= 0 and self.weight_angle >= 0) or self.weight_distance + self.weight_angle == 0:
+            raise ConfigError(f"kd.terms.rkd needs weight_distance, weight_angle >= 0, not both 0; got "
+                              f"{weight_distance}, {weight_angle}; use 25 and 50 (the paper's and RepDistiller's)")
 
     def forward(self, batch: DistillBatch):
         student = batch.student_features["embedding"].float().flatten(1)
@@ -39,3 +46,6 @@ class RKDTerm(DistillTerm):
         distance = F.smooth_l1_loss(normalised_distances(student), normalised_distances(teacher))
         angle = F.smooth_l1_loss(angles(student), angles(teacher))
         return self.weight_distance * distance + self.weight_angle * angle
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}, weight_distance={self.weight_distance}, weight_angle={self.weight_angle}"

@@ -18,6 +18,21 @@ def teacher_probabilities(teacher_logits: torch.Tensor, smoothing: float) -> tor
     return (1 - smoothing) * p + smoothing / p.shape[1] if smoothing else p
 
 
+def check_eps(eps: float, key: str) -> float:
+    eps = float(eps)
+    if not 0 <= eps < 1:
+        raise ConfigError(f"{key} must lie in [0, 1), got {eps}; the paper's code uses 1e-2 "
+                          f"(eps 0 is safe only with smoothing > 0, which keeps p away from 0)")
+    return eps
+
+
+def check_positive(value: float, key: str, usual: float) -> float:
+    value = float(value)
+    if not value > 0:
+        raise ConfigError(f"{key} must be > 0, got {value}; the paper's code uses {usual}")
+    return value
+
+
 def check_unit_interval(value: float, key: str) -> float:
     value = float(value)
     if not 0 <= value < 1:
@@ -35,7 +50,7 @@ class KDOrthoTerm(DistillTerm):
     def __init__(self, weight: float = 1.0, temperature: float = 4.0, eps: float = 1e-2, smoothing: float = 0.0):
         super().__init__(weight)
         self.temperature = check_temperature(temperature, "kd.terms.kd_ortho.temperature")
-        self.eps = float(eps)
+        self.eps = check_eps(eps, "kd.terms.kd_ortho.eps")
         self.smoothing = check_unit_interval(smoothing, "kd.terms.kd_ortho.smoothing")
 
     def forward(self, batch: DistillBatch):
@@ -56,7 +71,7 @@ class KDMSEOrthoTerm(DistillTerm):
 
     def __init__(self, weight: float = 1.0, eps: float = 1e-2, smoothing: float = 0.0):
         super().__init__(weight)
-        self.eps = float(eps)
+        self.eps = check_eps(eps, "kd.terms.kd_mse_ortho.eps")
         self.smoothing = check_unit_interval(smoothing, "kd.terms.kd_mse_ortho.smoothing")
 
     def forward(self, batch: DistillBatch):
@@ -113,8 +128,14 @@ class KDMSEGammaTerm(DistillTerm):
         if not 0 < float(alpha) <= 1:
             raise ConfigError(f"kd.terms.kd_mse_gamma.alpha must lie in (0, 1], got {alpha}")
         self.gamma, self.scale = gamma, check_scale(scale, "kd.terms.kd_mse_gamma.scale")
-        self.c, self.lower, self.alpha = float(c), float(lower), float(alpha)
-        self.relerr_c, self.power_tmax, self.abserr_c = float(relerr_c), float(power_tmax), float(abserr_c)
+        key = "kd.terms.kd_mse_gamma"
+        self.c, self.lower, self.alpha = check_positive(c, f"{key}.c", 1.0), check_positive(
+            lower, f"{key}.lower", 1e-3), float(alpha)
+        self.relerr_c = check_positive(relerr_c, f"{key}.relerr_c", 2.0)
+        self.abserr_c = check_positive(abserr_c, f"{key}.abserr_c", 0.05)
+        self.power_tmax = float(power_tmax)
+        if not self.power_tmax >= 1:  # the interval [p, p^(1/t_max)] needs t_max >= 1
+            raise ConfigError(f"{key}.power_tmax must be >= 1, got {power_tmax}; the paper's code uses 2.0")
         self.smoothing = check_unit_interval(smoothing, "kd.terms.kd_mse_gamma.smoothing")
 
     @torch.no_grad()

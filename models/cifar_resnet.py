@@ -49,6 +49,8 @@ class CifarResNet(nn.Module):
         # RepDistiller's feature list: stem (after ReLU), then each stage's output.
         self.feature_stages = ["relu", "layer1", "layer2", "layer3"]
         self.preact_stages = ["relu:input"] + [f"layer{i}.{blocks - 1}.relu_out:input" for i in (1, 2, 3)]
+        # The residual branch's last BatchNorm (not the shortcut's) describes each pre-activation, as in OFD.
+        self.preact_bn_stages = ["bn1"] + [f"layer{i}.{blocks - 1}.bn2" for i in (1, 2, 3)]
         self.classifier_name = "fc"
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

@@ -12,8 +12,9 @@ GROUPS = [(1, 16, 1, 1), (None, 24, 2, 1), (None, 32, 3, 2), (None, 64, 4, 2), (
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
+    # The ReLU is not in place: a pre-hook on it must keep the pre-activation it captured.
     return [nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+            nn.BatchNorm2d(out_channels), nn.ReLU()]
 
 
 class InvertedResidual(nn.Module):

@@ -61,6 +61,9 @@ class ResNetCifar(nn.Module):
         self.linear = nn.Linear(planes, num_classes)
         self.feature_stages = ["relu", "layer1", "layer2", "layer3", "layer4"]
         self.preact_stages = ["relu:input"] + [f"layer{i + 1}.{count - 1}.relu_out:input" for i, count in enumerate(blocks)]
+        # The residual branch's last BatchNorm (not the shortcut's) describes each pre-activation, as in OFD.
+        last_norm = len(block(1, 1).body) - 1
+        self.preact_bn_stages = ["bn1"] + [f"layer{i + 1}.{count - 1}.body.{last_norm}" for i, count in enumerate(blocks)]
         self.classifier_name = "linear"
 
     def forward(self, x):

@@ -54,6 +54,7 @@ class ShuffleNetV1(nn.Module):
         self.layer1, self.layer2, self.layer3 = layers
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.linear = nn.Linear(planes, num_classes)
+        # RepDistiller's grouping: stem, then each stage's output; the last block's relu_out input is the preact.
         self.feature_stages = ["relu", "layer1", "layer2", "layer3"]
         self.preact_stages = ["relu:input"] + [f"layer{i + 1}.{count - 1}.relu_out:input" for i, count in enumerate(blocks)]
         self.classifier_name = "linear"
@@ -64,18 +65,23 @@ class ShuffleNetV1(nn.Module):
 
 
 class ShuffleV2Block(nn.Module):
-    """Stride 1: half the channels pass through, the other half go through 1x1 - dw 3x3 - 1x1."""
+    """Stride 1: half the channels pass through, the other half go through 1x1 - dw 3x3 - 1x1 - ReLU.
+
+    The branch's last ReLU is applied after the concatenation and shuffle, as `relu_out`: the passed half is
+    already non-negative (every block and the stem end in a ReLU), so the output is unchanged, and the ReLU's
+    input is RepDistiller's pre-activation of the block (passed half + un-activated branch)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         half = channels // 2
         self.branch = nn.Sequential(nn.Conv2d(half, half, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU(),
                                     nn.Conv2d(half, half, 3, 1, 1, groups=half, bias=False), nn.BatchNorm2d(half),
-                                    nn.Conv2d(half, half, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU())
+                                    nn.Conv2d(half, half, 1, bias=False), nn.BatchNorm2d(half))
+        self.relu_out = nn.ReLU()
 
     def forward(self, x):
         passed, transformed = x.chunk(2, dim=1)
-        return channel_shuffle(torch.cat([passed, self.branch(transformed)], 1), 2)
+        return self.relu_out(channel_shuffle(torch.cat([passed, self.branch(transformed)], 1), 2))
 
 
 class ShuffleV2DownBlock(nn.Module):
@@ -110,10 +116,9 @@ class ShuffleNetV2(nn.Module):
         self.relu2 = nn.ReLU()
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.linear = nn.Linear(out_channels[3], num_classes)
-        # A V2 block's output concatenates an identity half with a ReLU'd half and shuffles them, so no
-        # module holds a pre-activation: the stage taps stand in for their own pre-activations.
+        # Stem, then each stage's output; a stage ends in a stride-1 block, whose relu_out input is the pre-activation.
         self.feature_stages = ["relu", "layer1", "layer2", "layer3"]
-        self.preact_stages = ["relu:input", "layer1", "layer2", "layer3"]
+        self.preact_stages = ["relu:input"] + [f"layer{i + 1}.{count}.relu_out:input" for i, count in enumerate(blocks)]
         self.classifier_name = "linear"
 
     def forward(self, x):

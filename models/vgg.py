@@ -1,5 +1,6 @@
 """VGG with BatchNorm as RepDistiller adapts it to CIFAR: five conv blocks (conv layers with bias), max-pool
-after the first three, global average pooling, one linear classifier. vgg8 has one conv per block."""
+after the first three (and after the fourth too for 64x64 inputs), global average pooling, one linear
+classifier. vgg8 has one conv per block."""
 from __future__ import annotations
 
 from torch import nn
@@ -26,7 +27,7 @@ class VGG(nn.Module):
                 channels = width
             stages.append(nn.Sequential(*layers))
         self.block0, self.block1, self.block2, self.block3, self.block4 = stages
-        self.pools = nn.ModuleList([nn.MaxPool2d(2) for _ in range(3)])
+        self.pools = nn.ModuleList([nn.MaxPool2d(2) for _ in range(4)])
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.classifier = nn.Linear(channels, num_classes)
         # Each block's output after its last ReLU, and that ReLU's input as the pre-activation.
@@ -35,10 +36,14 @@ class VGG(nn.Module):
         self.classifier_name = "classifier"
 
     def forward(self, x):
+        # RepDistiller's layout: 32x32 inputs keep block3 and block4 at 4x4; 64x64 ones pool once more.
+        pool_after_block3 = x.shape[-2] == 64
         for i, block in enumerate((self.block0, self.block1, self.block2)):
             x = self.pools[i](block(x))
-        x = self.block4(self.block3(x))
-        return self.classifier(self.pool(x))
+        x = self.block3(x)
+        if pool_after_block3:
+            x = self.pools[3](x)
+        return self.classifier(self.pool(self.block4(x)))
 
 
 def _register(name: str) -> None:

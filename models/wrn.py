@@ -48,6 +48,8 @@ class WideResNet(nn.Module):
         # Pre-activation blocks output un-activated sums, so those taps are already pre-activation.
         self.feature_stages = ["conv1", "block1", "block2", "relu"]
         self.preact_stages = ["conv1", "block1", "block2", "relu:input"]
+        # Pre-activation blocks: the BatchNorm describing each stage's output is the one that normalises it next.
+        self.preact_bn_stages = ["block1.0.bn1", "block2.0.bn1", "block3.0.bn1", "bn1"]
         self.classifier_name = "fc"
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

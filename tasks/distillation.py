@@ -29,6 +29,8 @@ class DistillationTask(ClassificationTask):
         self.stages = stages or []
         object.__setattr__(self, "teacher", teacher)
         self.objective = objective
+        for term in objective.terms.values():
+            term.bind_models(student, teacher.model)
         self.student_taps = FeatureTaps(student, objective.student_taps)
         teacher.capture(objective.teacher_taps)
         if example_input is not None:
@@ -46,6 +48,8 @@ class DistillationTask(ClassificationTask):
         student_shapes = {tap: feature.shape for tap, feature in self.student_taps.pop().items()}
         _, teacher_features = self.teacher(example_input)
         self.model.train(was_training)
+        for term in self.objective.terms.values():
+            term.bind_teacher(self.teacher.model, example_input)
         self.objective.setup(student_shapes, {tap: f.shape for tap, f in teacher_features.items()},
                              self.num_classes, num_train)
 

@@ -71,3 +71,39 @@ class FeatureTaps:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+
+def preact_batchnorms(model: nn.Module, taps: Iterable[str], example_input: torch.Tensor) -> dict[str, nn.Module]:
+    """For each pre-activation tap, the BatchNorm whose affine parameters describe that pre-activation's
+    distribution (OFD's margin needs it). An architecture may declare them (`preact_bn_stages`, one module
+    name per stage); otherwise this traces one forward and takes the last BatchNorm run before the tap."""
+    declared = getattr(model, "preact_bn_stages", None)
+    modules = dict(model.named_modules())
+    found: dict[str, nn.Module] = {}
+    if declared is not None:
+        for tap in taps:
+            found[tap] = modules[declared[int(tap.partition(":")[2])]]
+    else:
+        last_norm: list[nn.Module] = []
+        handles = [module.register_forward_hook(lambda m, *_: last_norm.append(m))
+                   for module in modules.values() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+        for tap in taps:
+            name, _, where = resolve_tap(model, tap).partition(":")
+
+            def record(*_, key=tap):
+                found.setdefault(key, last_norm[-1] if last_norm else None)
+            hook = modules[name].register_forward_pre_hook(record) if where == "input" else \
+                modules[name].register_forward_hook(record)
+            handles.append(hook)
+        was_training = model.training
+        with torch.no_grad():
+            model.eval()
+            model(example_input)
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    for tap, norm in found.items():
+        if norm is None:
+            raise ConfigError(f"no BatchNorm precedes feature tap '{tap}' of {type(model).__name__}; "
+                              f"declare its `preact_bn_stages`")
+    return found

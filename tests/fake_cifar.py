@@ -9,13 +9,19 @@ import pytest
 
 
 def _dump(path: Path, content: dict) -> None:
+    # Protocol 2 with str keys, as the real files (Python 2 pickles) load under encoding="latin1".
     with open(path, "wb") as handle:
         pickle.dump(content, handle, protocol=2)
 
 
 def write_fake_cifar(root: Path, variant: str = "cifar10", n_train: int = 100, n_test: int = 20,
                      seed: int = 0) -> dict[str, np.ndarray]:
-    """Writes random images; returns the raw arrays (train/test images as N x 32 x 32 x 3, labels)."""
+    """Writes random images under root/cifar-10-batches-py or root/cifar-100-python.
+
+    Returns the raw arrays: train/test rows as in the files (N x 3072, CHW order), the same images as
+    torchvision serves them (N x 32 x 32 x 3), and labels."""
+    if variant not in ("cifar10", "cifar100"):
+        raise ValueError(f"variant must be cifar10 or cifar100, got {variant}")
     rng = np.random.default_rng(seed)
     classes = 10 if variant == "cifar10" else 100
     arrays = {}
@@ -48,7 +54,7 @@ def write_fake_cifar(root: Path, variant: str = "cifar10", n_train: int = 100, n
 
 
 def patch_cifar_md5(monkeypatch) -> None:
-    """torchvision verifies the real files' md5 sums; fake files pass through this check only."""
+    """torchvision checks the real files' md5 sums; let fake files through (CIFAR100 subclasses CIFAR10)."""
     import torchvision
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: True)

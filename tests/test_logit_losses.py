@@ -105,11 +105,13 @@ def test_kd_mse_ortho(eps):
     assert_grad_reaches_student(KDMSEOrthoTerm(eps=eps), make_batch(seed=3))
 
 
-def test_kd_mse_varred():
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_kd_mse_varred(smoothing):
     batch = make_batch(seed=4, scale=1.0)
-    expected = entries_mean([[pk * (zk - vk - yk / pk + 1) ** 2 for zk, vk, yk, pk in zip(z, v, y, softmax(v))]
-                             for z, v, y in rows(batch)])
-    assert KDMSEVarRedTerm()(batch).item() == pytest.approx(expected, rel=1e-5)
+    expected = entries_mean([[pk * (zk - vk - yk / pk + 1) ** 2 for zk, vk, yk, pk in zip(
+        z, v, y, [(1 - smoothing) * a + smoothing / len(v) for a in softmax(v)])] for z, v, y in rows(batch)])
+    assert KDMSEVarRedTerm(smoothing=smoothing)(batch).item() == pytest.approx(expected, rel=1e-5)
+    assert_grad_reaches_student(KDMSEVarRedTerm(smoothing=smoothing), make_batch(seed=4, scale=1.0))
 
 
 def reference_gamma(kind, scale, p, y, c=1.0, lower=1e-3, alpha=0.5, relerr_c=2.0, tmax=2.0, abserr_c=0.05):
@@ -170,7 +172,8 @@ def kl(p, q):
     return sum(a * (math.log(a) - math.log(b)) for a, b in zip(p, q) if a > 0)
 
 
-@pytest.mark.parametrize("epoch,warmup,alpha,beta", [(20, 20, 1.0, 8.0), (5, 20, 1.0, 2.0), (0, 0, 0.5, 1.0)])
+@pytest.mark.parametrize("epoch,warmup,alpha,beta",
+                         [(20, 20, 1.0, 8.0), (5, 20, 1.0, 2.0), (0, 0, 0.5, 1.0), (0, 20, 1.0, 8.0)])
 def test_dkd_decomposition(epoch, warmup, alpha, beta):
     temperature = 4.0
     batch = make_batch(seed=6)
@@ -183,10 +186,11 @@ def test_dkd_decomposition(epoch, warmup, alpha, beta):
         others = [k for k in range(len(z)) if k != target]
         nckd = kl(softmax([v[k] for k in others], temperature), softmax([z[k] for k in others], temperature))
         total += alpha * tckd + beta * nckd
-    ramp = min(epoch / warmup, 1.0) if warmup else 1.0
+    ramp = min((epoch + 1) / warmup, 1.0) if warmup else 1.0  # mdistiller counts epochs from 1, Lightning from 0
     expected = ramp * temperature ** 2 * total / len(batch.targets)
     term = DKDTerm(weight_tckd=alpha, weight_nckd=beta, temperature=temperature, warmup_epochs=warmup)
     assert term(batch).item() == pytest.approx(expected, rel=1e-4)
+    assert_grad_reaches_student(term, make_batch(seed=6))
     with pytest.raises(ConfigError, match="mdistiller uses 1, 8, 20"):
         DKDTerm(weight_nckd=-1)
 
@@ -197,29 +201,31 @@ def pearson(a, b):
     return cov / (math.sqrt(sum((x - ma) ** 2 for x in a)) * math.sqrt(sum((y - mb) ** 2 for y in b)))
 
 
-def test_dist_relations():
-    temperature = 4.0
+@pytest.mark.parametrize("temperature,weight_inter,weight_intra", [(4.0, 1.0, 0.5), (1.0, 1.0, 1.0), (2.0, 0.0, 2.0)])
+def test_dist_relations(temperature, weight_inter, weight_intra):
     batch = make_batch(seed=7)
     student = [softmax(z, temperature) for z, _, _ in rows(batch)]
     teacher = [softmax(v, temperature) for _, v, _ in rows(batch)]
     inter = sum(1 - pearson(s, t) for s, t in zip(student, teacher)) / len(student)
     columns = range(len(student[0]))
     intra = sum(1 - pearson([s[k] for s in student], [t[k] for t in teacher]) for k in columns) / len(columns)
-    expected = temperature ** 2 * (1.0 * inter + 0.5 * intra)
-    term = DISTTerm(weight_inter=1.0, weight_intra=0.5, temperature=temperature)
+    expected = temperature ** 2 * (weight_inter * inter + weight_intra * intra)
+    term = DISTTerm(weight_inter=weight_inter, weight_intra=weight_intra, temperature=temperature)
     assert term(batch).item() == pytest.approx(expected, rel=1e-4)
     assert_grad_reaches_student(term, make_batch(seed=7))
 
 
-def test_tfkd_reg_virtual_teacher():
+@pytest.mark.parametrize("temperature,correct_prob,multiplier", [(20.0, 0.99, 100.0), (1.0, 0.9, 1.0), (40.0, 0.5, 10.0)])
+def test_tfkd_reg_virtual_teacher(temperature, correct_prob, multiplier):
     batch = make_batch(seed=8)
     total = 0.0
     for z, _, y in rows(batch):
-        virtual = [0.99 if yk else 0.01 / (len(z) - 1) for yk in y]
-        total += kl(softmax(virtual, 20.0), softmax(z))
-    expected = 100.0 * total / (len(batch.targets) * batch.student_logits.shape[1])
-    assert TfKDRegTerm(temperature=20.0, correct_prob=0.99, multiplier=100.0)(batch).item() == pytest.approx(
-        expected, rel=1e-5)
+        virtual = [correct_prob if yk else (1 - correct_prob) / (len(z) - 1) for yk in y]
+        total += kl(softmax(virtual, temperature), softmax(z))
+    expected = multiplier * total / (len(batch.targets) * batch.student_logits.shape[1])
+    term = TfKDRegTerm(temperature=temperature, correct_prob=correct_prob, multiplier=multiplier)
+    assert term(batch).item() == pytest.approx(expected, rel=1e-5)
+    assert_grad_reaches_student(term, make_batch(seed=8))
 
 
 def test_ckd_pairs():
@@ -267,3 +273,65 @@ def test_kd_mse_varred_stays_finite_when_the_target_probability_underflows():
     value = KDMSEVarRedTerm()(batch)
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(batch.student_logits.grad).all()
+
+
+@pytest.mark.parametrize("make_term,match", [
+    (lambda: KDOrthoTerm(eps=-1e-3), "eps must lie in"),
+    (lambda: KDOrthoTerm(temperature=0), "temperature must be a positive"),
+    (lambda: KDMSEOrthoTerm(eps=2.0), "eps must lie in"),
+    (lambda: KDMSEVarRedTerm(smoothing=-0.1), "smoothing must lie in"),
+    (lambda: KDMSEGammaTerm(c=0), "c must be > 0"),
+    (lambda: KDMSEGammaTerm(scale="log"), "scale must be one of"),
+    (lambda: KDMSEGammaTerm(gamma="minimax_power", power_tmax=0.5), "power_tmax must be >= 1"),
+    (lambda: KDMSEGammaTerm(abserr_c=-1), "abserr_c must be > 0"),
+    (lambda: DKDTerm(temperature=-4), "temperature must be a positive"),
+    (lambda: DKDTerm(warmup_epochs=-1), "warmup_epochs >= 0"),
+    (lambda: DISTTerm(weight_inter=-1), "weight_inter >= 0"),
+    (lambda: DISTTerm(weight_inter=0, weight_intra=0), "not both 0"),
+    (lambda: TfKDRegTerm(correct_prob=1.5), "correct_prob must lie in"),
+    (lambda: TfKDRegTerm(multiplier=0), "multiplier must be > 0"),
+    (lambda: CKDTerm(pairs="some"), "'all' or 'random'"),
+    (lambda: CKDTerm(pairs="random", num_pairs=0), "num_pairs must be a positive integer"),
+    (lambda: CKDTerm(weight_label=-1), "weight_label must be >= 0"),
+    (lambda: KDMSETerm(weight=-1), "weight must be a finite number"),
+])
+def test_bad_hyperparameters_raise_config_error(make_term, match):
+    with pytest.raises(ConfigError, match=match):
+        make_term()
+
+
+def test_gamma_target_is_detached_and_chunking_does_not_change_gamma():
+    batch = make_batch(seed=12)
+    batch.teacher_logits = batch.teacher_logits.clone().requires_grad_(True)
+    for term in (KDMSEGammaTerm(gamma="minimax_relerr"), KDMSEGammaTerm(gamma="bound_fast", scale="p")):
+        term(batch).backward()
+        assert batch.teacher_logits.grad is None or batch.teacher_logits.grad.abs().sum() == 0
+    # Large batches are searched in chunks of entries; the chunk size must not matter.
+    p = batch.teacher_logits.detach().softmax(dim=1)
+    term = KDMSEGammaTerm(gamma="minimax_abserr", scale="p")
+    assert torch.equal(term._minimax(p, chunk=5), term._minimax(p))
+
+
+LOGIT_CONFIGS = ["kd_mse", "l2", "kd_ortho", "kd_mse_ortho", "kd_mse_varred", "kd_mse_gamma", "dkd", "dist",
+                 "tfkd_reg", "tfkd_self", "ckd"]
+
+
+@pytest.mark.parametrize("name", LOGIT_CONFIGS)
+def test_logit_configs_instantiate_and_build_an_objective(name):
+    from pathlib import Path
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from losses import DistillationObjective
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "cfg" / "kd" / f"{name}.yaml")
+    assert cfg.name == name and "ce" in cfg.terms
+    terms = {key: instantiate(node) for key, node in cfg.terms.items()}
+    objective = DistillationObjective(terms)
+    batch = make_batch(seed=13)
+    batch.epoch = 25  # past any warm-up
+    total, values = objective(batch)
+    assert torch.isfinite(total) and set(values) == set(objective.main_weights)
+    total.backward()
+    assert batch.student_logits.grad.abs().sum() > 0

@@ -1,23 +1,38 @@
-"""Every zoo model: forward shape, parameter count against the anchors, and its declared feature taps."""
+"""Every zoo model: forward shape, parameter counts, its declared feature taps (captured here with plain
+forward hooks, independent of tasks/features.py), name errors, torchvision models and every model config."""
+import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from torch import nn
 
-from errors import ConfigError
 from models import build_model, feature_spec, model_names
-from tasks.features import FeatureTaps
 
 ONE_D = {"mlp", "mlp1d", "cnn1d"}
-# Millions of parameters at 100 classes, as RepDistiller / mdistiller report them (e.g. the CRD paper's
-# and mdistiller's model tables); the CIFAR ResNet depths follow 6n+2 with 16/16/32/64 channels.
+FLAT = {"mlp", "mlp1d"}  # their stages are (B, D) vectors, not maps
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "cfg" / "model"
+
+# Exact counts at 100 classes. Computed layer by layer from each architecture's description (e.g. resnet8:
+# stem 432 + 32, stage blocks 4,672 / 14,528 / 57,728 with 1x1-conv+BN shortcuts, fc 6,500 = 83,892) and
+# agreeing with the published two-decimal figures below wherever one exists.
+EXACT_PARAMETERS = {
+    "resnet8": 83_892, "resnet14": 181_108, "resnet20": 278_324, "resnet32": 472_756, "resnet44": 667_188,
+    "resnet56": 861_620, "resnet110": 1_736_564, "resnet8x4": 1_233_540, "resnet32x4": 7_433_860,
+    "wrn_16_1": 180_916, "wrn_16_2": 703_284, "wrn_40_1": 569_780, "wrn_40_2": 2_255_156,
+    "vgg8": 3_965_028, "vgg11": 9_277_284, "vgg13": 9_462_180, "vgg16": 14_774_436, "vgg19": 20_086_692,
+    "mobilenetv2": 812_836, "shufflenetv1": 949_258, "shufflenetv2": 1_356_104,
+    "resnet18_cifar": 11_220_132, "resnet34_cifar": 21_328_292, "resnet50_cifar": 23_705_252,
+    "cnn5": 1_603_236, "lenet": 144_536, "mlp": 103_012, "mlp1d": 24_700, "cnn1d": 44_164,
+}
+# Millions at 100 classes as RepDistiller / mdistiller publish them (CRD paper and mdistiller model tables).
 PUBLISHED_MILLIONS = {
-    "resnet8": 0.08, "resnet14": 0.18, "resnet20": 0.28, "resnet32": 0.47, "resnet44": 0.67, "resnet56": 0.86,
-    "resnet110": 1.74, "resnet8x4": 1.23, "resnet32x4": 7.43, "wrn_16_1": 0.18, "wrn_16_2": 0.70,
-    "wrn_40_1": 0.57, "wrn_40_2": 2.26, "vgg8": 3.96, "vgg13": 9.46, "mobilenetv2": 0.81,
-    "shufflenetv1": 0.95, "shufflenetv2": 1.36, "resnet50_cifar": 23.71,
+    "resnet8": 0.08, "resnet20": 0.28, "resnet32": 0.47, "resnet56": 0.86, "resnet110": 1.74,
+    "resnet8x4": 1.23, "resnet32x4": 7.43, "wrn_16_2": 0.70, "wrn_40_1": 0.57, "wrn_40_2": 2.26,
+    "vgg8": 3.96, "vgg13": 9.46, "mobilenetv2": 0.81, "shufflenetv1": 0.95, "shufflenetv2": 1.36,
+    "resnet50_cifar": 23.71,
 }
 
 
@@ -25,12 +40,39 @@ def input_shape(name):
     return (1, 40) if name in ONE_D else (3, 32, 32)
 
 
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+
 def capture(model, taps, x):
-    hooks = FeatureTaps(model, taps)
-    logits = model(x)
-    features = hooks.pop()
-    hooks.remove()
-    return logits, features
+    """One forward with a hook per tap: "name" keeps the submodule's output, "name:input" its first input.
+    Each tap must fire exactly once, or a reused module would silently hand back its last call."""
+    modules = dict(model.named_modules())
+    captured, calls, handles = {}, {}, []
+
+    def keep(tap, tensor):
+        captured[tap] = tensor
+        calls[tap] = calls.get(tap, 0) + 1
+
+    for tap in dict.fromkeys(taps):
+        name, _, where = tap.partition(":")
+        assert name in modules, f"tap '{tap}' names no submodule of {type(model).__name__}"
+        if where == "input":
+            handles.append(modules[name].register_forward_pre_hook(lambda _m, args, tap=tap: keep(tap, args[0])))
+        else:
+            assert where == "", f"tap '{tap}' has an unknown suffix"
+            handles.append(modules[name].register_forward_hook(lambda _m, _a, out, tap=tap: keep(tap, out)))
+    try:
+        logits = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == {tap: 1 for tap in dict.fromkeys(taps)}, f"taps must fire once per forward: {calls}"
+    return logits, captured
+
+
+def all_taps(spec):
+    return [*spec.stages, *spec.preact_stages, spec.embedding]
 
 
 @pytest.mark.parametrize("name", model_names())
@@ -38,60 +80,190 @@ def test_forward_and_feature_taps(name):
     torch.manual_seed(0)
     model = build_model(name, 10, input_shape(name)).eval()
     spec = feature_spec(model)
-    stage_taps = [f"stage:{i}" for i in range(len(spec.stages))]
-    preact_taps = [f"preact:{i}" for i in range(len(spec.stages))]
+    assert len(spec.stages) == len(spec.preact_stages) > 0
+    classifier_name, _, where = spec.embedding.partition(":")
+    assert where == "input" and classifier_name == model.classifier_name
+    classifier = model.get_submodule(classifier_name)
+    assert isinstance(classifier, nn.Linear) and classifier.out_features == 10
+
     x = torch.randn(2, *input_shape(name))
     with torch.no_grad():
-        logits, features = capture(model, [*stage_taps, *preact_taps, "embedding"], x)
+        logits, features = capture(model, all_taps(spec), x)
     assert logits.shape == (2, 10)
-    spatial_dims = 1 if name == "cnn1d" else 2
+    spatial_dims = 0 if name in FLAT else 1 if name == "cnn1d" else 2
     sizes = []
-    for stage, preact in zip(stage_taps, preact_taps):
-        if name in ("mlp", "mlp1d"):
-            assert features[stage].dim() == 2
-        else:
-            assert features[stage].dim() == 2 + spatial_dims
-            sizes.append(features[stage].shape[-1])
+    for stage, preact in zip(spec.stages, spec.preact_stages):
+        assert features[stage].dim() == 2 + spatial_dims and features[stage].shape[0] == 2
         assert features[preact].shape == features[stage].shape
-    assert sizes == sorted(sizes, reverse=True), "stages must go shallow (large) to deep (small)"
-    embedding = features["embedding"]
-    assert embedding.dim() == 2
-    classifier = model.get_submodule(spec.embedding.split(":")[0])
+        sizes.append(tuple(features[stage].shape[2:]))
+    for shallow, deep in zip(sizes, sizes[1:]):
+        assert all(d <= s for s, d in zip(shallow, deep)), f"stages must not grow shallow -> deep: {sizes}"
+    embedding = features[spec.embedding]
+    assert embedding.shape == (2, classifier.in_features)
     torch.testing.assert_close(classifier(embedding), logits)
 
 
-@pytest.mark.parametrize("name", sorted(PUBLISHED_MILLIONS))
-def test_parameter_counts_match_the_anchors(name):
-    count = sum(p.numel() for p in build_model(name, 100).parameters())
-    assert count / 1e6 == pytest.approx(PUBLISHED_MILLIONS[name], rel=0.01, abs=0.005)
+@pytest.mark.parametrize("name", model_names())
+def test_training_mode_forward(name):
+    model = build_model(name, 10, input_shape(name)).train()
+    assert model(torch.randn(2, *input_shape(name))).shape == (2, 10)
 
 
-@pytest.mark.parametrize("name", ["resnet8x4", "wrn_16_2", "vgg8", "shufflenetv1"])
-def test_preactivation_taps_hold_negative_values(name):
-    model = build_model(name, 100).eval()
+@pytest.mark.parametrize("name", model_names())
+def test_preactivation_taps_are_what_the_stage_activates(name):
+    """Where a stage declares its own pre-activation tap, the stage is exactly ReLU(pre-activation); this also
+    catches an in-place ReLU overwriting the tensor a pre-hook captured."""
+    torch.manual_seed(0)
+    model = build_model(name, 10, input_shape(name)).eval()
+    spec = feature_spec(model)
+    pairs = [(stage, preact) for stage, preact in zip(spec.stages, spec.preact_stages) if stage != preact]
+    if not pairs:
+        pytest.skip(f"{name} declares no separate pre-activation taps")
     with torch.no_grad():
-        _, features = capture(model, ["stage:-1", "preact:-1"], torch.randn(2, 3, 32, 32))
-    assert features["preact:-1"].min() < 0 <= features["stage:-1"].min()
+        _, features = capture(model, [tap for pair in pairs for tap in pair], torch.randn(2, *input_shape(name)))
+    for stage, preact in pairs:
+        assert features[preact].min() < 0, f"{preact} holds no negative values"
+        torch.testing.assert_close(torch.relu(features[preact]), features[stage], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["resnet8x4", "wrn_16_2"])
+def test_last_stage_preactivation_differs_from_the_stage(name):
+    model = build_model(name, 100).eval()
+    spec = feature_spec(model)
+    assert spec.preact_stages[-1] != spec.stages[-1]
+    with torch.no_grad():
+        _, features = capture(model, [spec.stages[-1], spec.preact_stages[-1]], torch.randn(2, 3, 32, 32))
+    assert features[spec.preact_stages[-1]].min() < 0 <= features[spec.stages[-1]].min()
+
+
+def test_every_registered_model_has_an_exact_count():
+    assert sorted(EXACT_PARAMETERS) == model_names()
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_parameter_counts_are_exact(name):
+    assert count_parameters(build_model(name, 100, input_shape(name))) == EXACT_PARAMETERS[name]
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_MILLIONS))
+def test_parameter_counts_match_the_published_figures(name):
+    millions = EXACT_PARAMETERS[name] / 1e6
+    # Within 1%, or within the published figure's own rounding (+-0.005M) where that is coarser (resnet8).
+    assert millions == pytest.approx(PUBLISHED_MILLIONS[name], rel=0.01, abs=0.005)
+
+
+@pytest.mark.parametrize("name", ["resnet8x4", "resnet32x4", "wrn_40_2", "wrn_16_2"])
+def test_anchor_counts_within_one_percent(name):
+    assert EXACT_PARAMETERS[name] / 1e6 == pytest.approx(PUBLISHED_MILLIONS[name], rel=0.01)
+
+
+def test_build_model_marks_name_and_classes():
+    model = build_model("resnet8", 7)
+    assert model.model_name == "resnet8" and model.num_classes == 7
 
 
 def test_unknown_model_lists_the_valid_names():
-    with pytest.raises(ConfigError, match="unknown model 'resnet9'; valid: .*resnet8x4.*torchvision"):
+    with pytest.raises(ValueError, match=r"unknown model 'resnet9'; valid: .*torchvision\.<name>") as error:
         build_model("resnet9", 10)
+    assert all(name in str(error.value) for name in model_names())
 
 
-def test_torchvision_model_by_name():
-    model = build_model("torchvision.resnet18", 10, (3, 32, 32))
+@pytest.mark.parametrize("num_classes", [0, -3])
+def test_num_classes_must_be_positive(num_classes):
+    with pytest.raises(ValueError, match="num_classes"):
+        build_model("resnet8", num_classes)
+
+
+@pytest.mark.parametrize("name, shape", [("lenet", (1, 28, 28)), ("mlp", (1, 28, 28)), ("mlp", (3, 32, 32)),
+                                         ("cnn5", (1, 32, 32))])
+def test_small_models_take_other_input_shapes(name, shape):
+    model = build_model(name, 5, shape).eval()
     with torch.no_grad():
-        logits, features = capture(model.eval(), ["stage:-1", "embedding"], torch.randn(2, 3, 32, 32))
-    assert logits.shape == (2, 10) and features["embedding"].shape == (2, 512)
-    with pytest.raises(ConfigError, match="unknown torchvision model"):
+        logits, _ = capture(model, all_taps(feature_spec(model)), torch.randn(2, *shape))
+    assert logits.shape == (2, 5)
+
+
+def test_vgg_pools_once_more_on_64_pixel_inputs():
+    model = build_model("vgg8", 10).eval()
+    with torch.no_grad():
+        _, small = capture(model, ["block4"], torch.randn(2, 3, 32, 32))
+        _, large = capture(model, ["block4"], torch.randn(2, 3, 64, 64))
+    assert small["block4"].shape[-1] == 4 and large["block4"].shape[-1] == 4
+
+
+def test_torchvision_resnet_by_name():
+    model = build_model("torchvision.resnet18", 10, (3, 32, 32)).eval()
+    spec = feature_spec(model)
+    assert spec.stages == ("layer1", "layer2", "layer3", "layer4") and spec.embedding == "fc:input"
+    with torch.no_grad():
+        logits, features = capture(model, all_taps(spec), torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 10) and features["fc:input"].shape == (2, 512)
+    torch.testing.assert_close(model.fc(features["fc:input"]), logits)
+    assert [features[stage].shape[1] for stage in spec.stages] == [64, 128, 256, 512]
+
+
+def test_torchvision_other_family_declares_only_the_embedding():
+    model = build_model("torchvision.mobilenet_v3_small", 10, (3, 32, 32)).eval()
+    spec = feature_spec(model)
+    assert spec.stages == () and spec.preact_stages == ()
+    with torch.no_grad():
+        logits, features = capture(model, [spec.embedding], torch.randn(2, 3, 32, 32))
+    torch.testing.assert_close(model.get_submodule(spec.embedding.partition(":")[0])(features[spec.embedding]), logits)
+
+
+def test_torchvision_bad_names_and_shapes():
+    with pytest.raises(ValueError, match="unknown torchvision model 'not_a_net'"):
         build_model("torchvision.not_a_net", 10)
+    with pytest.raises(ValueError, match="no weights 'IMAGENET9K'; valid: .*DEFAULT"):
+        build_model("torchvision.resnet18", 10, weights="IMAGENET9K")
+    with pytest.raises(ValueError, match="RGB"):
+        build_model("torchvision.resnet18", 10, (1, 28, 28))
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "cfg" / "model").glob("*.yaml")),
-                         ids=lambda p: p.stem)
+@pytest.fixture
+def hub_dir(tmp_path, monkeypatch):
+    """An empty torch hub cache, and downloads that fail as they do offline."""
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    return tmp_path
+
+
+def test_torchvision_weights_offline_name_the_file_and_where_to_put_it(hub_dir):
+    import torchvision
+
+    file_name = Path(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url).name
+    with pytest.raises(RuntimeError, match="could not load torchvision weights") as error:
+        build_model("torchvision.resnet18", 10, weights="DEFAULT")
+    assert str(hub_dir / "checkpoints" / file_name) in str(error.value)
+
+
+def test_torchvision_weights_from_the_cache_get_a_new_head(hub_dir):
+    import torchvision
+
+    pretrained = torchvision.models.resnet18()
+    cached = hub_dir / "checkpoints" / Path(torchvision.models.ResNet18_Weights.DEFAULT.url).name
+    cached.parent.mkdir()
+    torch.save(pretrained.state_dict(), cached)  # where the offline error tells the user to put it
+
+    model = build_model("torchvision.resnet18", 10, weights="IMAGENET1K_V1")
+    torch.testing.assert_close(model.conv1.weight, pretrained.conv1.weight)
+    assert (model.fc.in_features, model.fc.out_features) == (512, 10)
+    same_head = build_model("torchvision.resnet18", 1000, weights="ResNet18_Weights.DEFAULT")
+    torch.testing.assert_close(same_head.fc.weight, pretrained.fc.weight)
+
+
+def test_every_registered_model_has_a_config():
+    assert {path.stem for path in CONFIG_DIR.glob("*.yaml")} == {*model_names(), "torchvision"}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_model_config_instantiates(path):
-    data = {"num_classes": 7, "input_shape": [1, 40] if path.stem in ONE_D else [3, 32, 32]}
-    cfg = OmegaConf.create({"data": data, "model": OmegaConf.load(path)})
+    assert path.read_text().startswith("# "), "each model config opens with a one-line description"
+    shape = [1, 40] if path.stem in ONE_D else [3, 32, 32]
+    cfg = OmegaConf.create({"data": {"num_classes": 10, "input_shape": shape}, "model": OmegaConf.load(path)})
     model = instantiate(cfg.model)
-    assert model.num_classes == 7 and model.model_name == cfg.model.name
+    assert model.num_classes == 10 and model.model_name == cfg.model.name
+    assert model(torch.randn(2, *shape)).shape == (2, 10)
