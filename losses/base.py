@@ -59,8 +59,13 @@ class DistillTerm(nn.Module):
         task hooks the taps. Default: nothing."""
 
     def bind_teacher(self, teacher: nn.Module, example_input: torch.Tensor) -> None:
-        """Read what the term needs from the frozen teacher itself (e.g. OFD's BatchNorm margins), once,
-        before `setup`. Default: nothing."""
+        """Read what the term needs from the frozen teacher itself (e.g. OFD's BatchNorm margins) or check
+        the input it will see, once, before `setup`. Default: nothing."""
+
+    def expand_batch(self, inputs: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor):
+        """The training batch both models should see (e.g. SSKD's rotated copies), as (inputs, targets,
+        indices). Default: unchanged."""
+        return inputs, targets, indices
 
     def forward(self, batch: DistillBatch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -75,6 +80,12 @@ def check_temperature(temperature: float, key: str) -> float:
         raise ConfigError(f"{key} must be a positive number, got {temperature}; "
                           f"use e.g. {key}=4 (the usual CIFAR temperature)")
     return temperature
+
+
+def warmup_ramp(epoch: int, warmup_epochs: int) -> float:
+    """mdistiller's linear warm-up min(epoch / warmup, 1) with its epochs counted from 1; `epoch` here is
+    Lightning's 0-based one, hence epoch + 1: 1/warmup in the first epoch, 1 from epoch `warmup` on."""
+    return min((epoch + 1) / warmup_epochs, 1.0) if warmup_epochs else 1.0
 
 
 class DistillationObjective(nn.Module):
@@ -96,6 +107,11 @@ class DistillationObjective(nn.Module):
     @property
     def teacher_taps(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(tap for term in self.terms.values() for tap in term.teacher_taps))
+
+    def expand_batch(self, inputs: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor):
+        for term in self.terms.values():
+            inputs, targets, indices = term.expand_batch(inputs, targets, indices)
+        return inputs, targets, indices
 
     def setup(self, student_shapes, teacher_shapes, num_classes: int, num_train: int) -> None:
         for term in self.terms.values():

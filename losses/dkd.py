@@ -5,14 +5,12 @@ student) and non-target-class KD (NCKD: KL between the distributions over the no
 DKD weights them separately (alpha = weight_tckd, beta = weight_nckd), both at temperature T and times
 T^2, batch-mean, and ramps the term in linearly over `warmup_epochs`.
 
-Warm-up: mdistiller multiplies by min(epoch / warmup, 1) with epochs counted from 1; `batch.epoch` is
-Lightning's 0-based epoch, so the ramp here is min((epoch + 1) / warmup, 1) - the same factor in every epoch
-(1/20 in the first, 1 from the 20th on) instead of switching the term off for one extra epoch."""
+Warm-up: mdistiller's linear ramp (`warmup_ramp`: 1/20 in the first epoch, 1 from the 20th on)."""
 import torch
 import torch.nn.functional as F
 
 from errors import ConfigError
-from losses.base import DistillBatch, DistillTerm, check_temperature
+from losses.base import DistillBatch, DistillTerm, check_temperature, warmup_ramp
 
 MASK = 1000.0  # subtracted from the target logit so that it vanishes from the non-target softmax
 
@@ -41,5 +39,4 @@ class DKDTerm(DistillTerm):
         tckd = F.kl_div(binary(p_student).clamp_min(1e-12).log(), binary(p_teacher), reduction="batchmean")
         nckd = F.kl_div(F.log_softmax(student - MASK * target, dim=1), F.softmax(teacher - MASK * target, dim=1),
                         reduction="batchmean")
-        ramp = min((batch.epoch + 1) / self.warmup_epochs, 1.0) if self.warmup_epochs else 1.0
-        return ramp * t * t * (self.weight_tckd * tckd + self.weight_nckd * nckd)
+        return warmup_ramp(batch.epoch, self.warmup_epochs) * t * t * (self.weight_tckd * tckd + self.weight_nckd * nckd)

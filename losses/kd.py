@@ -1,9 +1,20 @@
 """Hinton et al. 2015, "Distilling the Knowledge in a Neural Network":
 T^2 * KL(softmax(v/T) || softmax(z/T)), summed over classes and averaged over the batch ("batchmean").
 The T^2 keeps the soft-target gradients on the scale of the hard-label ones as T changes."""
+import torch
 import torch.nn.functional as F
 
 from losses.base import DistillBatch, DistillTerm, check_temperature
+
+
+def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 KL(softmax(v/T) || softmax(z/T)), batch-mean; 0 for an empty batch."""
+    if len(student_logits) == 0:
+        return student_logits.sum() * 0.0
+    student_log_probs = F.log_softmax(student_logits.float() / temperature, dim=1)
+    teacher_log_probs = F.log_softmax(teacher_logits.float() / temperature, dim=1)
+    kl = F.kl_div(student_log_probs, teacher_log_probs, reduction="batchmean", log_target=True)
+    return kl * temperature * temperature
 
 
 class KDTerm(DistillTerm):
@@ -12,11 +23,7 @@ class KDTerm(DistillTerm):
         self.temperature = check_temperature(temperature, "kd.terms.kd.temperature")
 
     def forward(self, batch: DistillBatch):
-        t = self.temperature
-        student_log_probs = F.log_softmax(batch.student_logits.float() / t, dim=1)
-        teacher_log_probs = F.log_softmax(batch.teacher_logits.float() / t, dim=1)
-        kl = F.kl_div(student_log_probs, teacher_log_probs, reduction="batchmean", log_target=True)
-        return kl * t * t
+        return soft_target_kl(batch.student_logits, batch.teacher_logits, self.temperature)
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, temperature={self.temperature}"

@@ -76,7 +76,7 @@ class DistillationTask(ClassificationTask):
             super().lr_scheduler_step(scheduler, metric)
 
     def training_step(self, batch, batch_idx):
-        x, y, idx = batch
+        x, y, idx = self.objective.expand_batch(*batch)
         teacher_logits, teacher_features = self.teacher(x, idx)
         student_logits = self.model(x)
         distill_batch = DistillBatch(inputs=x, targets=y, indices=idx, student_logits=student_logits,

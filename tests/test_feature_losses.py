@@ -18,6 +18,7 @@ from losses.fitnet import FitNetTerm
 from losses.kdsvd import KDSVDTerm
 from losses.nst import NSTTerm
 from losses.pkt import PKTTerm
+from losses.reviewkd import ReviewKDTerm
 from losses.rkd import RKDTerm
 from losses.sp import SPTerm
 from losses.vid import VIDTerm
@@ -332,7 +333,7 @@ def test_stage_lists_are_checked_and_null_means_all_but_the_stem():
 
 # ------------------------------------------------------------------- the terms on real architectures
 METHODS = {"fitnet": FitNetTerm, "at": ATTerm, "sp": SPTerm, "cc": CCTerm, "vid": VIDTerm, "rkd": RKDTerm,
-           "pkt": PKTTerm, "nst": NSTTerm, "kdsvd": KDSVDTerm}
+           "pkt": PKTTerm, "nst": NSTTerm, "kdsvd": KDSVDTerm, "reviewkd": ReviewKDTerm}
 SAME_FAMILY = ("resnet32x4", "resnet8x4")
 CROSS = {"fitnet": ("resnet32x4", "shufflenetv2"),   # a student map half the teacher's: transposed conv
          "kdsvd": ("resnet56", "resnet20")}          # KD-SVD needs equal channel counts
