@@ -2,7 +2,7 @@
 batches of (x, y, index) where index is the example's position in the original training (or test) set."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -39,6 +39,21 @@ class IndexedDataset(Dataset):
         return x, torch.as_tensor(y, dtype=torch.int64), torch.as_tensor(index, dtype=torch.int64)
 
 
+def check_crossfit(crossfit: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
+    """(folds, held-out fold) from `data.crossfit`, or (None, None) when not cross-fitting."""
+    folds = (crossfit or {}).get("folds")
+    fold = (crossfit or {}).get("fold")
+    if folds is None and fold is None:
+        return None, None
+    if folds is None or isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ConfigError(f"data.crossfit.folds must be an integer >= 2, got {folds!r}; e.g. "
+                          f"data.crossfit.folds=5 data.crossfit.fold=0")
+    if fold is None or isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
+        raise ConfigError(f"data.crossfit.fold={fold!r} is out of range for {folds} folds; use 0 to {folds - 1} "
+                          f"(the fold this teacher leaves out)")
+    return folds, fold
+
+
 class KDDataModule(pl.LightningDataModule):
     """Subclasses provide `load_train()` / `load_test()` (indexable as base[i] -> (raw x, label)) and,
     where needed, `prepare_data()`, `train_transform`, `eval_transform`.
@@ -56,7 +71,8 @@ class KDDataModule(pl.LightningDataModule):
     def __init__(self, name: str, num_classes: int, input_shape: Sequence[int], data_dir: str = "data",
                  batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0,
                  val_size: int | float = 0.1, split_seed: int = 0, train_subset: int | None = None,
-                 test_subset: int | None = None, pin_memory: bool = False, seed: int = 0) -> None:
+                 test_subset: int | None = None, pin_memory: bool = False, seed: int = 0,
+                 crossfit: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.name = name
         self.num_classes = int(num_classes)
@@ -80,6 +96,8 @@ class KDDataModule(pl.LightningDataModule):
         self.seed = int(seed)
         self.train_set = self.val_set = self.test_set = None
         self.train_indices = self.val_indices = None
+        self.crossfit_folds, self.crossfit_fold = check_crossfit(crossfit)
+        self.pool_limit: int | None = None
 
     def _check_against_truth(self) -> None:
         """One clear error when a config override contradicts what a fixed dataset is."""
@@ -121,10 +139,34 @@ class KDDataModule(pl.LightningDataModule):
             train = train[: self.train_subset]
         return np.sort(train), np.sort(val)
 
+    def fold_assignment(self, folds: int) -> np.ndarray:
+        """Cross-fitting folds over the original training set (after `setup`): entry i is the fold of
+        training example i, or -1 for examples outside the training split (validation). A permutation of
+        the training indices seeded by `split_seed` alone, so teacher runs and student runs agree."""
+        assignment = np.full(self._train_base_size, -1, dtype=np.int64)
+        order = np.random.default_rng([self.split_seed, folds]).permutation(self.train_indices)
+        for fold, members in enumerate(np.array_split(order, folds)):
+            assignment[members] = fold
+        return assignment
+
+    def limit_train_pool(self, count: int) -> None:
+        """Train on a seeded random `count` of the training split (a teacher-call budget). Before `setup`."""
+        if self.train_set is not None:
+            raise RuntimeError("limit_train_pool must be called before setup()")
+        self.pool_limit = int(count)
+
     def train_pool_indices(self) -> np.ndarray:
-        """Original training-set indices the train loader draws from (after `setup`): all of
-        `train_indices` here. Hook point: cross-fitting overrides this to leave out a fold."""
-        return self.train_indices
+        """Original training-set indices the train loader draws from (after `setup`): the training split,
+        less the held-out fold when cross-fitting a teacher, cut to `pool_limit` under a teacher budget."""
+        pool = self.train_indices
+        if self.crossfit_folds is not None:
+            pool = pool[self.fold_assignment(self.crossfit_folds)[pool] != self.crossfit_fold]
+        if self.pool_limit is not None:
+            if self.pool_limit > len(pool):
+                raise ConfigError(f"teacher.budget={self.pool_limit} is more than the {len(pool)} training examples "
+                                  f"of {self.name}; lower it, or drop it (teacher.budget=null) to use them all")
+            pool = np.sort(np.random.default_rng([self.split_seed, self.pool_limit]).permutation(pool)[: self.pool_limit])
+        return pool
 
     def _test_indices(self, n_test: int) -> np.ndarray:
         if self.test_subset is None:
@@ -137,6 +179,7 @@ class KDDataModule(pl.LightningDataModule):
         # Lightning calls prepare_data itself; direct users may not, and then this fetches or fails clearly.
         self.prepare_data()
         train_base, test_base = self.load_train(), self.load_test()
+        self._train_base_size = len(train_base)
         self.train_indices, self.val_indices = self._split_indices(len(train_base))
         self.train_set = IndexedDataset(train_base, self.train_pool_indices(), self.train_transform)
         self.test_set = IndexedDataset(test_base, self._test_indices(len(test_base)), self.eval_transform)

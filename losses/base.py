@@ -25,6 +25,7 @@ class DistillBatch:
     epoch: int = 0
     global_step: int = 0
     stage: str | None = None  # the pre-training stage's name, None in the main stage
+    soft_targets: torch.Tensor | None = None  # (B, K) label mixtures under mixup / cutmix, else None
 
 
 class DistillTerm(nn.Module):

@@ -1,4 +1,5 @@
-"""Cross-entropy on the hard labels: a term like any other, so its weight has a name."""
+"""Cross-entropy on the labels: a term like any other, so its weight has a name. Under mixing augmentations
+(mixup, cutmix) the labels are soft (`batch.soft_targets`), the mixing weights over the components' labels."""
 import torch.nn.functional as F
 
 from losses.base import DistillBatch, DistillTerm
@@ -10,4 +11,5 @@ class CrossEntropyTerm(DistillTerm):
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, batch: DistillBatch):
-        return F.cross_entropy(batch.student_logits, batch.targets, label_smoothing=self.label_smoothing)
+        targets = batch.targets if batch.soft_targets is None else batch.soft_targets
+        return F.cross_entropy(batch.student_logits, targets, label_smoothing=self.label_smoothing)

@@ -7,6 +7,7 @@ The paraphraser does not learn outside its pre-training stage."""
 import torch.nn.functional as F
 from torch import nn
 
+from errors import ConfigError
 from losses.base import DistillBatch, DistillTerm
 
 
@@ -24,6 +25,11 @@ class FTTerm(DistillTerm):
         self.rate, self.p, self.paraphraser_stage = float(rate), int(p), paraphraser_stage
 
     def setup(self, student_shapes, teacher_shapes, num_classes, num_train) -> None:
+        for who, shape in (("student", student_shapes[self.tap]), ("teacher", teacher_shapes[self.tap])):
+            if len(shape) != 4:
+                raise ConfigError(f"FT's paraphraser and translator are 2-d convolutions, but the {who}'s feature "
+                                  f"'{self.tap}' has shape {tuple(shape)}; use FT on image models or pick another "
+                                  f"method (e.g. kd=rkd)")
         s_c, t_c = student_shapes[self.tap][1], teacher_shapes[self.tap][1]
         factor = int(t_c * self.rate)
         self.encoder = nn.Sequential(*conv_block(t_c, t_c), *conv_block(t_c, factor), *conv_block(factor, factor))

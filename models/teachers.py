@@ -1,26 +1,60 @@
-"""Teacher wrappers: a frozen model that answers `teacher(x, indices) -> (logits, features)`.
+"""Teacher wrappers: frozen models that answer `teacher(x, indices) -> (logits, features)`.
 
-The `indices` argument is what lets later teachers (cross-fitted, cached) answer per example.
+`indices` are the examples' original training-set indices during training and None for held-out data
+(validation and test), which is what lets a cross-fitted teacher route each training example to the one
+member that never saw it.
+
+- single:   one model.
+- ensemble: the log of the mean of the members' probabilities; features from one chosen member.
+- crossfit: member k was trained without fold k; a training example in fold k is answered (logits and
+            features) by member k alone; held-out examples by the ensemble of all members.
 """
 from __future__ import annotations
 
-from typing import Iterable
+import math
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
 
+from errors import ConfigError
+
+
+def log_mean_probability(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """log((1/M) sum_m softmax(l_m)), computed stably in log space."""
+    if len(logits) == 1:
+        return logits[0]
+    log_probs = torch.stack([l.float().log_softmax(dim=-1) for l in logits])
+    return torch.logsumexp(log_probs, dim=0) - math.log(len(logits))
+
 
 class FrozenTeacher(nn.Module):
     """Eval mode and `requires_grad=False` for good: `train()` cannot switch it back, so BatchNorm
-    statistics never move during the student's fit."""
+    statistics never move during the student's fit. One or more members (an ensemble); `model` is the
+    member whose features feature terms read."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, members: nn.Module | Sequence[nn.Module], feature_member: int = 0) -> None:
         super().__init__()
-        self.model = model
-        for parameter in self.model.parameters():
+        members = [members] if isinstance(members, nn.Module) else list(members)
+        if not members:
+            raise ConfigError("a teacher needs at least one model; give teacher.checkpoints or teacher.size >= 1")
+        classes = {getattr(m, "num_classes", None) for m in members}
+        if len(classes) > 1:
+            raise ConfigError(f"the teacher's members predict different numbers of classes {sorted(map(str, classes))}; "
+                              f"an ensemble needs members trained on the same data")
+        if not 0 <= feature_member < len(members):
+            raise ConfigError(f"teacher.feature_member={feature_member} is out of range for {len(members)} members; "
+                              f"use 0 to {len(members) - 1}")
+        self.members = nn.ModuleList(members)
+        self.feature_member = feature_member
+        for parameter in self.members.parameters():
             parameter.requires_grad_(False)
-        self.taps = None
+        self.taps: list = []
         self.train(False)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.members[self.feature_member]
 
     @property
     def num_classes(self) -> int:
@@ -29,14 +63,66 @@ class FrozenTeacher(nn.Module):
     def train(self, mode: bool = True) -> "FrozenTeacher":
         return super().train(False)
 
+    def _tapped_members(self) -> list[nn.Module]:
+        return [self.model]
+
     def capture(self, taps: Iterable[str]) -> None:
         from tasks.features import FeatureTaps  # tasks depend on models, not the other way round
-        if self.taps is not None:
-            self.taps.remove()
-        self.taps = FeatureTaps(self.model, taps)
+        taps = tuple(taps)
+        for tap in self.taps:
+            tap.remove()
+        self.taps = [FeatureTaps(member, taps) for member in self._tapped_members()] if taps else []
+
+    def _features(self, position: int = 0) -> dict[str, torch.Tensor]:
+        return self.taps[position].pop() if self.taps else {}
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None):
-        logits = self.model(x)
-        features = self.taps.pop() if self.taps is not None else {}
+        logits = [member(x) for member in self.members]
+        return log_mean_probability(logits), self._features()
+
+
+class CrossFitTeacher(FrozenTeacher):
+    """`fold_of[i]` is the fold of training example i (-1: in no fold, e.g. validation); member k never
+    trained on fold k."""
+
+    def __init__(self, members: Sequence[nn.Module], fold_of: torch.Tensor) -> None:
+        super().__init__(members)
+        folds = int(fold_of.max()) + 1
+        if folds != len(members):
+            raise ConfigError(f"the fold assignment has {folds} folds but {len(members)} fold teachers were given; "
+                              f"give teacher.folds teachers, fold i's at position i")
+        self.register_buffer("fold_of", fold_of.long(), persistent=False)
+
+    def _tapped_members(self) -> list[nn.Module]:
+        return list(self.members)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None):
+        folds = (torch.full((len(x),), -1, dtype=torch.long, device=x.device) if indices is None
+                 else self.fold_of[indices.to(self.fold_of.device)].to(x.device))
+        logits: torch.Tensor | None = None
+        features: dict[str, torch.Tensor] = {}
+
+        def place(mask: torch.Tensor, part_logits: torch.Tensor, part_features: dict) -> None:
+            nonlocal logits
+            if logits is None:
+                logits = x.new_empty((len(x), part_logits.shape[1]), dtype=torch.float32)
+            logits[mask] = part_logits
+            for tap, value in part_features.items():
+                if tap not in features:
+                    features[tap] = value.new_empty((len(x), *value.shape[1:]))
+                features[tap][mask] = value
+
+        for fold, member in enumerate(self.members):
+            mask = folds == fold
+            if mask.any():
+                part = member(x[mask])
+                place(mask, part, self._features(fold))
+        held_out = folds < 0
+        if held_out.any():
+            # Every member is unbiased on held-out data: their ensemble answers; features from member 0.
+            part = [member(x[held_out]) for member in self.members]
+            part_features = [self._features(fold) for fold in range(len(self.members))]
+            place(held_out, log_mean_probability(part), part_features[0])
         return logits, features

@@ -11,11 +11,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from losses import DistillationObjective, DistillBatch
+from datamodules.mixing import BatchMixing
+from errors import ConfigError
+from losses import DistillationObjective, DistillBatch, DistillTerm
 from models.teachers import FrozenTeacher
 from tasks.classification import ClassificationTask
 from tasks.features import FeatureTaps
-from tasks.metrics import FidelityMetrics
+from tasks.metrics import CKATaps, FidelityMetrics, FidelitySettings, fidelity_settings
 from tasks.stages import Stage, stage_at
 
 
@@ -24,9 +26,20 @@ class DistillationTask(ClassificationTask):
                  num_classes: int, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, model_config: dict | None = None,
                  example_input: torch.Tensor | None = None, num_train: int = 0,
-                 stages: list[Stage] | None = None) -> None:
+                 stages: list[Stage] | None = None, fidelity: FidelitySettings | dict | None = None,
+                 augment: BatchMixing | None = None, seed: int = 0) -> None:
         super().__init__(student, num_classes, optimizer, scheduler, model_config)
         self.stages = stages or []
+        self.augment = augment if augment is not None and augment.active else None
+        self.seed = int(seed)
+        expanding = [name for name, term in objective.terms.items()
+                     if type(term).expand_batch is not DistillTerm.expand_batch]
+        if self.augment is not None and expanding:
+            raise ConfigError(f"augment={self.augment.name} cannot combine with {expanding}, which make their own "
+                              f"training batch; use augment=none")
+        # Teacher calls on training data: examples forwarded, and which training examples ever reached it.
+        self.teacher_calls = 0
+        self.teacher_seen = torch.zeros(max(num_train, 1), dtype=torch.bool)
         object.__setattr__(self, "teacher", teacher)
         self.objective = objective
         for term in objective.terms.values():
@@ -35,8 +48,11 @@ class DistillationTask(ClassificationTask):
         teacher.capture(objective.teacher_taps)
         if example_input is not None:
             self._probe(example_input, num_train)
-        self.val_fidelity = FidelityMetrics(num_classes, "val/")
-        self.test_fidelity = FidelityMetrics(num_classes, "test/")
+        fidelity = fidelity_settings(fidelity)  # None: agreement, KL, teacher top-1; no CKA
+        # Hooked after the probe, apart from the objective's taps: training batches carry no extra feature.
+        self.cka_taps = CKATaps(teacher.model, student, fidelity) if fidelity.cka else None
+        self.val_fidelity = FidelityMetrics(num_classes, "val/", fidelity)
+        self.test_fidelity = FidelityMetrics(num_classes, "test/", fidelity)
 
     @torch.no_grad()
     def _probe(self, example_input: torch.Tensor, num_train: int) -> None:
@@ -76,13 +92,24 @@ class DistillationTask(ClassificationTask):
             super().lr_scheduler_step(scheduler, metric)
 
     def training_step(self, batch, batch_idx):
-        x, y, idx = self.objective.expand_batch(*batch)
+        x, y, idx = batch
+        soft_targets = None
+        if self.augment is not None:  # on the batch, on its device; the teacher labels the mixed input
+            x, soft_targets, teacher_labelled = self.augment(x, y, self.num_classes, self.seed, self.global_step)
+        x, y, idx = self.objective.expand_batch(x, y, idx)
         teacher_logits, teacher_features = self.teacher(x, idx)
+        if soft_targets is not None and teacher_labelled is not None:  # generated rows: the teacher's labels
+            soft_targets = soft_targets.clone()
+            soft_targets[teacher_labelled] = (teacher_logits[teacher_labelled].float()
+                                              / self.augment.temperature).softmax(dim=1)
+        self.teacher_calls += len(x)
+        self.teacher_seen[idx.cpu()] = True
         student_logits = self.model(x)
         distill_batch = DistillBatch(inputs=x, targets=y, indices=idx, student_logits=student_logits,
                                      teacher_logits=teacher_logits, student_features=self.student_taps.pop(),
                                      teacher_features=teacher_features, epoch=self.current_epoch,
-                                     global_step=self.global_step, stage=self.stage.name if self.stage else None)
+                                     global_step=self.global_step, stage=self.stage.name if self.stage else None,
+                                     soft_targets=soft_targets)
         total, values = self.objective(distill_batch, self.stage.weights if self.stage else None)
         self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict({f"train/{name}": value.detach() for name, value in values.items()}, on_epoch=True)
@@ -91,13 +118,30 @@ class DistillationTask(ClassificationTask):
 
     def _evaluate(self, batch, stage: str):
         x, y, idx = batch
+        if self.cka_taps is not None:
+            self.cka_taps.pop()  # drop what a training forward left, so a tap that does not fire reads None
         student_logits = super()._evaluate(batch, stage)
         self.student_taps.pop()
-        teacher_logits, _ = self.teacher(x, idx)
+        teacher_logits, _ = self.teacher(x)  # no indices: held-out data (a cross-fit teacher answers as one)
+        cka_features = self.cka_taps.pop() if self.cka_taps is not None else (None, None)
         fidelity = self.val_fidelity if stage == "val" else self.test_fidelity
-        fidelity.update(student_logits, teacher_logits, y)
+        fidelity.update(student_logits, teacher_logits, y, *cka_features, indices=idx)
         self.log_dict(fidelity, on_epoch=True)
         return student_logits
+
+    def teacher_usage(self) -> dict[str, int]:
+        return {"teacher_calls": self.teacher_calls, "teacher_examples": int(self.teacher_seen.sum())}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["teacher_usage"] = {"calls": self.teacher_calls, "seen": self.teacher_seen.nonzero().flatten()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        usage = checkpoint.get("teacher_usage")
+        if usage is not None:  # a resumed run keeps counting where it stopped
+            self.teacher_calls = int(usage["calls"])
+            self.teacher_seen[usage["seen"]] = True
 
     def trainable_parameters(self):
         # Trainable parts of terms (regressors, embeddings, ...) learn with the student.

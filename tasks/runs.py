@@ -19,10 +19,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from errors import ConfigError, find_user_error
 from losses import DistillationObjective
 from models.checkpoints import model_from_checkpoint, read_checkpoint
-from models.teachers import FrozenTeacher
+from models.teachers import CrossFitTeacher, FrozenTeacher
 from tasks.callbacks import TrainThroughput
 from tasks.classification import ClassificationTask
 from tasks.distillation import DistillationTask
+from tasks.metrics import fidelity_settings
 from tasks.records import claim_run_folder, config_digest, git_state, write_record
 from tasks.stages import parse_stages, pre_training_epochs
 from tasks.summary import print_comparison, print_record
@@ -48,6 +49,13 @@ def instantiate(node, *args, **kwargs):
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()  # fails here, before any training, if data is missing offline
+    # Data read from the user's files (image_folder, csv) may leave these null and infer them; fill them in
+    # so ${data.num_classes} / ${data.input_shape} reach the model configs.
+    inferred = {"num_classes": datamodule.num_classes, "input_shape": list(datamodule.input_shape)}
+    with open_dict(cfg):
+        for key, value in inferred.items():
+            if key in cfg.data and cfg.data[key] is None:
+                cfg.data[key] = value
     return datamodule
 
 
@@ -107,6 +115,7 @@ def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folde
     started = time.time()
     trainer.fit(task, datamodule, ckpt_path=resume_from)
     wall = time.time() - started
+    usage = task.teacher_usage() if hasattr(task, "teacher_usage") else {}  # before evaluation reloads checkpoints
     callback = checkpoint_callback(trainer)
     last_path = callback.last_model_path or str(folder / "checkpoints" / "last.ckpt")
     best_path = callback.best_model_path or last_path
@@ -118,6 +127,7 @@ def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folde
         "epochs": trainer.current_epoch, "wall_time_s": wall, "resumed_from": resume_from,
         "train_samples_per_s": throughput.samples_per_second,
         "checkpoints": {"last": last_path, "best": best_path},
+        **usage,
         "last": last,
         "best": {"epoch": int(read_checkpoint(best_path)["epoch"]), **best},
         **extra,
@@ -179,23 +189,73 @@ def _non_null(tree: dict) -> dict:
     return kept
 
 
-def build_teacher(cfg: DictConfig, num_classes: int) -> tuple[FrozenTeacher, dict]:
-    teacher_cfg = cfg.teacher
-    if teacher_cfg.kind != "single":
-        raise ConfigError(f"teacher.kind={teacher_cfg.kind} is not supported; use teacher=single")
-    info: dict[str, Any] = {}
-    if teacher_cfg.checkpoint:
-        checkpoint = str(teacher_cfg.checkpoint)
+TEACHER_KINDS = ("single", "ensemble", "crossfit")
+
+
+def _trained_teacher(cfg: DictConfig, seed_offset: int = 0, crossfit: dict | None = None) -> dict:
+    """The record of teacher/model trained (or reused) on this run's data and recipe; an ensemble member
+    gets seed + `seed_offset`, a fold teacher its `crossfit` split."""
+    train_cfg = derived_train_config(cfg, cfg.teacher.model, cfg.teacher.get("recipe"))
+    with open_dict(train_cfg):
+        train_cfg.seed = int(train_cfg.seed) + seed_offset
+        if crossfit is not None:
+            train_cfg.data.crossfit = crossfit
+            train_cfg.run_name = f"{train_cfg.run_name}-fold{crossfit['fold']}of{crossfit['folds']}"
+        elif seed_offset:
+            train_cfg.run_name = f"{train_cfg.data.name}-{train_cfg.model.name}-s{train_cfg.seed}"
+    log.info("training (or reusing) teacher %s (%s)", train_cfg.model.name, train_cfg.run_name)
+    return run_train(train_cfg, quiet=True)
+
+
+def _member_checkpoints(cfg: DictConfig) -> tuple[list[str], list[str]]:
+    """(checkpoints, training run folders) of the teacher's members, training the missing ones."""
+    teacher_cfg, kind = cfg.teacher, cfg.teacher.kind
+    if kind == "single":
+        given = [teacher_cfg.checkpoint] if teacher_cfg.get("checkpoint") else None
+        count = 1
     else:
-        train_cfg = derived_train_config(cfg, teacher_cfg.model, teacher_cfg.get("recipe"))
-        log.info("teacher.checkpoint is not set: training (or reusing) teacher %s", teacher_cfg.model.name)
-        teacher_record = run_train(train_cfg, quiet=True)
-        checkpoint = teacher_record["checkpoints"]["last"]  # the last-epoch teacher, as RepDistiller uses
-        info["teacher_run"] = teacher_record["run_dir"]
-    model, config = model_from_checkpoint(checkpoint, fallback_config=model_config(teacher_cfg.model))
-    check_classes(model, num_classes, "teacher", "use a teacher trained on this data, or the data it was trained on")
-    info.update({"teacher_checkpoint": checkpoint, "teacher_model": config.get("name")})
-    return FrozenTeacher(model), info
+        given = list(teacher_cfg.checkpoints) if teacher_cfg.get("checkpoints") else None
+        count = int(teacher_cfg.folds if kind == "crossfit" else teacher_cfg.size)
+        if count < (2 if kind == "crossfit" else 1):
+            key = "folds" if kind == "crossfit" else "size"
+            raise ConfigError(f"teacher.{key}={count} is too small; a cross-fit teacher needs at least 2 folds and "
+                              f"an ensemble at least 1 member")
+        if kind == "crossfit" and given is not None and len(given) != count:
+            raise ConfigError(f"teacher.checkpoints lists {len(given)} fold teachers but teacher.folds={count}; give "
+                              f"one per fold (fold i's at position i), or set teacher.folds={len(given)}")
+    if given is not None:
+        return [str(path) for path in given], []
+    records = [_trained_teacher(cfg, crossfit={"folds": count, "fold": i}) if kind == "crossfit"
+               else _trained_teacher(cfg, seed_offset=i) for i in range(count)]
+    # the last-epoch teacher, as RepDistiller uses (and no early stopping, as the semiparametric study needs)
+    return [r["checkpoints"]["last"] for r in records], [r["run_dir"] for r in records]
+
+
+def build_teacher(cfg: DictConfig, datamodule) -> tuple[FrozenTeacher, dict]:
+    """The frozen teacher of a distillation run; `datamodule` is set up (cross-fitting routes by its folds)."""
+    teacher_cfg = cfg.teacher
+    if teacher_cfg.kind not in TEACHER_KINDS:
+        raise ConfigError(f"teacher.kind={teacher_cfg.kind} is not supported; use teacher=single, teacher=ensemble "
+                          f"or teacher=crossfit")
+    checkpoints, runs = _member_checkpoints(cfg)
+    members, names = [], []
+    for checkpoint in checkpoints:
+        model, config = model_from_checkpoint(checkpoint, fallback_config=model_config(teacher_cfg.model))
+        members.append(model)
+        names.append(config.get("name"))
+    if teacher_cfg.kind == "crossfit":
+        fold_of = torch.from_numpy(datamodule.fold_assignment(len(members)))
+        teacher = CrossFitTeacher(members, fold_of)
+    else:
+        teacher = FrozenTeacher(members, int(teacher_cfg.get("feature_member") or 0))
+    check_classes(teacher.model, datamodule.num_classes, "teacher",
+                  "use a teacher trained on this data, or the data it was trained on")
+    info: dict[str, Any] = {"teacher_kind": str(teacher_cfg.kind),
+                            "teacher_checkpoint": checkpoints[0] if len(checkpoints) == 1 else checkpoints,
+                            "teacher_model": names[0] if len(set(names)) == 1 else names}
+    if runs:
+        info["teacher_run"] = runs[0] if len(runs) == 1 else runs
+    return teacher, info
 
 
 def build_objective(cfg: DictConfig) -> DistillationObjective:
@@ -210,18 +270,29 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     `student` (with its `student_config`) replaces cfg.student, e.g. a student loaded from a checkpoint."""
     pl.seed_everything(cfg.seed, workers=True)
     objective = build_objective(cfg)  # first: a bad temperature or weight fails before any training
+    fidelity = fidelity_settings(cfg.get("fidelity"))  # so does a bad fidelity block (taps resolve with the models)
     stages = parse_stages(cfg.kd.get("stages"), objective.terms)
     datamodule = build_datamodule(cfg)
-    teacher, info = build_teacher(cfg, datamodule.num_classes)
+    if (cfg.data.get("crossfit") or {}).get("folds") is not None:
+        raise ConfigError("data.crossfit trains one fold teacher with train.py; to distill from cross-fitted "
+                          "teachers use teacher=crossfit teacher.folds=K and leave data.crossfit unset")
+    budget = cfg.teacher.get("budget")
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ConfigError(f"teacher.budget must be a number of training examples >= 1 (or null), got {budget!r}")
+        datamodule.limit_train_pool(budget)
+    datamodule.setup("fit")
+    teacher, info = build_teacher(cfg, datamodule)
     pl.seed_everything(cfg.seed, workers=True)  # the student's init must not depend on teacher training
     if student is None:
         student, student_config = instantiate(cfg.student), model_config(cfg.student)
     check_classes(student, datamodule.num_classes, "student", "set student.num_classes to match")
-    datamodule.setup("fit")
     example_input = datamodule.train_set[0][0].unsqueeze(0).repeat(2, *[1] * len(datamodule.input_shape))
     task = DistillationTask(student, teacher, objective, datamodule.num_classes, instantiate(cfg.optimizer),
                             instantiate(cfg.scheduler) if cfg.get("scheduler") else None, student_config,
-                            example_input=example_input, num_train=len(datamodule.train_set.base), stages=stages)
+                            example_input=example_input, num_train=len(datamodule.train_set.base), stages=stages,
+                            fidelity=fidelity, augment=instantiate(cfg.augment) if cfg.get("augment") else None,
+                            seed=cfg.seed)
     return datamodule, task, info
 
 

@@ -12,7 +12,8 @@ from torch import nn
 from models import build_model, feature_spec, model_names
 
 ONE_D = {"mlp", "mlp1d", "cnn1d"}
-FLAT = {"mlp", "mlp1d"}  # their stages are (B, D) vectors, not maps
+FLAT = {"mlp", "mlp1d", "lstm"}  # their stages are (B, D) vectors, not maps
+TEXT = {"lstm"}  # word ids (B, length) in [0, vocab_size + 2), not float tensors
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "cfg" / "model"
 
 # Exact counts at 100 classes. Computed layer by layer from each architecture's description (e.g. resnet8:
@@ -26,6 +27,8 @@ EXACT_PARAMETERS = {
     "mobilenetv2": 812_836, "shufflenetv1": 949_258, "shufflenetv2": 1_356_104,
     "resnet18_cifar": 11_220_132, "resnet34_cifar": 21_328_292, "resnet50_cifar": 23_705_252,
     "cnn5": 1_603_236, "lenet": 144_536, "mlp": 103_012, "mlp1d": 24_700, "cnn1d": 44_164,
+    # lstm at vocab_size 20000: embedding 20002 x 128, two directions of 4 x 100 x (128 + 100) + 800, head 200 -> 100
+    "lstm": 2_764_356,
 }
 # Millions at 100 classes as RepDistiller / mdistiller publish them (CRD paper and mdistiller model tables).
 PUBLISHED_MILLIONS = {
@@ -37,7 +40,13 @@ PUBLISHED_MILLIONS = {
 
 
 def input_shape(name):
-    return (1, 40) if name in ONE_D else (3, 32, 32)
+    return (20,) if name in TEXT else (1, 40) if name in ONE_D else (3, 32, 32)
+
+
+def example_input(name, batch=2):
+    if name in TEXT:  # the registered default vocabulary: 20000 words after <pad> and <unk>
+        return torch.randint(2, 20002, (batch, *input_shape(name)))
+    return torch.randn(batch, *input_shape(name))
 
 
 def count_parameters(model):
@@ -86,7 +95,7 @@ def test_forward_and_feature_taps(name):
     classifier = model.get_submodule(classifier_name)
     assert isinstance(classifier, nn.Linear) and classifier.out_features == 10
 
-    x = torch.randn(2, *input_shape(name))
+    x = example_input(name)
     with torch.no_grad():
         logits, features = capture(model, all_taps(spec), x)
     assert logits.shape == (2, 10)
@@ -106,7 +115,7 @@ def test_forward_and_feature_taps(name):
 @pytest.mark.parametrize("name", model_names())
 def test_training_mode_forward(name):
     model = build_model(name, 10, input_shape(name)).train()
-    assert model(torch.randn(2, *input_shape(name))).shape == (2, 10)
+    assert model(example_input(name)).shape == (2, 10)
 
 
 @pytest.mark.parametrize("name", model_names())
@@ -120,7 +129,7 @@ def test_preactivation_taps_are_what_the_stage_activates(name):
     if not pairs:
         pytest.skip(f"{name} declares no separate pre-activation taps")
     with torch.no_grad():
-        _, features = capture(model, [tap for pair in pairs for tap in pair], torch.randn(2, *input_shape(name)))
+        _, features = capture(model, [tap for pair in pairs for tap in pair], example_input(name))
     for stage, preact in pairs:
         assert features[preact].min() < 0, f"{preact} holds no negative values"
         torch.testing.assert_close(torch.relu(features[preact]), features[stage], rtol=0, atol=0)
@@ -262,8 +271,10 @@ def test_every_registered_model_has_a_config():
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_model_config_instantiates(path):
     assert path.read_text().startswith("# "), "each model config opens with a one-line description"
-    shape = [1, 40] if path.stem in ONE_D else [3, 32, 32]
-    cfg = OmegaConf.create({"data": {"num_classes": 10, "input_shape": shape}, "model": OmegaConf.load(path)})
+    shape = list(input_shape(path.stem)) if path.stem in TEXT | ONE_D else [3, 32, 32]
+    data = {"num_classes": 10, "input_shape": shape, **({"vocab_size": 20000} if path.stem in TEXT else {})}
+    cfg = OmegaConf.create({"data": data, "model": OmegaConf.load(path)})
     model = instantiate(cfg.model)
     assert model.num_classes == 10 and model.model_name == cfg.model.name
-    assert model(torch.randn(2, *shape)).shape == (2, 10)
+    x = example_input(path.stem) if path.stem in TEXT else torch.randn(2, *shape)
+    assert model(x).shape == (2, 10)
