@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.sampling import EpochSeededRandomSampler
+from datamodules.views import EpochSeededViewSampler, ViewDataset
 from errors import ConfigError, UserError
 
 
@@ -197,8 +198,22 @@ class KDDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # Order is a pure function of (seed, epoch): a resumed run replays the uninterrupted run's batches.
-        sampler = EpochSeededRandomSampler(len(self.train_set), self.seed) if self.train_set is not None else None
+        if isinstance(self.train_set, ViewDataset):
+            sampler = EpochSeededViewSampler(len(self.train_set.examples), self.train_set.views, self.seed)
+        else:
+            sampler = EpochSeededRandomSampler(len(self.train_set), self.seed) if self.train_set is not None else None
         return self._loader(self.train_set, self.batch_size, sampler)
+
+    @property
+    def augments(self) -> bool:
+        """Whether training examples are drawn at random (a random training transform)."""
+        return self.train_transform is not None and self.train_transform is not self.eval_transform
+
+    def use_fixed_views(self, views: int, seed: int) -> ViewDataset:
+        """Serve the training set as `views` fixed augmented views per example (after `setup`)."""
+        if not isinstance(self.train_set, ViewDataset):
+            self.train_set = ViewDataset(self.train_set, views, seed)
+        return self.train_set
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size)

@@ -1,10 +1,15 @@
-"""Distillation data made on the batch, on its device: mixup, mixup3, cutmix (`cfg/augment/`).
+"""Distillation data made on the batch, on its device: mixup, mixup3, cutmix, mixup_interpolated
+(`cfg/augment/`).
 
 Each returns the mixed inputs and soft labels (the mixing weights over the components' one-hot labels),
-so cross-entropy stays exact: CE with soft labels = sum_j w_j CE(y_j). The teacher labels the mixed input.
-Draws come from a NumPy generator seeded by (seed, global step), so a resumed run replays them.
+so cross-entropy stays exact: CE with soft labels = sum_j w_j CE(y_j). The teacher labels the mixed input,
+except under mixup_interpolated, where its cached outputs on the components are mixed instead.
+Draws come from a NumPy generator seeded by (seed, global step), so a resumed run replays them, and a
+draw can be replayed on other tensors of the same batch (`interpolate`).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -13,11 +18,21 @@ import torch.nn.functional as F
 from errors import ConfigError
 
 
+@dataclass
+class Mix:
+    """One batch's draw: component k of row i is row partners[k][i] (partners[0] is the row itself) with
+    weight weights[k]; `box` is cutmix's pasted region (slices over the spatial dimensions)."""
+    partners: list[torch.Tensor]
+    weights: list[float]
+    box: tuple[slice, ...] | None = None
+
+
 class BatchMixing:
     """No mixing: the batch as it comes."""
 
     name = "none"
     components = 1
+    interpolates_teacher = False  # True: mix the teacher's cached outputs instead of querying it
 
     def __init__(self, alpha: float = 1.0, name: str | None = None) -> None:
         if not alpha > 0:
@@ -29,6 +44,19 @@ class BatchMixing:
     def active(self) -> bool:
         return self.components > 1
 
+    def draw(self, count: int, spatial: tuple[int, ...], rng: np.random.Generator) -> Mix:
+        partners = [np.arange(count)] + [rng.permutation(count) for _ in range(self.components - 1)]
+        weights, box = self.draw_weights(spatial, rng)
+        return Mix([torch.from_numpy(p) for p in partners], weights, box)
+
+    def draw_weights(self, spatial, rng) -> tuple[list[float], tuple[slice, ...] | None]:
+        return [1.0], None
+
+    def _draw_for(self, inputs: torch.Tensor, seed: int, step: int) -> Mix:
+        mix = self.draw(len(inputs), tuple(inputs.shape[2:]), np.random.default_rng([seed, step]))
+        mix.partners = [p.to(inputs.device) for p in mix.partners]
+        return mix
+
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, num_classes: int, seed: int, step: int):
         """(inputs, soft labels (B, K), rows the teacher labels or None) for one training batch. Mixings
         label every row from the components' labels; generated rows (augment=synthetic) are labelled by
@@ -36,16 +64,18 @@ class BatchMixing:
         if not inputs.is_floating_point():
             raise ConfigError(f"augment={self.name} mixes inputs, but this data gives {inputs.dtype} inputs (token "
                               f"ids?); use augment=none")
-        rng = np.random.default_rng([seed, step])
-        partners = [torch.from_numpy(rng.permutation(len(inputs))).to(inputs.device)
-                    for _ in range(self.components - 1)]
+        mix = self._draw_for(inputs, seed, step)
         one_hot = F.one_hot(targets, num_classes).float()
-        mixed, weights = self.mix(inputs, partners, rng)
-        soft = weights[0] * one_hot + sum(w * one_hot[p] for w, p in zip(weights[1:], partners))
-        return mixed, soft, None
+        soft = sum(w * one_hot[p] for w, p in zip(mix.weights, mix.partners))
+        return self.apply(inputs, mix), soft, None
 
-    def mix(self, inputs, partners, rng):
-        return inputs, [1.0]
+    def apply(self, inputs: torch.Tensor, mix: Mix) -> torch.Tensor:
+        return sum(w * inputs[p] for w, p in zip(mix.weights, mix.partners))
+
+    def interpolate(self, outputs: torch.Tensor, inputs: torch.Tensor, seed: int, step: int) -> torch.Tensor:
+        """The same draw as `__call__` on these inputs, applied to per-row `outputs` (e.g. teacher logits)."""
+        mix = self._draw_for(inputs, seed, step)
+        return sum(w * outputs[p] for w, p in zip(mix.weights, mix.partners))
 
 
 class Mixup(BatchMixing):
@@ -53,9 +83,16 @@ class Mixup(BatchMixing):
 
     name, components = "mixup", 2
 
-    def mix(self, inputs, partners, rng):
+    def draw_weights(self, spatial, rng):
         lam = float(rng.beta(self.alpha, self.alpha))
-        return lam * inputs + (1 - lam) * inputs[partners[0]], [lam, 1 - lam]
+        return [lam, 1 - lam], None
+
+
+class MixupInterpolated(Mixup):
+    """Comparative KD's baseline: mixup inputs, but the teacher is not queried on them; its cached logits
+    on the two components are mixed with the same weights. Needs teacher=cached."""
+
+    name, interpolates_teacher = "mixup_interpolated", True
 
 
 class Mixup3(BatchMixing):
@@ -63,10 +100,9 @@ class Mixup3(BatchMixing):
 
     name, components = "mixup3", 3
 
-    def mix(self, inputs, partners, rng):
+    def draw_weights(self, spatial, rng):
         draws = rng.beta(self.alpha, self.alpha, size=3)
-        weights = [float(w) for w in draws / draws.sum()]
-        return weights[0] * inputs + weights[1] * inputs[partners[0]] + weights[2] * inputs[partners[1]], weights
+        return [float(w) for w in draws / draws.sum()], None
 
 
 class CutMix(BatchMixing):
@@ -76,19 +112,21 @@ class CutMix(BatchMixing):
 
     name, components = "cutmix", 2
 
-    def mix(self, inputs, partners, rng):
-        if inputs.dim() < 3:
-            raise ConfigError(f"augment=cutmix pastes a region of a spatial input, but this data gives inputs of "
-                              f"shape {tuple(inputs.shape[1:])}; use augment=mixup")
+    def draw_weights(self, spatial, rng):
+        if not spatial:
+            raise ConfigError("augment=cutmix pastes a region of a spatial input, but this data gives flat "
+                              "vectors; use augment=mixup")
         lam = float(rng.beta(self.alpha, self.alpha))
-        sizes = inputs.shape[2:]
-        side = (1 - lam) ** (1 / len(sizes))  # the box keeps the input's aspect ratio
+        side = (1 - lam) ** (1 / len(spatial))  # the box keeps the input's aspect ratio
         box = []
-        for size in sizes:
+        for size in spatial:
             centre, half = int(rng.integers(size)), int(round(size * side)) // 2
             box.append(slice(max(centre - half, 0), min(centre + half, size)))
+        pasted = float(np.prod([s.stop - s.start for s in box])) / float(np.prod(spatial))
+        return [1 - pasted, pasted], tuple(box)
+
+    def apply(self, inputs, mix):
         mixed = inputs.clone()
-        region = (slice(None), slice(None), *box)
-        mixed[region] = inputs[partners[0]][region]
-        pasted = float(np.prod([s.stop - s.start for s in box])) / float(np.prod(sizes))
-        return mixed, [1 - pasted, pasted]
+        region = (slice(None), slice(None), *mix.box)
+        mixed[region] = inputs[mix.partners[1]][region]
+        return mixed

@@ -8,6 +8,7 @@ member that never saw it.
 - ensemble: the log of the mean of the members' probabilities; features from one chosen member.
 - crossfit: member k was trained without fold k; a training example in fold k is answered (logits and
             features) by member k alone; held-out examples by the ensemble of all members.
+- cached:   any of these, its logits on the training examples (in fixed augmented views) computed once.
 """
 from __future__ import annotations
 
@@ -60,8 +61,14 @@ class FrozenTeacher(nn.Module):
     def num_classes(self) -> int:
         return self.model.num_classes
 
+    counts_training_calls = True  # every training batch runs the model (a cached teacher's does not)
+
     def train(self, mode: bool = True) -> "FrozenTeacher":
         return super().train(False)
+
+    def example_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """The original training indices of a training batch's `indices` (a cached teacher's encode views)."""
+        return indices
 
     def _tapped_members(self) -> list[nn.Module]:
         return [self.model]
@@ -126,3 +133,38 @@ class CrossFitTeacher(FrozenTeacher):
             part_features = [self._features(fold) for fold in range(len(self.members))]
             place(held_out, log_mean_probability(part), part_features[0])
         return logits, features
+
+
+class CachedTeacher(FrozenTeacher):
+    """A teacher whose outputs on the training examples were computed once (`table[index, view]`, stored on
+    disk by tasks/teacher_cache.py): training batches are answered from the table without running the
+    model; held-out data (indices None) runs the wrapped teacher. Logits only: no training features."""
+
+    counts_training_calls = False
+
+    def __init__(self, inner: FrozenTeacher, table: torch.Tensor, cache_calls: int) -> None:
+        super().__init__(list(inner.members), inner.feature_member)
+        self.inner = inner
+        self.views = table.shape[1]
+        self.register_buffer("table", table, persistent=False)
+        self.register_buffer("cached", torch.isfinite(table).all(dim=-1), persistent=False)
+        self.cache_calls = int(cache_calls)  # model calls made to build the table in this run (0 if reused)
+
+    def capture(self, taps: Iterable[str]) -> None:
+        taps = tuple(taps)
+        if taps:
+            raise ConfigError(f"teacher=cached stores the teacher's logits only, but this method reads teacher "
+                              f"features {list(taps)}; use teacher=single (or a logit method)")
+
+    def example_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        return torch.div(indices, self.views, rounding_mode="floor")
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None):
+        if indices is None:
+            return self.inner(x)
+        example, view = self.example_indices(indices), indices % self.views
+        if not bool(self.cached[example, view].all()):
+            raise RuntimeError("a training example outside the cached pool reached the cached teacher; the "
+                               "cache was built for another training split")
+        return self.table[example, view].to(x.device), {}

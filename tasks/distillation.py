@@ -37,6 +37,9 @@ class DistillationTask(ClassificationTask):
         if self.augment is not None and expanding:
             raise ConfigError(f"augment={self.augment.name} cannot combine with {expanding}, which make their own "
                               f"training batch; use augment=none")
+        if self.augment is not None and self.augment.interpolates_teacher and teacher.counts_training_calls:
+            raise ConfigError(f"augment={self.augment.name} mixes the cached teacher's outputs instead of asking the "
+                              f"teacher; use it with teacher=cached")
         # Teacher calls on training data: examples forwarded, and which training examples ever reached it.
         self.teacher_calls = 0
         self.teacher_seen = torch.zeros(max(num_train, 1), dtype=torch.bool)
@@ -93,17 +96,25 @@ class DistillationTask(ClassificationTask):
 
     def training_step(self, batch, batch_idx):
         x, y, idx = batch
-        soft_targets = None
-        if self.augment is not None:  # on the batch, on its device; the teacher labels the mixed input
-            x, soft_targets, teacher_labelled = self.augment(x, y, self.num_classes, self.seed, self.global_step)
-        x, y, idx = self.objective.expand_batch(x, y, idx)
-        teacher_logits, teacher_features = self.teacher(x, idx)
-        if soft_targets is not None and teacher_labelled is not None:  # generated rows: the teacher's labels
+        soft_targets = teacher_labelled = None
+        if self.augment is not None and self.augment.interpolates_teacher:
+            # mixup_interpolated: the cached outputs on the components are mixed; the teacher is not asked
+            teacher_logits, teacher_features = self.teacher(x, idx)
+            teacher_logits = self.augment.interpolate(teacher_logits, x, self.seed, self.global_step)
+            x, soft_targets, _ = self.augment(x, y, self.num_classes, self.seed, self.global_step)
+        else:
+            if self.augment is not None:  # on the batch, on its device; the teacher labels the mixed input
+                x, soft_targets, teacher_labelled = self.augment(x, y, self.num_classes, self.seed, self.global_step)
+            x, y, idx = self.objective.expand_batch(x, y, idx)
+            teacher_logits, teacher_features = self.teacher(x, idx)
+        if teacher_labelled is not None:  # generated rows (augment=synthetic): the teacher's labels
             soft_targets = soft_targets.clone()
             soft_targets[teacher_labelled] = (teacher_logits[teacher_labelled].float()
                                               / self.augment.temperature).softmax(dim=1)
-        self.teacher_calls += len(x)
-        self.teacher_seen[idx.cpu()] = True
+        idx = self.teacher.example_indices(idx)  # a cached teacher's batches encode the view in the index
+        if self.teacher.counts_training_calls:
+            self.teacher_calls += len(x)
+            self.teacher_seen[idx.cpu()] = True
         student_logits = self.model(x)
         distill_batch = DistillBatch(inputs=x, targets=y, indices=idx, student_logits=student_logits,
                                      teacher_logits=teacher_logits, student_features=self.student_taps.pop(),
@@ -130,7 +141,12 @@ class DistillationTask(ClassificationTask):
         return student_logits
 
     def teacher_usage(self) -> dict[str, int]:
-        return {"teacher_calls": self.teacher_calls, "teacher_examples": int(self.teacher_seen.sum())}
+        seen = self.teacher_seen.clone()
+        if not self.teacher.counts_training_calls:  # cached: the examples its table holds
+            held = self.teacher.cached.any(dim=1).cpu()
+            seen[: len(held)] |= held[: len(seen)]
+        return {"teacher_calls": self.teacher_calls + getattr(self.teacher, "cache_calls", 0),
+                "teacher_examples": int(seen.sum())}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

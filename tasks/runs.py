@@ -26,6 +26,7 @@ from tasks.distillation import DistillationTask
 from tasks.metrics import fidelity_settings
 from tasks.records import claim_run_folder, config_digest, git_state, write_record
 from tasks.stages import parse_stages, pre_training_epochs
+from tasks.teacher_cache import cached_teacher
 from tasks.summary import print_comparison, print_record
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ def _non_null(tree: dict) -> dict:
     return kept
 
 
-TEACHER_KINDS = ("single", "ensemble", "crossfit")
+TEACHER_KINDS = ("single", "ensemble", "crossfit", "cached")
 
 
 def _trained_teacher(cfg: DictConfig, seed_offset: int = 0, crossfit: dict | None = None) -> dict:
@@ -207,9 +208,9 @@ def _trained_teacher(cfg: DictConfig, seed_offset: int = 0, crossfit: dict | Non
     return run_train(train_cfg, quiet=True)
 
 
-def _member_checkpoints(cfg: DictConfig) -> tuple[list[str], list[str]]:
+def _member_checkpoints(cfg: DictConfig, kind: str) -> tuple[list[str], list[str]]:
     """(checkpoints, training run folders) of the teacher's members, training the missing ones."""
-    teacher_cfg, kind = cfg.teacher, cfg.teacher.kind
+    teacher_cfg = cfg.teacher
     if kind == "single":
         given = [teacher_cfg.checkpoint] if teacher_cfg.get("checkpoint") else None
         count = 1
@@ -235,27 +236,33 @@ def build_teacher(cfg: DictConfig, datamodule) -> tuple[FrozenTeacher, dict]:
     """The frozen teacher of a distillation run; `datamodule` is set up (cross-fitting routes by its folds)."""
     teacher_cfg = cfg.teacher
     if teacher_cfg.kind not in TEACHER_KINDS:
-        raise ConfigError(f"teacher.kind={teacher_cfg.kind} is not supported; use teacher=single, teacher=ensemble "
-                          f"or teacher=crossfit")
-    checkpoints, runs = _member_checkpoints(cfg)
+        raise ConfigError(f"teacher.kind={teacher_cfg.kind} is not supported; use teacher=single, teacher=ensemble, "
+                          f"teacher=crossfit or teacher=cached")
+    kind = str(teacher_cfg.source) if teacher_cfg.kind == "cached" else str(teacher_cfg.kind)
+    if kind not in TEACHER_KINDS[:3]:
+        raise ConfigError(f"teacher.source={kind} cannot be cached; use single, ensemble or crossfit")
+    checkpoints, runs = _member_checkpoints(cfg, kind)
     members, names = [], []
     for checkpoint in checkpoints:
         model, config = model_from_checkpoint(checkpoint, fallback_config=model_config(teacher_cfg.model))
         members.append(model)
         names.append(config.get("name"))
-    if teacher_cfg.kind == "crossfit":
+    if kind == "crossfit":
         fold_of = torch.from_numpy(datamodule.fold_assignment(len(members)))
         teacher = CrossFitTeacher(members, fold_of)
     else:
         teacher = FrozenTeacher(members, int(teacher_cfg.get("feature_member") or 0))
     check_classes(teacher.model, datamodule.num_classes, "teacher",
                   "use a teacher trained on this data, or the data it was trained on")
+    cache_info = {}
+    if teacher_cfg.kind == "cached":
+        teacher, cache_info = cached_teacher(teacher, datamodule, cfg, checkpoints)
     info: dict[str, Any] = {"teacher_kind": str(teacher_cfg.kind),
                             "teacher_checkpoint": checkpoints[0] if len(checkpoints) == 1 else checkpoints,
                             "teacher_model": names[0] if len(set(names)) == 1 else names}
     if runs:
         info["teacher_run"] = runs[0] if len(runs) == 1 else runs
-    return teacher, info
+    return teacher, {**info, **cache_info}
 
 
 def build_objective(cfg: DictConfig) -> DistillationObjective:

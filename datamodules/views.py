@@ -1,0 +1,53 @@
+"""Fixed augmented views of the training examples, for a cached teacher (teacher=cached).
+
+Position p * V + v of a `ViewDataset` is view v of training example p: the training transform run with the
+torch RNG seeded by (view seed, the example's original index, v), so a view is the same image whenever it
+is asked for, in any process. Its batches carry the index encoded as original index * V + v, which the
+cached teacher decodes to look up its stored outputs for exactly that view."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+def view_seed(seed: int, index: int, view: int) -> int:
+    return int(np.random.SeedSequence([seed, index, view]).generate_state(1)[0])
+
+
+class ViewDataset(Dataset):
+    def __init__(self, examples: Dataset, views: int, seed: int) -> None:
+        self.examples, self.views, self.seed = examples, int(views), int(seed)
+        self.base, self.indices = examples.base, examples.indices  # as an IndexedDataset
+
+    def __len__(self) -> int:
+        return len(self.examples) * self.views
+
+    def __getitem__(self, position: int):
+        example, view = divmod(int(position), self.views)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(view_seed(self.seed, int(self.indices[example]), view))
+            x, y, index = self.examples[example]
+        return x, y, index * self.views + view
+
+
+class EpochSeededViewSampler(Sampler[int]):
+    """Each epoch: every example once, in a (seed, epoch)-seeded order, each in one of its V views drawn
+    from the same generator (so a resumed run replays the uninterrupted run's batches)."""
+
+    def __init__(self, examples: int, views: int, seed: int = 0) -> None:
+        self.examples, self.views, self.seed, self.epoch = examples, views, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.examples, generator=generator)
+        views = torch.randint(self.views, (self.examples,), generator=generator)
+        return iter((order * self.views + views).tolist())
+
+    def __len__(self) -> int:
+        return self.examples

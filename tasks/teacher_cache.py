@@ -1,0 +1,87 @@
+"""teacher=cached: the teacher's logits on every training example (in `views` fixed augmented views each)
+computed once and stored under ${paths.output_dir}/teacher_cache/, keyed by the teacher checkpoints'
+contents, the training data (dataset, split, pool) and the augmentation draw (transform, views, view seed),
+so a cache is never reused for other data or other views."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from models.teachers import CachedTeacher, FrozenTeacher
+
+log = logging.getLogger(__name__)
+
+# Data settings that do not change which examples or pixels the teacher sees.
+NOT_DATA_IDENTITY = ("data_dir", "batch_size", "eval_batch_size", "num_workers", "pin_memory", "seed", "download")
+AUGMENTED_VIEWS = 10  # default views per example when the training transform is random
+
+
+def file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_key(cfg: DictConfig, checkpoints: list[str], datamodule, views: int, seed: int) -> tuple[str, dict]:
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in NOT_DATA_IDENTITY}
+    pool = datamodule.train_set.indices
+    material: dict[str, Any] = {
+        "teacher": [file_digest(path) for path in checkpoints], "teacher_kind": str(cfg.teacher.source),
+        "data": data, "pool": hashlib.sha256(pool.tobytes()).hexdigest(), "pool_size": len(pool),
+        "transform": repr(datamodule.train_transform), "views": views, "view_seed": seed}
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16], material
+
+
+def _device(cfg: DictConfig) -> torch.device:
+    wants_cpu = str(cfg.trainer.get("accelerator", "auto")) == "cpu"
+    return torch.device("cuda" if torch.cuda.is_available() and not wants_cpu else "cpu")
+
+
+@torch.no_grad()
+def _compute(inner: FrozenTeacher, dataset, num_train: int, views: int, cfg: DictConfig) -> torch.Tensor:
+    device = _device(cfg)
+    inner.to(device)
+    loader = DataLoader(dataset, batch_size=int(cfg.data.get("eval_batch_size") or cfg.data.batch_size),
+                        num_workers=int(cfg.data.get("num_workers") or 0))
+    table = None
+    for x, _, encoded in loader:
+        example, view = torch.div(encoded, views, rounding_mode="floor"), encoded % views
+        logits, _ = inner(x.to(device), example.to(device))
+        if table is None:
+            table = torch.full((num_train, views, logits.shape[1]), float("nan"))
+        table[example, view] = logits.float().cpu()
+    inner.to("cpu")
+    return table
+
+
+def cached_teacher(inner: FrozenTeacher, datamodule, cfg: DictConfig, checkpoints: list[str]
+                   ) -> tuple[CachedTeacher, dict]:
+    views = cfg.teacher.get("views") or (AUGMENTED_VIEWS if datamodule.augments else 1)
+    seed = int(cfg.teacher.get("view_seed") or 0)
+    dataset = datamodule.use_fixed_views(int(views), seed)
+    key, material = cache_key(cfg, checkpoints, datamodule, int(views), seed)
+    path = Path(cfg.paths.output_dir) / "teacher_cache" / f"{key}.pt"
+    num_train = len(dataset.base)
+    if path.is_file():
+        table, calls = torch.load(path, map_location="cpu", weights_only=True)["logits"], 0
+        log.info("teacher outputs reused from %s", path)
+    else:
+        log.info("caching the teacher's outputs on %d examples x %d views in %s", len(dataset.examples), views, path)
+        table, calls = _compute(inner, dataset, num_train, int(views), cfg), len(dataset)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        torch.save({"logits": table, "key": material}, partial)
+        os.replace(partial, path)  # a killed run never leaves a half-written cache behind
+    info = {"teacher_cache": {"path": str(path), "reused": calls == 0, "views": int(views),
+                              "examples": len(dataset.examples)}}
+    return CachedTeacher(inner, table, calls), info
