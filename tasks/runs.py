@@ -193,10 +193,23 @@ def _non_null(tree: dict) -> dict:
 TEACHER_KINDS = ("single", "ensemble", "crossfit", "cached")
 
 
-def _trained_teacher(cfg: DictConfig, seed_offset: int = 0, crossfit: dict | None = None) -> dict:
-    """The record of teacher/model trained (or reused) on this run's data and recipe; an ensemble member
-    gets seed + `seed_offset`, a fold teacher its `crossfit` split."""
-    train_cfg = derived_train_config(cfg, cfg.teacher.model, cfg.teacher.get("recipe"))
+CFG_DIR = Path(__file__).resolve().parents[1] / "cfg"
+
+
+def model_node(name: str) -> DictConfig:
+    """cfg/model/<name>.yaml, for teachers named in a list (teacher.models)."""
+    path = CFG_DIR / "model" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CFG_DIR / "model").glob("*.yaml"))
+        raise ConfigError(f"teacher.models names '{name}', which is not a model config; use some of {known}")
+    return OmegaConf.load(path)
+
+
+def _trained_teacher(cfg: DictConfig, seed_offset: int = 0, crossfit: dict | None = None,
+                     model: DictConfig | None = None) -> dict:
+    """The record of teacher/model (or `model`) trained (or reused) on this run's data and recipe; an
+    ensemble member gets seed + `seed_offset`, a fold teacher its `crossfit` split."""
+    train_cfg = derived_train_config(cfg, model if model is not None else cfg.teacher.model, cfg.teacher.get("recipe"))
     with open_dict(train_cfg):
         train_cfg.seed = int(train_cfg.seed) + seed_offset
         if crossfit is not None:
@@ -211,12 +224,14 @@ def _trained_teacher(cfg: DictConfig, seed_offset: int = 0, crossfit: dict | Non
 def _member_checkpoints(cfg: DictConfig, kind: str) -> tuple[list[str], list[str]]:
     """(checkpoints, training run folders) of the teacher's members, training the missing ones."""
     teacher_cfg = cfg.teacher
+    named: list[str] = []
     if kind == "single":
         given = [teacher_cfg.checkpoint] if teacher_cfg.get("checkpoint") else None
         count = 1
     else:
         given = list(teacher_cfg.checkpoints) if teacher_cfg.get("checkpoints") else None
-        count = int(teacher_cfg.folds if kind == "crossfit" else teacher_cfg.size)
+        named = list(teacher_cfg.get("models") or []) if kind == "ensemble" else []
+        count = int(teacher_cfg.folds if kind == "crossfit" else len(named) or teacher_cfg.size)
         if count < (2 if kind == "crossfit" else 1):
             key = "folds" if kind == "crossfit" else "size"
             raise ConfigError(f"teacher.{key}={count} is too small; a cross-fit teacher needs at least 2 folds and "
@@ -226,8 +241,12 @@ def _member_checkpoints(cfg: DictConfig, kind: str) -> tuple[list[str], list[str
                               f"one per fold (fold i's at position i), or set teacher.folds={len(given)}")
     if given is not None:
         return [str(path) for path in given], []
-    records = [_trained_teacher(cfg, crossfit={"folds": count, "fold": i}) if kind == "crossfit"
-               else _trained_teacher(cfg, seed_offset=i) for i in range(count)]
+    if kind == "crossfit":
+        records = [_trained_teacher(cfg, crossfit={"folds": count, "fold": i}) for i in range(count)]
+    elif named:
+        records = [_trained_teacher(cfg, seed_offset=i, model=model_node(name)) for i, name in enumerate(named)]
+    else:
+        records = [_trained_teacher(cfg, seed_offset=i) for i in range(count)]
     # the last-epoch teacher, as RepDistiller uses (and no early stopping, as the semiparametric study needs)
     return [r["checkpoints"]["last"] for r in records], [r["run_dir"] for r in records]
 

@@ -114,6 +114,10 @@ def test_ensemble_distillation_trains_members_with_consecutive_seeds(data_dir, t
     seeds = [json.loads((Path(run) / "record.json").read_text())["seed"] for run in record["teacher_run"]]
     assert seeds == [3, 4]
     assert 0 <= record["last"]["test/agreement"] <= 1
+    mixed = distill(data_dir, tmp_path, "teacher=ensemble", "teacher.models=[mlp1d,cnn1d]")
+    assert mixed["teacher_model"] == ["mlp1d", "cnn1d"]
+    with pytest.raises(ConfigError, match="teacher.models names 'resnet9000'"):
+        distill(data_dir, tmp_path, "teacher=ensemble", "teacher.models=[resnet9000]")
 
 
 def test_ensemble_of_teachers_with_different_class_counts_stops(data_dir, tmp_path):

@@ -377,6 +377,12 @@ def test_lstm_teacher_then_distilled_lstm_student(imdb_dir, tmp_path):
         assert record["teacher_model"] == "lstm" and record["config"]["student"]["hidden_size"] == 16
         assert 0.0 <= record["last"]["test/top1"] <= 1.0 and record["last"]["test/kl"] >= 0
         assert 0.0 <= record["last"]["test/agreement"] <= 1.0
+    # The fidelity paper's setting: an ensemble of LSTMs (trained here, seeds s and s+1) -> an LSTM student.
+    cfg = compose_config("distill", [*data, "~experiment", "kd=kd", "student=lstm", "teacher=ensemble",
+                                     "teacher.size=2", "teacher/model=lstm", "student.hidden_size=16"])
+    record = run_distill(cfg, quiet=True)
+    assert record["teacher_kind"] == "ensemble" and record["teacher_model"] == "lstm"
+    assert len(record["teacher_checkpoint"]) == 2 and 0.0 <= record["last"]["test/agreement"] <= 1.0
 
 
 def test_mlp_on_a_csv_file(tmp_path):
