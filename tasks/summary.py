@@ -4,11 +4,11 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-SHOWN = ("top1", "top5", "agreement", "kl", "ece", "teacher_top1", "loss")
+SHOWN = ("top1", "top5", "agreement", "kl", "ece", "nll", "cka_linear", "cka_rbf", "teacher_top1", "loss")
 
 
 def _percent(key: str, value: float) -> str:
-    return f"{value:.4f}" if key in ("kl", "loss") else f"{100 * value:.2f}"
+    return f"{value:.4f}" if key in ("kl", "loss", "nll", "cka_linear", "cka_rbf") else f"{100 * value:.2f}"
 
 
 def print_record(record: dict, console: Console | None = None) -> None:
