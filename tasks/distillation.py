@@ -40,6 +40,10 @@ class DistillationTask(ClassificationTask):
         if self.augment is not None and self.augment.interpolates_teacher and teacher.counts_training_calls:
             raise ConfigError(f"augment={self.augment.name} mixes the cached teacher's outputs instead of asking the "
                               f"teacher; use it with teacher=cached")
+        if self.augment is not None and not self.augment.interpolates_teacher and not teacher.counts_training_calls:
+            raise ConfigError(f"augment={self.augment.name} needs the teacher's answer on the augmented inputs, but "
+                              f"teacher=cached only holds its outputs on the training examples; use teacher=single, "
+                              f"ensemble or crossfit (or augment=mixup_interpolated)")
         # Teacher calls on training data: examples forwarded, and which training examples ever reached it.
         self.teacher_calls = 0
         self.teacher_seen = torch.zeros(max(num_train, 1), dtype=torch.bool)
@@ -114,7 +118,8 @@ class DistillationTask(ClassificationTask):
         idx = self.teacher.example_indices(idx)  # a cached teacher's batches encode the view in the index
         if self.teacher.counts_training_calls:
             self.teacher_calls += len(x)
-            self.teacher_seen[idx.cpu()] = True
+            real = idx if teacher_labelled is None else idx[~teacher_labelled]  # generated rows are no example
+            self.teacher_seen[real.cpu()] = True
         student_logits = self.model(x)
         distill_batch = DistillBatch(inputs=x, targets=y, indices=idx, student_logits=student_logits,
                                      teacher_logits=teacher_logits, student_features=self.student_taps.pop(),

@@ -296,9 +296,12 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     `student` (with its `student_config`) replaces cfg.student, e.g. a student loaded from a checkpoint."""
     pl.seed_everything(cfg.seed, workers=True)
     objective = build_objective(cfg)  # first: a bad temperature or weight fails before any training
+    augment = instantiate(cfg.augment) if cfg.get("augment") else None  # a missing generator fails here too
     fidelity = fidelity_settings(cfg.get("fidelity"))  # so does a bad fidelity block (taps resolve with the models)
     stages = parse_stages(cfg.kd.get("stages"), objective.terms)
     datamodule = build_datamodule(cfg)
+    if augment is not None and hasattr(augment, "check_input_shape"):
+        augment.check_input_shape(datamodule.input_shape)  # before any teacher is trained
     if (cfg.data.get("crossfit") or {}).get("folds") is not None:
         raise ConfigError("data.crossfit trains one fold teacher with train.py; to distill from cross-fitted "
                           "teachers use teacher=crossfit teacher.folds=K and leave data.crossfit unset")
@@ -317,7 +320,7 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     task = DistillationTask(student, teacher, objective, datamodule.num_classes, instantiate(cfg.optimizer),
                             instantiate(cfg.scheduler) if cfg.get("scheduler") else None, student_config,
                             example_input=example_input, num_train=len(datamodule.train_set.base), stages=stages,
-                            fidelity=fidelity, augment=instantiate(cfg.augment) if cfg.get("augment") else None,
+                            fidelity=fidelity, augment=augment,
                             seed=cfg.seed)
     return datamodule, task, info
 

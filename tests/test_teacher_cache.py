@@ -57,6 +57,8 @@ def test_feature_methods_and_interpolated_mixup_need_the_right_teacher(data_dir,
         distill(data_dir, outputs, "teacher=cached", "kd=rkd")
     with pytest.raises(ConfigError, match="use it with teacher=cached"):
         distill(data_dir, outputs, "augment=mixup_interpolated")
+    with pytest.raises(ConfigError, match="needs the teacher's answer on the augmented inputs"):
+        distill(data_dir, outputs, "teacher=cached", "augment=mixup")
     record = distill(data_dir, outputs, "teacher=cached", "augment=mixup_interpolated")
     # the cache of the first test is reused, and mixed inputs never reach the teacher: no call at all
     assert record["teacher_cache"]["reused"] and record["teacher_calls"] == 0 and record["teacher_examples"] == 256
