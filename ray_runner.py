@@ -1,6 +1,28 @@
-"""Hyperparameter sweeps on Ray Tune: not built yet (see the sweeps issue)."""
+"""Hyperparameter sweeps on Ray Tune.
+
+    python ray_runner.py search=NAME [tune.KEY=VALUE ...] [training overrides ...]
+
+Search spaces live in cfg/search/; runner settings in cfg/tune.yaml (tune.*); any other override goes to
+every trial. Each trial runs the same function as train.py / distill_train.py and leaves its own run
+folder and record; the sweep's summary (best trials, every trial's record) is printed and written to
+${paths.output_dir}/tune/<name>/sweep.json.
+"""
 import sys
 
+from errors import exit_on_user_error
+
+
+def main(arguments: list[str]) -> None:
+    from tasks.sweep import print_summary, run_sweep, split_arguments
+    runner, trials = split_arguments(arguments)
+    if not any(a.split("=", 1)[0] == "search" for a in runner):
+        from tasks.sweep import CFG_DIR
+        names = sorted(p.stem for p in (CFG_DIR / "search").glob("*.yaml"))
+        sys.exit(f"error: name a search space with search=NAME (one of {names}, from cfg/search/)")
+    summary = exit_on_user_error(lambda _: run_sweep(runner, trials), None)
+    top = next((int(a.split("=", 1)[1]) for a in runner if a.startswith("tune.top=")), 10)
+    print_summary(summary, top)
+
+
 if __name__ == "__main__":
-    sys.exit("ray_runner.py is not implemented yet: sweeps on Ray Tune arrive with the sweeps issue. "
-             "For now, sweep with Hydra's multirun: python distill_train.py -m seed=0,1,2")
+    main(sys.argv[1:])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+from scripts.run_records import format_mean_std, markdown_table  # noqa: E402
 from tasks.runs import run_distill  # noqa: E402
 
 COLUMNS = (("teacher top-1 %", lambda r: 100 * r["last"]["test/teacher_top1"]),
@@ -27,9 +27,10 @@ COLUMNS = (("teacher top-1 %", lambda r: 100 * r["last"]["test/teacher_top1"]),
            ("KL(teacher || student)", lambda r: r["last"]["test/kl"]))
 
 
-def mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {spread:.2f}"
+def table_markdown(records: list[dict]) -> str:
+    """One row: each column's mean ± std over the seeds' records (a single seed shows ± 0.00)."""
+    row = [format_mean_std([value(r) for r in records], single_as_zero_spread=True) for _, value in COLUMNS]
+    return markdown_table([name for name, _ in COLUMNS], [row])
 
 
 def main() -> None:
@@ -47,10 +48,7 @@ def main() -> None:
         (args.out / f"seed{seed}.json").write_text(json.dumps(record, indent=2, default=str))
         records.append(record)
     command = " ".join(["python scripts/quickstart_seeds.py --seeds", ",".join(map(str, args.seeds)), *args.overrides])
-    header = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
-    rule = "|" + "---|" * len(COLUMNS)
-    row = "| " + " | ".join(mean_std([value(r) for r in records]) for _, value in COLUMNS) + " |"
-    table = "\n".join([header, rule, row, "",
+    table = "\n".join([table_markdown(records), "",
                        f"mnist1d test set (1000 examples), last epoch, mean ± std over seeds {args.seeds}. "
                        f"Made by `{command}`."])
     (args.out / "table.md").write_text(table + "\n")

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from errors import UserError
@@ -55,12 +58,26 @@ def read_record(folder: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+@contextmanager
+def run_folder_lock(cfg: DictConfig) -> Iterator[None]:
+    """One process at a time works on a run folder: parallel sweep trials that need the same teacher train
+    it once, and the others wait, then reuse its record. DDP's other ranks skip it (rank 0 holds it)."""
+    if any(int(os.environ.get(var, "0") or 0) > 0 for var in ("LOCAL_RANK", "NODE_RANK")):
+        yield
+        return
+    folder = run_folder(cfg)
+    locks = Path(cfg.paths.output_dir) / ".locks" / str(cfg.task)  # apart from the runs: a lock is no result
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / f"{folder.name}.lock")):
+        yield
+
+
 def claim_run_folder(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
     """Decide what to do with this config's folder: (folder, finished record or None, checkpoint to resume).
 
     - finished and not rerun: return its record (the caller reuses it);
     - rerun: move the old folder aside (kept, never deleted) and start fresh;
-    - unfinished with resume=true: resume from its last checkpoint;
+    - unfinished with resume=true: resume from its last checkpoint (resume=auto: if there is one, else start);
     - unfinished without resume: stop and say how to continue.
     """
     folder = run_folder(cfg)
@@ -72,6 +89,8 @@ def claim_run_folder(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
         return folder, None, None
     if record is not None:
         return folder, record, None
+    if cfg.resume == "auto":  # sweeps and scripts: continue if there is something to continue
+        return folder, None, str(last) if last.is_file() else None
     if cfg.resume:
         if not last.is_file():
             raise RunFolderError(f"resume=true but {folder} holds no checkpoint to resume from "

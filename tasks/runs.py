@@ -24,7 +24,7 @@ from tasks.callbacks import TrainThroughput
 from tasks.classification import ClassificationTask
 from tasks.distillation import DistillationTask
 from tasks.metrics import fidelity_settings
-from tasks.records import claim_run_folder, config_digest, git_state, write_record
+from tasks.records import claim_run_folder, config_digest, git_state, run_folder_lock, write_record
 from tasks.stages import parse_stages, pre_training_epochs
 from tasks.teacher_cache import cached_teacher
 from tasks.summary import print_comparison, print_record
@@ -110,9 +110,9 @@ def _evaluate(trainer: pl.Trainer, task: pl.LightningModule, datamodule, checkpo
 
 
 def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folder: Path,
-                    resume_from: str | None, extra: dict[str, Any]) -> dict:
+                    resume_from: str | None, extra: dict[str, Any], callbacks: list[pl.Callback] | None = None) -> dict:
     throughput = TrainThroughput()
-    trainer = build_trainer(cfg, [throughput], pre_training_epochs(getattr(task, "stages", [])))
+    trainer = build_trainer(cfg, [throughput, *(callbacks or [])], pre_training_epochs(getattr(task, "stages", [])))
     started = time.time()
     trainer.fit(task, datamodule, ckpt_path=resume_from)
     wall = time.time() - started
@@ -138,21 +138,23 @@ def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folde
     return record
 
 
-def run_train(cfg: DictConfig, quiet: bool = False) -> dict:
+def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None) -> dict:
     """Train cfg.model on cfg.data; returns the run record (reused if this config already finished)."""
     if cfg.get("test_only"):
         return run_test_only(cfg, quiet)
-    folder, record, resume_from = _start(cfg)
-    if record is not None:
-        log.info("this config already finished in %s: showing its record (rerun=true trains again)", folder)
-    else:
-        pl.seed_everything(cfg.seed, workers=True)
-        datamodule = build_datamodule(cfg)
-        model = instantiate(cfg.model)
-        check_classes(model, datamodule.num_classes, "model", "set model.num_classes to match or pick other data")
-        task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer),
-                                  instantiate(cfg.scheduler) if cfg.get("scheduler") else None, model_config(cfg.model))
-        record = _fit_and_record(cfg, task, datamodule, folder, resume_from, {})
+    with run_folder_lock(cfg):
+        folder, record, resume_from = _start(cfg)
+        if record is not None:
+            log.info("this config already finished in %s: showing its record (rerun=true trains again)", folder)
+        else:
+            pl.seed_everything(cfg.seed, workers=True)
+            datamodule = build_datamodule(cfg)
+            model = instantiate(cfg.model)
+            check_classes(model, datamodule.num_classes, "model", "set model.num_classes to match or pick other data")
+            task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer),
+                                      instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+                                      model_config(cfg.model))
+            record = _fit_and_record(cfg, task, datamodule, folder, resume_from, {}, callbacks)
     if not quiet:
         print_record(record)
     return record
@@ -325,15 +327,16 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     return datamodule, task, info
 
 
-def run_distill(cfg: DictConfig, quiet: bool = False) -> dict:
+def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None) -> dict:
     if cfg.get("test_only"):
         return run_test_only(cfg, quiet)
-    folder, record, resume_from = _start(cfg)
-    if record is None:
-        datamodule, task, info = build_distillation(cfg)
-        record = _fit_and_record(cfg, task, datamodule, folder, resume_from, info)
-    else:
-        log.info("this config already finished in %s: showing its record (rerun=true trains again)", folder)
+    with run_folder_lock(cfg):
+        folder, record, resume_from = _start(cfg)
+        if record is None:
+            datamodule, task, info = build_distillation(cfg)
+            record = _fit_and_record(cfg, task, datamodule, folder, resume_from, info, callbacks)
+        else:
+            log.info("this config already finished in %s: showing its record (rerun=true trains again)", folder)
     if cfg.get("baseline"):
         baseline = run_train(derived_train_config(cfg, cfg.student), quiet=True)
         record["baseline"] = {key: baseline[key] for key in ("run_dir", "last", "best")}

@@ -1,0 +1,209 @@
+"""Paper-style tables (Markdown and LaTeX) from a folder of run records: mean ± std over seeds.
+
+    python scripts/make_table.py FOLDER [--rows kd.name] [--cols teacher.model.name,student.name]
+        [--metric test/top1] [--epoch last|best|both] [--filter KEY=VALUE ...] [--label OLD=NEW ...]
+        [--row-order A,B] [--col-order A,B] [--digits 2] [--pattern record.json] [--baselines]
+        [--out PREFIX] [--print md|tex|none]
+
+Every record.json under FOLDER (recursively; folders that rerun=true moved aside are skipped) is one run.
+Rows and columns are config keys, dotted paths into the record's config; several keys joined by commas make
+one axis whose labels join the values ("resnet32x4 → resnet8x4"); `--cols ''` gives a single column.
+A cell is the mean ± sample std (ddof=1) of the metric over the cell's runs (its seeds); one run shows its
+mean alone, and cells whose number of runs differs from the usual one say (n=k). Accuracy-like metrics
+(top1, top5, agreement, teacher_top1, ece) are shown in percent. Each column header gives the teacher's
+test top-1: the mean of test/teacher_top1 over the column's teachers (runs that share a trained teacher,
+e.g. several methods distilled from one teacher per seed, count it once). `--epoch both` (the default)
+writes one table for the last epoch and one for the best-on-validation epoch.
+
+Train runs (train.py records, e.g. a student trained from scratch) are rows too: keys they lack give "-".
+A train record has `model` where a distillation record has `student` and no `kd`, so
+`--cols 'student.name|model.name'` puts both in the student's column and `--label '-=scratch'` names
+their row. `--baselines` adds the from-scratch student stored inside each distillation record
+(baseline=true) as such a train run, keeping the distillation run's teacher, so it shares the
+teacher -> student column.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts.run_records import (AXIS_JOIN, EPOCH_TITLES, EPOCHS, RECORD_PATTERN,  # noqa: E402
+                                 Record, RecordsError, attach_dash_values, axis_label, check_seeds, exit_on_error,
+                                 format_mean_std, load_records, markdown_table, metric_title, ordered,
+                                 parse_filters, parse_keys, parse_labels, parse_order, select, shown_value,
+                                 teacher_accuracies, unique_runs, with_metric)
+
+PM = {"md": " ± ", "tex": r" $\pm$ "}
+
+
+@dataclass
+class Table:
+    metric: str
+    epoch: str
+    row_keys: list[str]
+    rows: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], list[float]]
+    teacher: dict[str, float] = field(default_factory=dict)  # column -> teacher top-1 %, where known
+    runs: int = 0
+    join: str = AXIS_JOIN  # between the values of several keys, and between the key names in the corner
+
+    def usual_count(self) -> int:
+        """The most common number of runs per cell (ties: the larger), which the caption states."""
+        counts = Counter(len(values) for values in self.cells.values())
+        return max(counts, key=lambda n: (counts[n], n))
+
+
+def build_table(records: list[Record], row_keys: list[str], col_keys: list[str], metric: str, epoch: str,
+                renames: dict[str, str] | None = None, row_order: list[str] | None = None,
+                col_order: list[str] | None = None, join: str = AXIS_JOIN) -> Table:
+    renames = renames or {}
+    usable = with_metric(records, epoch, [metric])
+    if not usable:
+        names = sorted({name for record in records for name in (record.data.get(epoch) or {}) if name != "epoch"})
+        raise RecordsError(f"no selected record has {metric} at the {epoch} epoch; pick --metric from {names}")
+    grouped: dict[tuple[str, str], list[Record]] = {}
+    for record in usable:
+        row = axis_label(record, row_keys, join) if row_keys else metric
+        column = axis_label(record, col_keys, join) if col_keys else metric_title(metric)
+        grouped.setdefault((renames.get(row, row), renames.get(column, column)), []).append(record)
+    cells, by_column = {}, {}
+    for (row, column), members in grouped.items():
+        members = unique_runs(members)
+        check_seeds(members, f"cell ({row}, {column})")
+        cells[(row, column)] = [shown_value(metric, record.metric(epoch, metric)) for record in members]
+        by_column.setdefault(column, []).extend(members)
+    teacher = {}
+    for column, members in by_column.items():
+        accuracies = teacher_accuracies(unique_runs(members), epoch)
+        if accuracies:
+            teacher[column] = sum(accuracies) / len(accuracies)
+    return Table(metric, epoch, row_keys, ordered({row for row, _ in cells}, row_order),
+                 ordered({column for _, column in cells}, col_order), cells, teacher,
+                 sum(len(values) for values in cells.values()), join)
+
+
+def cell_text(table: Table, row: str, column: str, digits: int, pm: str) -> str:
+    values = table.cells.get((row, column))
+    if not values:
+        return "-"
+    text = format_mean_std(values, digits, pm)
+    return text if len(values) == table.usual_count() else f"{text} (n={len(values)})"
+
+
+def column_header(table: Table, column: str, digits: int) -> str:
+    accuracy = table.teacher.get(column)
+    return column if accuracy is None else f"{column} (teacher {accuracy:.{digits}f})"
+
+
+def caption(table: Table, source: str) -> str:
+    usual = table.usual_count()
+    marked = any(len(values) != usual for values in table.cells.values())
+    parts = [f"{metric_title(table.metric)}, {EPOCH_TITLES[table.epoch]}: mean ± sample std over seeds "
+             f"(one run shows its mean), n = {usual} run{'s' if usual != 1 else ''} per cell"
+             + (" except where marked (n=k)" if marked else "") + "."]
+    if table.teacher:
+        parts.append("Column headers: teacher test top-1 %, mean over the column's teachers.")
+    parts.append(f"{table.runs} runs from {source}.")
+    return " ".join(parts)
+
+
+def markdown_escape(text: str) -> str:
+    return text.replace("|", r"\|")  # a bare | would split the cell (e.g. a key like student.name|model.name)
+
+
+def to_markdown(table: Table, digits: int, source: str) -> str:
+    corner = table.join.join(table.row_keys) or "metric"
+    header = [markdown_escape(text) for text in
+              (corner, *(column_header(table, column, digits) for column in table.columns))]
+    rows = [[markdown_escape(row), *(cell_text(table, row, column, digits, PM["md"]) for column in table.columns)]
+            for row in table.rows]
+    return "\n".join([f"**{metric_title(table.metric)}, {EPOCH_TITLES[table.epoch]}**", "",
+                      markdown_table(header, rows), "", caption(table, source)])
+
+
+LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                 "→": r"$\rightarrow$", "±": r"$\pm$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_ESCAPES.get(char, char) for char in text)
+
+
+def to_latex(table: Table, digits: int, source: str) -> str:
+    corner = table.join.join(table.row_keys) or "metric"
+    header = [corner, *(column_header(table, column, digits) for column in table.columns)]
+    lines = [r"% make_table.py; needs \usepackage{booktabs}",
+             r"\begin{table}[t]", r"\centering",
+             r"\caption{" + latex_escape(caption(table, source)) + "}",
+             r"\begin{tabular}{l" + "c" * len(table.columns) + "}", r"\toprule",
+             " & ".join(latex_escape(text) for text in header) + r" \\", r"\midrule"]
+    for row in table.rows:
+        # Cells are built with the LaTeX ± directly; only the labels need escaping.
+        cells = [cell_text(table, row, column, digits, PM["tex"]) for column in table.columns]
+        lines.append(" & ".join([latex_escape(row), *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="folder searched recursively for run records")
+    parser.add_argument("--rows", default="kd.name", help="config key(s) of the rows, comma-separated")
+    parser.add_argument("--cols", default="teacher.model.name,student.name",
+                        help="config key(s) of the columns, comma-separated ('' = one column)")
+    parser.add_argument("--metric", default="test/top1", help="metric of the record's last/best sections")
+    parser.add_argument("--epoch", choices=[*EPOCHS, "both"], default="both",
+                        help="last epoch, best-on-validation epoch, or one table each (default)")
+    parser.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                        help="keep records whose KEY is VALUE (KEY=A,B: any of them; KEY!=VALUE: not it); repeatable")
+    parser.add_argument("--label", action="append", default=[], metavar="OLD=NEW",
+                        help="rename a row or column label, e.g. '-=scratch'; repeatable")
+    parser.add_argument("--row-order", help="row labels in this order (comma-separated; the rest follow)")
+    parser.add_argument("--col-order", help="column labels in this order (comma-separated; the rest follow)")
+    parser.add_argument("--join", default=AXIS_JOIN,
+                        help=f"joins the values of several keys in a label (default '{AXIS_JOIN}')")
+    parser.add_argument("--digits", type=int, default=2, help="decimals shown (default 2)")
+    parser.add_argument("--pattern", default=RECORD_PATTERN, help="record file name or glob (default record.json)")
+    parser.add_argument("--baselines", action="store_true",
+                        help="add each distillation record's embedded from-scratch student as a train run")
+    parser.add_argument("--out", type=Path, metavar="PREFIX", help="also write PREFIX.md and PREFIX.tex")
+    parser.add_argument("--print", dest="show", choices=["md", "tex", "none"], default="md",
+                        help="what goes to stdout (default md)")
+    return parser.parse_args(attach_dash_values(sys.argv[1:] if argv is None else argv, ("--label", "--filter")))
+
+
+def run(args: argparse.Namespace) -> tuple[str, str]:
+    if args.digits < 0:
+        raise RecordsError(f"--digits must be >= 0, got {args.digits}")
+    renames = parse_labels(args.label)
+    records = select(load_records(args.folder, args.pattern, args.baselines), parse_filters(args.filter))
+    epochs = EPOCHS if args.epoch == "both" else (args.epoch,)
+    tables = [build_table(records, parse_keys(args.rows), parse_keys(args.cols), args.metric, epoch, renames,
+                          parse_order(args.row_order), parse_order(args.col_order), args.join) for epoch in epochs]
+    source = str(args.folder)
+    markdown = "\n\n".join(to_markdown(table, args.digits, source) for table in tables) + "\n"
+    latex = "\n\n".join(to_latex(table, args.digits, source) for table in tables) + "\n"
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        for suffix, text in ((".md", markdown), (".tex", latex)):
+            path = args.out.with_name(args.out.name + suffix)
+            path.write_text(text)
+            print(f"wrote {path}", file=sys.stderr)
+    if args.show != "none":
+        sys.stdout.write(markdown if args.show == "md" else latex)
+    return markdown, latex
+
+
+def main(argv: list[str] | None = None) -> tuple[str, str]:
+    return exit_on_error(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

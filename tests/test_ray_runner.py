@@ -1,0 +1,94 @@
+"""ray_runner.py: a search with ASHA on a local Ray (loopback, 2 CPUs) finishes and leaves every trial's
+run record; a trial that raises is retried and reported without stopping the sweep; an interrupted sweep
+resumes where it stopped, its unfinished trial from its last checkpoint."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from errors import ConfigError
+from tasks.runs import run_train
+from tasks.sweep import parameter_space, run_sweep, split_arguments
+from tests.helpers import compose_config, tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def teacher(data_dir, tmp_path_factory) -> str:
+    outputs = tmp_path_factory.mktemp("sweep_teacher")
+    record = run_train(compose_config("train", tiny_overrides(data_dir, outputs, "model=cnn1d")), quiet=True)
+    return record["checkpoints"]["last"]
+
+
+def sweep_arguments(data_dir, outputs, teacher, *extra):
+    return ["search=kd_temperature", f"paths.output_dir={outputs}", f"paths.data_dir={data_dir}", "tune.num_cpus=2",
+            f"teacher.checkpoint={teacher}", "data.train_subset=256", "data.test_subset=128", "data.val_size=128",
+            "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", *extra]
+
+
+def test_asha_sweep_finishes_retries_a_failing_trial_and_reports_it(data_dir, tmp_path, teacher):
+    runner, trials = split_arguments(sweep_arguments(
+        data_dir, tmp_path, teacher, "tune.scheduler=asha", "tune.max_failures=1",
+        # temperature -1 is refused when the trial builds its objective: that trial raises on every attempt
+        "search.space={kd.terms.kd.temperature: {grid: [2, 4, -1]}}"))
+    summary = run_sweep(runner, trials)
+    by_temperature = {t["params"]["kd.terms.kd.temperature"]: t for t in summary["trials"]}
+    assert set(by_temperature) == {2, 4, -1}
+    failed = by_temperature[-1]
+    assert failed["status"] == "error" and "temperature" in failed["error"] and failed["attempts"] == 2
+    for temperature in (2, 4):
+        trial = by_temperature[temperature]
+        assert trial["status"] in ("finished", "stopped early") and trial["attempts"] == 1
+        assert 0.0 <= trial["metric"] <= 1.0 and Path(trial["run_dir"]).is_dir()
+    finished = [t for t in summary["trials"] if t["status"] == "finished"]
+    assert finished and summary["best"]["status"] == "finished"
+    for trial in finished:
+        record = json.loads(Path(trial["record"]).read_text())
+        assert record["config"]["kd"]["terms"]["kd"]["temperature"] == trial["params"]["kd.terms.kd.temperature"]
+    assert json.loads(Path(summary["path"]).read_text())["metric"] == "val_top1"
+    with pytest.raises(ConfigError, match="already exists"):  # nothing already written is overwritten
+        run_sweep(runner, trials)
+
+
+def test_interrupted_sweep_resumes_from_the_last_checkpoint(data_dir, tmp_path, teacher):
+    arguments = sweep_arguments(data_dir, tmp_path, teacher, "tune.max_concurrent=1", "trainer.max_epochs=25",
+                                "search.space={kd.terms.kd.temperature: {grid: [2, 4]}}")
+    env = {**os.environ, "WANDB_MODE": "offline", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    process = subprocess.Popen([sys.executable, str(ROOT / "ray_runner.py"), *arguments], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not list((tmp_path / "distill").glob("*/checkpoints/last.ckpt")) and time.time() < deadline:
+            assert process.poll() is None, "the sweep ended before it could be interrupted"
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl+C: Ray Tune saves the sweep's state and stops
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    interrupted = [p for p in (tmp_path / "distill").glob("*") if p.is_dir() and not (p / "record.json").is_file()]
+    assert interrupted, "the interruption came after every trial had finished"
+
+    runner, trials = split_arguments([*arguments, "tune.resume=true"])
+    summary = run_sweep(runner, trials)
+    assert [t["status"] for t in summary["trials"]] == ["finished", "finished"]
+    resumed = [json.loads((p / "record.json").read_text()) for p in interrupted]
+    assert all(r["resumed_from"] and r["epochs"] == 25 for r in resumed)
+
+
+def test_search_space_and_arguments_are_checked():
+    with pytest.raises(ConfigError, match="must be one of"):
+        parameter_space({"seed": {"between": [0, 3]}})
+    with pytest.raises(ConfigError, match="low < high"):
+        parameter_space({"optimizer.lr": {"loguniform": [0.1, 0.01]}})
+    runner, trials = split_arguments(["search=x", "tune.scheduler=asha", "paths.output_dir=o", "kd=dkd", "+a.b=1"])
+    assert runner == ["search=x", "tune.scheduler=asha", "paths.output_dir=o"]
+    assert trials == ["paths.output_dir=o", "kd=dkd", "+a.b=1"]
