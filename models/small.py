@@ -71,6 +71,12 @@ def cnn1d(num_classes, input_shape=(1, 40), channels=(32, 64, 128)):
     return CNN1D(num_classes, input_shape, channels)
 
 
+@register_model("cnn1d_small")
+def cnn1d_small(num_classes, input_shape=(1, 40), channels=(8, 16, 32)):
+    """The narrow student of the mnist1d CNN pairs."""
+    return CNN1D(num_classes, input_shape, channels)
+
+
 class CNN5(nn.Module):
     """Nakkiran et al.'s 5-layer CNN (widths c, 2c, 4c, 8c), the student of Dao et al. 2021's CIFAR runs:
     conv-BN-ReLU stages, max-pooling after stages 2-4, a final 4x4 max-pool and one linear layer."""

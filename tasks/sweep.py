@@ -88,10 +88,12 @@ class ReportToTune(pl.Callback):
         tune.report({**metrics, "epoch": trainer.current_epoch, "run_dir": trainer.default_root_dir})
 
 
-def run_trial(params: dict, *, task: str, overrides: list[str], attempts_dir: str) -> None:
+def run_trial(params: dict, *, task: str, overrides: list[str], attempts_dir: str, cpus: float) -> None:
     """One trial: compose, run the entry point's function, report the final record."""
+    import torch
     from ray import tune
     from tasks.runs import run_distill, run_train
+    torch.set_num_threads(max(1, int(cpus)))  # trials side by side must not oversubscribe the cores
     trial_id = tune.get_context().get_trial_id()
     with open(Path(attempts_dir) / f"{trial_id}.jsonl", "a") as log:  # every (re)start of this trial
         log.write(json.dumps({"time": time.time(), "params": params}) + "\n")
@@ -175,7 +177,8 @@ def run_sweep(runner_overrides: list[str], trial_overrides: list[str]) -> dict:
     try:
         attempts.mkdir(parents=True, exist_ok=True)
         trainable = tune.with_resources(
-            tune.with_parameters(run_trial, task=str(search.task), overrides=overrides, attempts_dir=str(attempts)),
+            tune.with_parameters(run_trial, task=str(search.task), overrides=overrides, attempts_dir=str(attempts),
+                                 cpus=float(settings.resources.cpu)),
             {"cpu": float(settings.resources.cpu), "gpu": float(settings.resources.gpu)})
         metric, mode = metric_key(str(settings.metric)), str(settings.mode)
         if resume:

@@ -11,7 +11,7 @@ from torch import nn
 
 from models import build_model, feature_spec, model_names
 
-ONE_D = {"mlp", "mlp1d", "cnn1d"}
+ONE_D = {"mlp", "mlp1d", "cnn1d", "cnn1d_small"}
 FLAT = {"mlp", "mlp1d", "lstm"}  # their stages are (B, D) vectors, not maps
 TEXT = {"lstm"}  # word ids (B, length) in [0, vocab_size + 2), not float tensors
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "cfg" / "model"
@@ -26,7 +26,7 @@ EXACT_PARAMETERS = {
     "vgg8": 3_965_028, "vgg11": 9_277_284, "vgg13": 9_462_180, "vgg16": 14_774_436, "vgg19": 20_086_692,
     "mobilenetv2": 812_836, "shufflenetv1": 949_258, "shufflenetv2": 1_356_104,
     "resnet18_cifar": 11_220_132, "resnet34_cifar": 21_328_292, "resnet50_cifar": 23_705_252,
-    "cnn5": 1_603_236, "lenet": 144_536, "mlp": 103_012, "mlp1d": 24_700, "cnn1d": 44_164,
+    "cnn5": 1_603_236, "lenet": 144_536, "mlp": 103_012, "mlp1d": 24_700, "cnn1d": 44_164, "cnn1d_small": 5_356,
     # lstm at vocab_size 20000: embedding 20002 x 128, two directions of 4 x 100 x (128 + 100) + 800, head 200 -> 100
     "lstm": 2_764_356,
 }
@@ -99,7 +99,7 @@ def test_forward_and_feature_taps(name):
     with torch.no_grad():
         logits, features = capture(model, all_taps(spec), x)
     assert logits.shape == (2, 10)
-    spatial_dims = 0 if name in FLAT else 1 if name == "cnn1d" else 2
+    spatial_dims = 0 if name in FLAT else 1 if name in ("cnn1d", "cnn1d_small") else 2
     sizes = []
     for stage, preact in zip(spec.stages, spec.preact_stages):
         assert features[stage].dim() == 2 + spatial_dims and features[stage].shape[0] == 2
