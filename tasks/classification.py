@@ -1,6 +1,7 @@
 """LightningModule that trains one model with cross-entropy (teachers, scratch students)."""
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import pytorch_lightning as pl
@@ -14,9 +15,11 @@ from tasks.metrics import classification_metrics
 
 class ClassificationTask(pl.LightningModule):
     def __init__(self, model: nn.Module, num_classes: int, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None, model_config: dict | None = None) -> None:
+                 scheduler: Callable[..., Any] | None = None, model_config: dict | None = None,
+                 channels_last: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.channels_last = bool(channels_last)
         self.num_classes = num_classes
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -28,9 +31,17 @@ class ClassificationTask(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def setup(self, stage: str) -> None:
+        if self.channels_last:  # NHWC: the layout tensor cores and oneDNN convolutions run fastest in
+            self.model.to(memory_format=torch.channels_last)
+
+    def memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs in the models' memory format (NHWC under channels_last)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
     def training_step(self, batch, batch_idx):
         x, y, _ = batch
-        logits = self.model(x)
+        logits = self.model(self.memory_format(x))
         loss = F.cross_entropy(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/top1", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
@@ -38,7 +49,7 @@ class ClassificationTask(pl.LightningModule):
 
     def _evaluate(self, batch, stage: str) -> torch.Tensor:
         x, y, _ = batch
-        logits = self.model(x)
+        logits = self.model(self.memory_format(x))
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics.update(logits, y)
         self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True)
@@ -55,7 +66,13 @@ class ClassificationTask(pl.LightningModule):
         return self.model.parameters()
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.trainable_parameters())
+        parameters = list(self.trainable_parameters())
+        keywords = getattr(self.optimizer_factory, "keywords", {}) or {}
+        fused = {}
+        if (keywords.get("fused") is None and parameters and all(p.is_cuda for p in parameters)
+                and "fused" in inspect.signature(self.optimizer_factory.func).parameters):
+            fused = {"fused": True}  # one kernel per step on the GPU instead of one per tensor
+        optimizer = self.optimizer_factory(parameters, **fused)
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer,

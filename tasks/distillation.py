@@ -27,8 +27,8 @@ class DistillationTask(ClassificationTask):
                  scheduler: Callable[..., Any] | None = None, model_config: dict | None = None,
                  example_input: torch.Tensor | None = None, num_train: int = 0,
                  stages: list[Stage] | None = None, fidelity: FidelitySettings | dict | None = None,
-                 augment: BatchMixing | None = None, seed: int = 0) -> None:
-        super().__init__(student, num_classes, optimizer, scheduler, model_config)
+                 augment: BatchMixing | None = None, seed: int = 0, channels_last: bool = False) -> None:
+        super().__init__(student, num_classes, optimizer, scheduler, model_config, channels_last)
         self.stages = stages or []
         self.augment = augment if augment is not None and augment.active else None
         self.seed = int(seed)
@@ -76,6 +76,11 @@ class DistillationTask(ClassificationTask):
         self.objective.setup(student_shapes, {tap: f.shape for tap, f in teacher_features.items()},
                              self.num_classes, num_train)
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.channels_last:
+            self.teacher.to(memory_format=torch.channels_last)
+
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
         self.teacher._apply(fn, *args, **kwargs)
@@ -100,6 +105,7 @@ class DistillationTask(ClassificationTask):
 
     def training_step(self, batch, batch_idx):
         x, y, idx = batch
+        x = self.memory_format(x)
         soft_targets = teacher_labelled = None
         if self.augment is not None and self.augment.interpolates_teacher:
             # mixup_interpolated: the cached outputs on the components are mixed; the teacher is not asked
@@ -126,7 +132,8 @@ class DistillationTask(ClassificationTask):
                                      teacher_features=teacher_features, epoch=self.current_epoch,
                                      global_step=self.global_step, stage=self.stage.name if self.stage else None,
                                      soft_targets=soft_targets)
-        total, values = self.objective(distill_batch, self.stage.weights if self.stage else None)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # terms compute in fp32 under bf16-mixed
+            total, values = self.objective(distill_batch, self.stage.weights if self.stage else None)
         self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict({f"train/{name}": value.detach() for name, value in values.items()}, on_epoch=True)
         self.log("train/top1", (student_logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
@@ -138,7 +145,7 @@ class DistillationTask(ClassificationTask):
             self.cka_taps.pop()  # drop what a training forward left, so a tap that does not fire reads None
         student_logits = super()._evaluate(batch, stage)
         self.student_taps.pop()
-        teacher_logits, _ = self.teacher(x)  # no indices: held-out data (a cross-fit teacher answers as one)
+        teacher_logits, _ = self.teacher(self.memory_format(x))  # no indices: held-out data (a cross-fit teacher answers as one)
         cka_features = self.cka_taps.pop() if self.cka_taps is not None else (None, None)
         fidelity = self.val_fidelity if stage == "val" else self.test_fidelity
         fidelity.update(student_logits, teacher_logits, y, *cka_features, indices=idx)

@@ -24,9 +24,14 @@ from errors import UserError
 RECORD_NAME = "record.json"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 # Config keys that do not change what a run computes.
-NOT_HASHED = ("run_dir", "run_name", "resume", "rerun", "paths", "logger", "callbacks", "hydra")
+NOT_HASHED = ("run_dir", "run_name", "resume", "rerun", "paths", "logger", "callbacks", "hydra",
+              "compile", "channels_last")  # speed settings: the same arithmetic, faster
 NOT_HASHED_NESTED = {"trainer": ("enable_progress_bar", "log_every_n_steps", "enable_model_summary"),
-                     "data": ("num_workers", "pin_memory", "data_dir")}
+                     "data": ("num_workers", "pin_memory", "data_dir"),
+                     "teacher": ("cache",)}  # a cached teacher answers with the very logits it would compute
+# Opt-in switches that change the random draws: hashed only when on, so runs from before they existed keep
+# their folders.
+HASHED_WHEN_ON = {"data": ("device_resident",)}
 
 
 class RunFolderError(UserError, RuntimeError):
@@ -41,6 +46,10 @@ def hashed_view(cfg: DictConfig) -> dict:
     for group, keys in NOT_HASHED_NESTED.items():
         for key in keys:
             if isinstance(resolved.get(group), dict):
+                resolved[group].pop(key, None)
+    for group, keys in HASHED_WHEN_ON.items():
+        for key in keys:
+            if isinstance(resolved.get(group), dict) and not resolved[group].get(key):
                 resolved[group].pop(key, None)
     return resolved
 

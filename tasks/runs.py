@@ -17,7 +17,7 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from errors import ConfigError, find_user_error
-from losses import DistillationObjective
+from losses import DistillationObjective, DistillTerm
 from models.checkpoints import model_from_checkpoint, read_checkpoint
 from models.teachers import CrossFitTeacher, FrozenTeacher
 from tasks.callbacks import TrainThroughput
@@ -32,7 +32,8 @@ from tasks.summary import print_comparison, print_record
 log = logging.getLogger(__name__)
 
 # Keys of the training recipe that teachers and baselines derive from a distillation config.
-RECIPE_KEYS = ("data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "seed")
+RECIPE_KEYS = ("data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "seed", "compile",
+               "channels_last")
 
 
 # ----------------------------------------------------------------------------------------------- building
@@ -62,6 +63,17 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
 
 def model_config(cfg_node: DictConfig) -> dict:
     return OmegaConf.to_container(cfg_node, resolve=True)
+
+
+def compile_in_place(model: torch.nn.Module, setting) -> None:
+    """compile=true (inductor) or a backend name: torch.compile the module in place (nn.Module.compile), so
+    its state dict, hooks and checkpoint keys stay those of the plain module."""
+    if setting in (None, False, "false"):
+        return
+    # Compiled code is shared by every instance of a class (a teacher and a student of one architecture);
+    # guard on hooks so that an instance with feature taps never runs code traced without them.
+    torch._dynamo.config.skip_nnmodule_hook_guards = False
+    model.compile(**({} if setting is True or setting == "true" else {"backend": str(setting)}))
 
 
 def check_classes(model: torch.nn.Module, num_classes: int, who: str, fix: str) -> None:
@@ -151,9 +163,10 @@ def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback]
             datamodule = build_datamodule(cfg)
             model = instantiate(cfg.model)
             check_classes(model, datamodule.num_classes, "model", "set model.num_classes to match or pick other data")
+            compile_in_place(model, cfg.get("compile"))
             task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer),
                                       instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-                                      model_config(cfg.model))
+                                      model_config(cfg.model), bool(cfg.get("channels_last")))
             record = _fit_and_record(cfg, task, datamodule, folder, resume_from, {}, callbacks)
     if not quiet:
         print_record(record)
@@ -253,8 +266,19 @@ def _member_checkpoints(cfg: DictConfig, kind: str) -> tuple[list[str], list[str
     return [r["checkpoints"]["last"] for r in records], [r["run_dir"] for r in records]
 
 
-def build_teacher(cfg: DictConfig, datamodule) -> tuple[FrozenTeacher, dict]:
-    """The frozen teacher of a distillation run; `datamodule` is set up (cross-fitting routes by its folds)."""
+def teacher_outputs_are_fixed(datamodule, objective: DistillationObjective | None, augment) -> bool:
+    """True when the teacher would answer every epoch with the same logits for the same example: no random
+    training transform, no batch augmentation, no term that makes its own batch or reads teacher features."""
+    if objective is None or datamodule.augments or (augment is not None and augment.active):
+        return False
+    makes_batches = any(type(t).expand_batch is not DistillTerm.expand_batch for t in objective.terms.values())
+    return not makes_batches and not objective.teacher_taps
+
+
+def build_teacher(cfg: DictConfig, datamodule, objective: DistillationObjective | None = None, augment=None
+                  ) -> tuple[FrozenTeacher, dict]:
+    """The frozen teacher of a distillation run; `datamodule` is set up (cross-fitting routes by its folds).
+    Where its outputs cannot change (teacher_outputs_are_fixed) and teacher.cache is auto, it is cached."""
     teacher_cfg = cfg.teacher
     if teacher_cfg.kind not in TEACHER_KINDS:
         raise ConfigError(f"teacher.kind={teacher_cfg.kind} is not supported; use teacher=single, teacher=ensemble, "
@@ -277,7 +301,10 @@ def build_teacher(cfg: DictConfig, datamodule) -> tuple[FrozenTeacher, dict]:
                   "use a teacher trained on this data, or the data it was trained on")
     cache_info = {}
     if teacher_cfg.kind == "cached":
-        teacher, cache_info = cached_teacher(teacher, datamodule, cfg, checkpoints)
+        teacher, cache_info = cached_teacher(teacher, datamodule, cfg, checkpoints, kind)
+    elif teacher_cfg.get("cache", "auto") == "auto" and teacher_outputs_are_fixed(datamodule, objective, augment):
+        teacher, cache_info = cached_teacher(teacher, datamodule, cfg, checkpoints, kind)
+        cache_info["teacher_cache"]["automatic"] = True  # the outputs could not change: computed once
     info: dict[str, Any] = {"teacher_kind": str(teacher_cfg.kind),
                             "teacher_checkpoint": checkpoints[0] if len(checkpoints) == 1 else checkpoints,
                             "teacher_model": names[0] if len(set(names)) == 1 else names}
@@ -313,7 +340,7 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
             raise ConfigError(f"teacher.budget must be a number of training examples >= 1 (or null), got {budget!r}")
         datamodule.limit_train_pool(budget)
     datamodule.setup("fit")
-    teacher, info = build_teacher(cfg, datamodule)
+    teacher, info = build_teacher(cfg, datamodule, objective, augment)
     pl.seed_everything(cfg.seed, workers=True)  # the student's init must not depend on teacher training
     if student is None:
         student, student_config = instantiate(cfg.student), model_config(cfg.student)
@@ -322,8 +349,12 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     task = DistillationTask(student, teacher, objective, datamodule.num_classes, instantiate(cfg.optimizer),
                             instantiate(cfg.scheduler) if cfg.get("scheduler") else None, student_config,
                             example_input=example_input, num_train=len(datamodule.train_set.base), stages=stages,
-                            fidelity=fidelity, augment=augment,
+                            fidelity=fidelity, augment=augment, channels_last=bool(cfg.get("channels_last")),
                             seed=cfg.seed)
+    # After the task has hooked its feature taps, which a compiled module would not see if added later;
+    # student and teacher separately: each graph is one model's, and checkpoint keys stay unchanged.
+    for model in (student, *teacher.members):
+        compile_in_place(model, cfg.get("compile"))
     return datamodule, task, info
 
 

@@ -32,11 +32,12 @@ def file_digest(path: str) -> str:
     return digest.hexdigest()
 
 
-def cache_key(cfg: DictConfig, checkpoints: list[str], datamodule, views: int, seed: int) -> tuple[str, dict]:
+def cache_key(cfg: DictConfig, checkpoints: list[str], datamodule, views: int, seed: int, kind: str
+              ) -> tuple[str, dict]:
     data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in NOT_DATA_IDENTITY}
     pool = datamodule.train_set.indices
     material: dict[str, Any] = {
-        "teacher": [file_digest(path) for path in checkpoints], "teacher_kind": str(cfg.teacher.source),
+        "teacher": [file_digest(path) for path in checkpoints], "teacher_kind": kind,
         "data": data, "pool": hashlib.sha256(pool.tobytes()).hexdigest(), "pool_size": len(pool),
         "transform": repr(datamodule.train_transform), "views": views, "view_seed": seed}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16], material
@@ -64,12 +65,12 @@ def _compute(inner: FrozenTeacher, dataset, num_train: int, views: int, cfg: Dic
     return table
 
 
-def cached_teacher(inner: FrozenTeacher, datamodule, cfg: DictConfig, checkpoints: list[str]
+def cached_teacher(inner: FrozenTeacher, datamodule, cfg: DictConfig, checkpoints: list[str], kind: str
                    ) -> tuple[CachedTeacher, dict]:
     views = cfg.teacher.get("views") or (AUGMENTED_VIEWS if datamodule.augments else 1)
     seed = int(cfg.teacher.get("view_seed") or 0)
     dataset = datamodule.use_fixed_views(int(views), seed)
-    key, material = cache_key(cfg, checkpoints, datamodule, int(views), seed)
+    key, material = cache_key(cfg, checkpoints, datamodule, int(views), seed, kind)
     path = Path(cfg.paths.output_dir) / "teacher_cache" / f"{key}.pt"
     num_train = len(dataset.base)
     if path.is_file():

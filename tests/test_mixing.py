@@ -104,8 +104,8 @@ def test_teacher_labels_the_mixed_input_in_a_run(augment, data_dir, tmp_path, mo
     import tasks.runs as runs
     original, spies = runs.build_teacher, []
 
-    def spying_build_teacher(cfg, datamodule):
-        teacher, info = original(cfg, datamodule)
+    def spying_build_teacher(cfg, datamodule, *args):
+        teacher, info = original(cfg, datamodule, *args)
         spies.append(TeacherInputs(teacher))
         return teacher, info
     monkeypatch.setattr(runs, "build_teacher", spying_build_teacher)
