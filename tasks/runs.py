@@ -97,12 +97,15 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback], extra_epo
                        default_root_dir=cfg.run_dir, max_epochs=cfg.trainer.max_epochs + extra_epochs)
 
 
-def checkpoint_callback(trainer: pl.Trainer) -> pl.callbacks.ModelCheckpoint:
-    callback = trainer.checkpoint_callback
-    if callback is None:
-        raise ConfigError("no ModelCheckpoint callback is configured; keep callbacks.checkpoint "
-                          "(best and last checkpoints feed the run record)")
-    return callback
+def checkpoint_callbacks(trainer: pl.Trainer) -> tuple[pl.callbacks.ModelCheckpoint, pl.callbacks.ModelCheckpoint]:
+    """(best by the monitored metric, last epoch) checkpoint callbacks."""
+    callbacks = [c for c in trainer.callbacks if isinstance(c, pl.callbacks.ModelCheckpoint)]
+    best = next((c for c in callbacks if c.monitor), None)
+    last = next((c for c in callbacks if not c.monitor), None)
+    if best is None or last is None:
+        raise ConfigError("callbacks.checkpoint (best by val/top1) and callbacks.last_checkpoint (every epoch) "
+                          "must both be configured: the run record is made from them")
+    return best, last
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -129,9 +132,9 @@ def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folde
     trainer.fit(task, datamodule, ckpt_path=resume_from)
     wall = time.time() - started
     usage = task.teacher_usage() if hasattr(task, "teacher_usage") else {}  # before evaluation reloads checkpoints
-    callback = checkpoint_callback(trainer)
-    last_path = callback.last_model_path or str(folder / "checkpoints" / "last.ckpt")
-    best_path = callback.best_model_path or last_path
+    best_callback, last_callback = checkpoint_callbacks(trainer)
+    last_path = last_callback.best_model_path or str(folder / "checkpoints" / "last.ckpt")
+    best_path = best_callback.best_model_path or last_path
     last = _evaluate(trainer, task, datamodule, last_path)
     best = _evaluate(trainer, task, datamodule, best_path)
     record = {

@@ -226,3 +226,13 @@ def test_multirun_over_seeds(data_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in (tmp_path / "train").glob("*/record.json")]
     assert sorted(r["seed"] for r in records) == [0, 1]
+
+
+def test_last_checkpoint_is_the_last_epoch_even_without_a_new_best(data_dir, tmp_path):
+    # Lightning's own save_last rewrites last.ckpt only in epochs that save a new best: over 4 epochs of a
+    # barely learning model some epochs do not, and last.ckpt must still be the last one
+    record = run_train(compose_config("train", tiny_overrides(data_dir, tmp_path, "model=mlp1d", "optimizer.lr=1e-4",
+                                                              "trainer.max_epochs=4")), quiet=True)
+    last = torch.load(record["checkpoints"]["last"], map_location="cpu", weights_only=False)
+    best = torch.load(record["checkpoints"]["best"], map_location="cpu", weights_only=False)
+    assert last["epoch"] == 3 and record["epochs"] == 4 and best["epoch"] == record["best"]["epoch"]
