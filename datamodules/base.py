@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.device_data import DeviceBatches, DeviceData, check_supported
 from datamodules.sampling import EpochSeededRandomSampler
 from datamodules.views import EpochSeededViewSampler, ViewDataset
 from errors import ConfigError, UserError
@@ -73,7 +74,7 @@ class KDDataModule(pl.LightningDataModule):
                  batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0,
                  val_size: int | float = 0.1, split_seed: int = 0, train_subset: int | None = None,
                  test_subset: int | None = None, pin_memory: bool = False, seed: int = 0,
-                 crossfit: Mapping[str, Any] | None = None) -> None:
+                 crossfit: Mapping[str, Any] | None = None, device_resident: bool = False) -> None:
         super().__init__()
         self.name = name
         self.num_classes = int(num_classes)
@@ -99,6 +100,9 @@ class KDDataModule(pl.LightningDataModule):
         self.train_indices = self.val_indices = None
         self.crossfit_folds, self.crossfit_fold = check_crossfit(crossfit)
         self.pool_limit: int | None = None
+        # Opt-in: whole sets as tensors on the model's device, batches cut and augmented there (device_data.py).
+        self.device_resident = check_supported(self, device_resident)
+        self._device_data: DeviceData | None = None
 
     def _check_against_truth(self) -> None:
         """One clear error when a config override contradicts what a fixed dataset is."""
@@ -189,9 +193,14 @@ class KDDataModule(pl.LightningDataModule):
                         if len(self.val_indices) else self.test_set)
 
     # -- loaders -----------------------------------------------------------------------------------
-    def _loader(self, dataset, batch_size: int, sampler=None) -> DataLoader:
+    def _loader(self, dataset, batch_size: int, sampler=None) -> DataLoader | DeviceBatches:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
+        # Fixed views (a cached teacher) keep the DataLoader: its stored logits belong to torchvision's draws.
+        if self.device_resident and not isinstance(dataset, ViewDataset):
+            if self._device_data is None:
+                self._device_data = DeviceData(self)
+            return self._device_data.loader(dataset, batch_size, sampler)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=False,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0)
@@ -220,3 +229,8 @@ class KDDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.eval_batch_size)
+
+    def teardown(self, stage: str | None = None) -> None:
+        # Lightning calls this after fit, validate and test: give back the device copy of resident data.
+        if self._device_data is not None:
+            self._device_data.release()
