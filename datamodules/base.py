@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.device_data import DeviceBatches, DeviceData, check_supported
-from datamodules.sampling import EpochSeededRandomSampler
-from datamodules.views import EpochSeededViewSampler, ViewDataset
+from datamodules.sampling import EpochSeededDrawSampler, EpochSeededRandomSampler
+from datamodules.views import EpochSeededViewSampler, ViewDataset, view_seed
 from errors import ConfigError, UserError
 
 
@@ -33,10 +33,15 @@ class IndexedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int | tuple[int, int]):
+        i, draw = i if isinstance(i, tuple) else (i, None)
         index = int(self.indices[i])
         x, y = self.base[index]
-        if self.transform is not None:
+        if self.transform is not None and draw is not None:
+            with torch.random.fork_rng(devices=[]):  # the transform's draws: a function of (draw, example)
+                torch.manual_seed(view_seed(draw, index, 0))
+                x = self.transform(x)
+        elif self.transform is not None:
             x = self.transform(x)
         return x, torch.as_tensor(y, dtype=torch.int64), torch.as_tensor(index, dtype=torch.int64)
 
@@ -210,7 +215,10 @@ class KDDataModule(pl.LightningDataModule):
         if isinstance(self.train_set, ViewDataset):
             sampler = EpochSeededViewSampler(len(self.train_set.examples), self.train_set.views, self.seed)
         else:
-            sampler = EpochSeededRandomSampler(len(self.train_set), self.seed) if self.train_set is not None else None
+            # random transforms draw from (seed, epoch, example) (the device path seeds its own batch draws)
+            sampler_type = (EpochSeededDrawSampler if self.augments and not self.device_resident
+                            else EpochSeededRandomSampler)
+            sampler = sampler_type(len(self.train_set), self.seed) if self.train_set is not None else None
         return self._loader(self.train_set, self.batch_size, sampler)
 
     @property

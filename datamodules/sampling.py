@@ -25,3 +25,13 @@ class EpochSeededRandomSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.length
+
+
+class EpochSeededDrawSampler(EpochSeededRandomSampler):
+    """The same order, each position paired with the epoch's draw seed: the dataset seeds the random
+    training transform from (draw seed, example), so crops and flips are a function of (seed, epoch,
+    example) too - identical after a resume and whatever the number of loader workers."""
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        draw = self.seed * 1_000_003 + self.epoch
+        return iter((position, draw) for position in super().__iter__())

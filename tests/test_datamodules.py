@@ -10,7 +10,7 @@ from datamodules import (CIFAR100DataModule, CIFAR10DataModule, DatasetNotFoundE
                          IndexedDataset, MNIST1DDataModule)
 from errors import ConfigError
 from tasks.runs import instantiate
-from tests.fake_cifar import skip_cifar_md5, write_fake_cifar  # noqa: F401 - fixture
+from tests.fake_cifar import fake_cifar100, skip_cifar_md5, write_fake_cifar  # noqa: F401 - fixture
 from tests.helpers import CFG_DIR
 
 
@@ -235,3 +235,27 @@ def test_train_pool_hook_filters_the_training_set(data_dir):
     assert isinstance(dm.train_set, IndexedDataset) and len(dm.val_set) == 500
     indices = [int(dm.train_set[i][2]) for i in range(len(dm.train_set))]
     assert indices and all(i % 2 == 0 for i in indices) and set(indices) <= set(dm.train_indices.tolist())
+
+
+def test_random_training_transform_draws_from_seed_epoch_and_example(fake_cifar100):
+    """Crops and flips are a function of (seed, epoch, example): a resumed run and any number of loader
+    workers see the same pixels (the global RNG, which a restart does not restore, is not used)."""
+    import torch
+    from datamodules import CIFAR100DataModule
+
+    def epoch_batches(epoch, workers):
+        dm = CIFAR100DataModule(name="cifar100", num_classes=100, input_shape=[3, 32, 32], data_dir=str(fake_cifar100),
+                                batch_size=8, val_size=0, num_workers=workers, download=False)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        torch.manual_seed(epoch + 100 * workers)  # a different global RNG state each time: it must not matter
+        return [(x.clone(), i.clone()) for x, _, i in loader]
+
+    first, again, workers = epoch_batches(1, 0), epoch_batches(1, 0), epoch_batches(1, 2)
+    for (x1, i1), (x2, i2), (x3, i3) in zip(first, again, workers):
+        assert torch.equal(i1, i2) and torch.equal(x1, x2) and torch.equal(i1, i3) and torch.equal(x1, x3)
+    other = epoch_batches(2, 0)
+    by_index = {int(i): x for xs, idx in first for x, i in zip(xs, idx)}
+    changed = sum(not torch.equal(by_index[int(i)], x) for xs, idx in other for x, i in zip(xs, idx))
+    assert changed > len(by_index) // 2  # another epoch, other crops and flips
