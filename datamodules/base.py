@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.device_data import DeviceBatches, DeviceData, check_supported
 from datamodules.sampling import EpochSeededDrawSampler, EpochSeededRandomSampler
-from datamodules.views import EpochSeededViewSampler, ViewDataset, view_seed
+from datamodules.views import EpochSeededViewSampler, ViewDataset, seeded_transform, view_seed
 from errors import ConfigError, UserError
 
 
@@ -37,10 +37,8 @@ class IndexedDataset(Dataset):
         i, draw = i if isinstance(i, tuple) else (i, None)
         index = int(self.indices[i])
         x, y = self.base[index]
-        if self.transform is not None and draw is not None:
-            with torch.random.fork_rng(devices=[]):  # the transform's draws: a function of (draw, example)
-                torch.manual_seed(view_seed(draw, index, 0))
-                x = self.transform(x)
+        if self.transform is not None and draw is not None:  # the transform's draws: a function of (draw, example)
+            x = seeded_transform(self.transform, x, view_seed(draw, index, 0))
         elif self.transform is not None:
             x = self.transform(x)
         return x, torch.as_tensor(y, dtype=torch.int64), torch.as_tensor(index, dtype=torch.int64)
