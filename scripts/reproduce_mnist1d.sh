@@ -40,10 +40,10 @@ done
 R=$RESULTS
 $PY scripts/make_table.py $R/kd_vs_scratch/records --baselines --label=-=scratch --rows 'kd.name' \
     --cols teacher.model.name,student.name --row-order scratch,kd --out $R/kd_vs_scratch/table
-$PY scripts/make_table.py $R/kd_vs_scratch/records --baselines --label=-=scratch --rows kd.name \
+$PY scripts/make_table.py $R/kd_vs_scratch/records --rows kd.name \
     --cols teacher.model.name,student.name --metric test/agreement --out $R/kd_vs_scratch/agreement
 $PY scripts/make_table.py $R/capacity/records --rows teacher.kind,kd.name --cols teacher.model.channels \
-    --label 'single / kd=KD' --label 'crossfit / kd=cross-fit KD' --label 'crossfit / kd_mse_gamma=enhanced KD' \
+    --label 'single → kd=KD' --label 'crossfit → kd=cross-fit KD' --label 'crossfit → kd_mse_gamma=enhanced KD' \
     --out $R/capacity/table
 $PY scripts/plots.py capacity $R/capacity/records --out $R/capacity/accuracy_vs_teacher_width \
     --x teacher.model.channels --group teacher.kind,kd.name --label 'single / kd=KD' \
