@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from losses.base import DistillBatch, DistillTerm
-from losses.feature_utils import match_spatial, stage_taps
+from losses.feature_utils import conv_bn_connector, match_spatial, stage_taps
 
 
 class ABTerm(DistillTerm):
@@ -22,8 +22,7 @@ class ABTerm(DistillTerm):
     def setup(self, student_shapes, teacher_shapes, num_classes, num_train) -> None:
         self.connectors = nn.ModuleList()
         for tap in self.student_taps:
-            s_c, t_c = student_shapes[tap][1], teacher_shapes[tap][1]
-            self.connectors.append(nn.Sequential(nn.Conv2d(s_c, t_c, 1, bias=False), nn.BatchNorm2d(t_c)))
+            self.connectors.append(conv_bn_connector(student_shapes[tap], teacher_shapes[tap], "AB"))
 
     def forward(self, batch: DistillBatch):
         count = len(self.student_taps)

@@ -45,6 +45,10 @@ class StagewiseTerm(DistillTerm):
     def _set_stages(self, stages) -> None:
         self.student_taps = self.teacher_taps = () if stages is None else tuple(f"stage:{i}" for i in stages)
 
+    @property
+    def reads_teacher_features(self) -> bool:
+        return True  # its stages may be settled only later, by bind_models
+
     def bind_models(self, student: nn.Module, teacher: nn.Module) -> None:
         """Called by the distillation task before it hooks the taps."""
         if self.stages is not None:

@@ -55,6 +55,11 @@ class DistillTerm(nn.Module):
               num_classes: int, num_train: int) -> None:
         """Build trainable parts from feature shapes (batch dimension included). Default: none."""
 
+    @property
+    def reads_teacher_features(self) -> bool:
+        """Whether the term needs the teacher's features (so its outputs alone, e.g. cached, do not do)."""
+        return bool(self.teacher_taps)
+
     def bind_models(self, student: nn.Module, teacher: nn.Module) -> None:
         """Settle what depends on both architectures (e.g. `stages: null` -> their shared stages), before the
         task hooks the taps. Default: nothing."""

@@ -69,3 +69,14 @@ class Regressor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+
+def conv_bn_connector(student_shape, teacher_shape, method: str) -> nn.Module:
+    """A 1x1 convolution + BatchNorm from the student's channels to the teacher's (AB's and OFD's
+    connector), for 1-d or 2-d feature maps."""
+    if len(student_shape) not in (3, 4) or len(teacher_shape) != len(student_shape):
+        raise ConfigError(f"{method} connects 1-d or 2-d feature maps of the same kind; got shapes "
+                          f"{tuple(student_shape)} (student) and {tuple(teacher_shape)} (teacher). Pick "
+                          f"spatial stages, or a method for vector features (e.g. kd=rkd)")
+    conv, norm = (nn.Conv1d, nn.BatchNorm1d) if len(student_shape) == 3 else (nn.Conv2d, nn.BatchNorm2d)
+    return nn.Sequential(conv(student_shape[1], teacher_shape[1], 1, bias=False), norm(teacher_shape[1]))

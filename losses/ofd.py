@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from losses.base import DistillBatch, DistillTerm
-from losses.feature_utils import match_spatial, stage_taps
+from losses.feature_utils import conv_bn_connector, match_spatial, stage_taps
 
 
 def margin_from_batchnorm(norm: nn.Module) -> torch.Tensor:
@@ -36,15 +36,14 @@ class OFDTerm(DistillTerm):
     def setup(self, student_shapes, teacher_shapes, num_classes, num_train) -> None:
         self.connectors = nn.ModuleList()
         for tap in self.student_taps:
-            s_c, t_c = student_shapes[tap][1], teacher_shapes[tap][1]
-            self.connectors.append(nn.Sequential(nn.Conv2d(s_c, t_c, 1, bias=False), nn.BatchNorm2d(t_c)))
+            self.connectors.append(conv_bn_connector(student_shapes[tap], teacher_shapes[tap], "OFD"))
 
     def forward(self, batch: DistillBatch):
         count, total = len(self.student_taps), 0.0
         for i, (tap, connector) in enumerate(zip(self.student_taps, self.connectors)):
             student, teacher = match_spatial(batch.student_features[tap].float(), batch.teacher_features[tap].float())
             source = connector(student)
-            margin = getattr(self, f"margin{i}").view(1, -1, 1, 1)
+            margin = getattr(self, f"margin{i}").view(1, -1, *[1] * (teacher.dim() - 2))
             target = torch.max(teacher, margin)
             mask = ((source > target) | (target > 0)).float()
             total = total + ((source - target) ** 2 * mask).sum() / source.shape[0] / 2 ** (count - i - 1)

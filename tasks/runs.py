@@ -275,7 +275,7 @@ def teacher_outputs_are_fixed(datamodule, objective: DistillationObjective | Non
     if objective is None or datamodule.augments or (augment is not None and augment.active):
         return False
     makes_batches = any(type(t).expand_batch is not DistillTerm.expand_batch for t in objective.terms.values())
-    return not makes_batches and not objective.teacher_taps
+    return not makes_batches and not any(t.reads_teacher_features for t in objective.terms.values())
 
 
 def build_teacher(cfg: DictConfig, datamodule, objective: DistillationObjective | None = None, augment=None

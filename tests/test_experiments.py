@@ -1,18 +1,52 @@
-"""Every named experiment in cfg/experiment/ composes and runs one step on CPU (fake data where needed)."""
+"""Every named experiment in cfg/experiment/ composes and runs one training step on CPU, on fake data, and the
+generated cells are exactly what scripts/make_experiments.py writes. One cell of each kind of run goes through
+the whole entry point (fit, evaluation, run record: FULL_RUNS); the others run one optimizer step of their real
+task outside the Lightning loop, which those runs would only repeat.
+
+Cheap by construction: batches of 2, one training batch, validation and test cut to one batch, no sanity
+check, no logger; pre-training stages shrink to one epoch and teacher budgets to a few examples. Teachers are
+trained once per (data, architecture) for one step and shared by every cell of the module (ensemble members
+and fold teachers reuse that one checkpoint), and all cells share one output folder, so a cached teacher's
+outputs are computed once. ImageNet cells run on a tiny image folder at image_size 64 (their recipe's 224
+only costs time here), IMDB cells on a few made-up reviews with a 40-word vocabulary.
+"""
+from __future__ import annotations
+
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
-from tasks.runs import run_distill, run_train
-from tests.fake_cifar import skip_cifar_md5, write_fake_cifar  # noqa: F401 - fixture
+from errors import UserError
+from tasks import runs
+from tasks.runs import derived_train_config, model_node, run_distill, run_train
+from tests.fake_cifar import patch_cifar_md5, write_fake_cifar
 from tests.helpers import CFG_DIR, compose_config
+from tests.test_text_and_custom_data import write_fake_imdb, write_image_folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import make_experiments  # noqa: E402
 
 EXPERIMENT_DIR = Path(CFG_DIR) / "experiment"
 EXPERIMENTS = sorted(str(p.relative_to(EXPERIMENT_DIR).with_suffix("")) for p in EXPERIMENT_DIR.rglob("*.yaml"))
+# One step, evaluated once: no validation inside the fit (the run's own validate/test after it remain), so the
+# last checkpoint is written at the end of the training epoch and no best one exists: the record's "best" is
+# the last checkpoint, evaluated once (see `evaluate_once`).
 ONE_STEP = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-            "trainer.limit_test_batches=1", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
-            "data.batch_size=8", "data.num_workers=0"]
+            "trainer.limit_test_batches=1", "+trainer.num_sanity_val_steps=0", "+trainer.check_val_every_n_epoch=10",
+            "+callbacks.last_checkpoint.save_on_train_epoch_end=true",
+            "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+            "data.batch_size=2", "data.eval_batch_size=null", "data.num_workers=0", "~logger"]
+# Per data set: the settings that fit its fake data (the fixture adds where the data is).
+DATA = {"cifar10": {"data.val_size": 0}, "cifar100": {"data.val_size": 0},
+        "image_folder": {"data.val_size": 0, "data.image_size": 64},
+        "imdb": {"data.val_size": 0, "data.max_length": 12, "data.vocab_size": 40, "data.min_freq": 1},
+        # generated, not fake: cut to a few examples (fidelity's CKA subset would otherwise run 1000 test examples)
+        "mnist1d": {"data.val_size": 0, "data.train_subset": 16, "data.test_subset": 8}}
+FEW_EXAMPLES = 2  # a teacher-call budget in the test: the training pool the teacher may see
 
 
 def entry_point(name: str) -> str:
@@ -20,19 +54,235 @@ def entry_point(name: str) -> str:
     return "train" if OmegaConf.load(EXPERIMENT_DIR / f"{name}.yaml").get("task") == "train" else "distill"
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_composes_and_runs_one_step(name, tmp_path, data_dir, skip_cifar_md5):
-    config_name = entry_point(name)
-    cfg = compose_config(config_name, [f"experiment={name}"])
-    overrides = [f"experiment={name}", f"paths.output_dir={tmp_path / 'outputs'}", *ONE_STEP]
-    if cfg.data.name.startswith("cifar"):
-        write_fake_cifar(tmp_path / "data", cfg.data.name, n_train=16, n_test=8)
-        overrides += [f"paths.data_dir={tmp_path / 'data'}", "data.val_size=0"]
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory, data_dir):
+    """data name -> settings pointing at fake data of that kind (md5 checks of fake CIFAR files off)."""
+    root = tmp_path_factory.mktemp("fake_data")
+    for variant in ("cifar10", "cifar100"):
+        write_fake_cifar(root / variant, variant, n_train=16, n_test=8)
+    write_image_folder(root / "images", {"train": {"n01": 3, "n02": 3, "n03": 2}, "val": {"n01": 1, "n02": 1, "n03": 1}},
+                       size=72)
+    write_fake_imdb(root / "imdb")
+    folders = {"cifar10": root / "cifar10", "cifar100": root / "cifar100", "imdb": root / "imdb", "image_folder": root}
+    settings = {name: {"paths.data_dir": str(folders.get(name, data_dir)), **values} for name, values in DATA.items()}
+    settings["image_folder"]["data.root"] = str(root / "images")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        patch_cifar_md5(monkeypatch)
+        yield settings
+
+
+@pytest.fixture(scope="module", autouse=True)
+def evaluate_once():
+    """Here a run's best checkpoint holds its last weights: evaluate them once, not once as "last" and again as
+    "best" (the record still gets both sections)."""
+    evaluate, seen = runs._evaluate, {}
+
+    def once(trainer, task, datamodule, checkpoint):
+        key = (id(trainer), id(task))
+        if key not in seen:
+            seen.clear()  # only the run in progress can ask again
+            seen[key] = evaluate(trainer, task, datamodule, checkpoint)
+        return dict(seen[key])
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(runs, "_evaluate", once)
+        yield
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory) -> Path:
+    """One output folder for every cell: teachers' caches and runs are found again by their config hash."""
+    return tmp_path_factory.mktemp("outputs")
+
+
+@pytest.fixture(scope="module")
+def teachers(outputs):
+    """(data, model name) -> a one-step checkpoint of that architecture, trained on first use."""
+    made: dict[tuple[str, str], str] = {}
+
+    def checkpoint(cfg, node) -> str:
+        key = (str(cfg.data.name), str(node.name))
+        if key not in made:
+            made[key] = run_train(derived_train_config(cfg, node), quiet=True)["checkpoints"]["last"]
+        return made[key]
+    return checkpoint
+
+
+def teacher_settings(cfg, checkpoint) -> dict:
+    """Point the cell's teacher (any kind) at shared one-step checkpoints instead of training it."""
+    teacher = cfg.teacher
+    kind = str(teacher.source) if teacher.kind == "cached" else str(teacher.kind)
+    settings = {}
+    if teacher.get("budget") is not None:
+        settings["teacher.budget"] = FEW_EXAMPLES
+    if teacher.kind == "cached":
+        settings["teacher.views"] = 2
+    if kind == "single":
+        settings["teacher.checkpoint"] = checkpoint(cfg, teacher.model)
+    elif kind == "ensemble" and teacher.get("models"):
+        settings["teacher.checkpoints"] = [checkpoint(cfg, model_node(name)) for name in teacher.models]
     else:
-        overrides += [f"paths.data_dir={data_dir}"]
+        settings["teacher.checkpoints"] = [checkpoint(cfg, teacher.model)] * int(
+            teacher.folds if kind == "crossfit" else teacher.size)
+    return settings
+
+
+def apply(cfg, settings: dict) -> None:
+    for key, value in settings.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+
+
+def cell_config(name: str, fake_data, outputs, teachers):
+    """(entry point, config): the experiment composed once, then cut to one step on fake data."""
+    config_name = entry_point(name)
+    cfg = compose_config(config_name, [f"experiment={name}", f"paths.output_dir={outputs}", *ONE_STEP])
+    if cfg.data.name not in fake_data:
+        raise AssertionError(f"{name} uses data={cfg.data.name}, which this test has no fake data for; add it to DATA")
+    apply(cfg, fake_data[cfg.data.name])
+    if "baseline" in cfg:
+        apply(cfg, {"baseline": False})
     if config_name == "distill":
-        overrides.append("teacher.recipe.trainer.max_epochs=null")  # the teacher trains for the same one step
-    run = run_train if config_name == "train" else run_distill
-    record = run(compose_config(config_name, overrides), quiet=True)
+        apply(cfg, {f"kd.stages.{i}.epochs": 1 for i in range(len(cfg.kd.get("stages") or []))})
+        apply(cfg, teacher_settings(cfg, teachers))
+    return config_name, cfg
+
+
+# Cells run through the whole entry point (fit, validate and test of the last and best checkpoints, run record):
+# one of each kind of run the experiments contain, the cheapest of its kind. Every other cell runs one training
+# step of its real task - its data, teacher (of its kind, from a shared checkpoint), student, objective, stage,
+# augmentation and optimizer - without the Lightning loop those cells would only repeat.
+FULL_RUNS = {
+    "quickstart": "mnist1d, a scratch baseline in the recipe",
+    "repdistiller/kd_resnet56_resnet20": "CIFAR-100, single teacher, RepDistiller's recipe",
+    "repdistiller/fsp_resnet56_resnet20": "a pre-training stage before the main one",
+    "mdistiller/dkd_resnet56_resnet20": "a warm-up term",
+    "torchdistill/kd_resnet34_resnet18": "ImageNet layout (image folder), torchvision models",
+    "semiparametric/crossfit_kd_resnet8_cnn5": "CIFAR-10, cross-fitted fold teachers",
+    "semiparametric/enhanced_kd_resnet8_cnn5": "the gamma-corrected loss",
+    "fidelity/kd_mixup_ens3_resnet20_resnet20": "an ensemble teacher on mixup inputs",
+    "fidelity/kd_ens3_lstm_lstm_imdb": "text: an LSTM ensemble",
+    "ckd/mixup_interpolated_budget1600": "a cached teacher under a budget, early stopping",
+    "ckd/crd_budget1600": "a budget on a single teacher, CRD plus an added KD term",
+}
+
+
+def one_training_step(cfg) -> dict:
+    """One optimizer step of the cell's distillation task, outside the Lightning loop."""
+    datamodule, task, info = runs.build_distillation(cfg)
+    batch = next(iter(datamodule.train_dataloader()))
+    task.on_train_epoch_start()  # the first stage's trainable parts (pre-training stages start the run)
+    optimizers = task.configure_optimizers()
+    optimizer = optimizers["optimizer"] if isinstance(optimizers, dict) else optimizers
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer to log to
+        loss = task.training_step(batch, 0)
+    loss.backward()
+    learning = [p for p in task.trainable_parameters() if p.requires_grad]
+    assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in learning)
+    optimizer.step()
+    return info
+
+
+def step_sample(names: list[str]) -> list[str]:
+    """The cells that run a step in CI: the full runs, every method once (RepDistiller's on resnet56 ->
+    resnet20), every teacher-student pair once (with KD), and one cell of each other kind. Every cell still
+    composes and builds its objective (test_every_experiment_composes); KD_ALL_EXPERIMENTS=1 steps them all
+    (about 20 minutes on 2 CPU cores, too long for CI)."""
+    import os
+    if os.environ.get("KD_ALL_EXPERIMENTS"):
+        return names
+    chosen = set(FULL_RUNS) | {"quickstart"}
+    for name in names:
+        paper, _, cell = name.partition("/")
+        if paper == "repdistiller" and (cell.endswith("_resnet56_resnet20") or cell.startswith("kd_")):
+            chosen.add(name)
+        elif paper in ("mnist1d", "fidelity"):
+            chosen.add(name)
+        elif paper == "ckd" and cell.endswith("budget1600"):
+            chosen.add(name)
+        elif paper == "semiparametric" and "resnet8_" in cell:
+            chosen.add(name)
+        elif paper == "mdistiller" and cell.endswith("resnet56_resnet20"):
+            chosen.add(name)
+    return sorted(n for n in names if n in chosen)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes(name):
+    """Cheap for all 200+ cells: the config composes and its objective and stages build."""
+    from tasks.stages import parse_stages
+    cfg = compose_config(entry_point(name), [f"experiment={name}"])
+    if entry_point(name) == "distill":
+        objective = runs.build_objective(cfg)
+        parse_stages(cfg.kd.get("stages"), objective.terms)
+
+
+@pytest.mark.parametrize("name", step_sample(EXPERIMENTS))
+def test_experiment_composes_and_runs_one_step(name, fake_data, outputs, teachers):
+    config_name, cfg = cell_config(name, fake_data, outputs, teachers)
+    if config_name == "train":
+        record = run_train(cfg, quiet=True)
+    elif name not in FULL_RUNS:
+        info = one_training_step(cfg)
+        assert info["teacher_kind"] == cfg.teacher.kind
+        return
+    else:
+        record = run_distill(cfg, quiet=True)
+        assert record["config"]["kd"]["name"] == cfg.kd.name and record["teacher_kind"] == cfg.teacher.kind
+        assert record["last"]["test/kl"] >= 0
     assert Path(record["run_dir"], "record.json").is_file()
     assert 0.0 <= record["last"]["test/top1"] <= 1.0
+
+
+def test_full_runs_are_experiments():
+    assert set(FULL_RUNS) <= set(EXPERIMENTS)
+
+
+# -- the generated cells ---------------------------------------------------------------------------------
+def test_generated_cells_are_what_the_generator_writes():
+    files = make_experiments.render_all()
+    for path, text in files.items():
+        assert path.is_file(), f"{path} is missing: run python scripts/make_experiments.py"
+        assert path.read_text() == text, f"{path} differs from its generator: run python scripts/make_experiments.py"
+    stale = [p for p in make_experiments.generated_on_disk() if p not in files]
+    assert not stale, f"generated files no generator row makes: {stale}; run python scripts/make_experiments.py"
+
+
+def test_every_published_cell_has_an_experiment():
+    """Each number of RepDistiller's two tables and of mdistiller's DKD tables is one experiment, no more."""
+    rd = [n for n in EXPERIMENTS if n.startswith("repdistiller/")]
+    published = sum(v is not None for row in make_experiments.RD_RESULTS.values() for v in row)
+    assert len(rd) == published == 13 * 13 - 1 - 6  # FSP: N/A on wrn-40-2 -> wrn-40-1, no cross-architecture row
+    assert "repdistiller/kd_resnet32x4_resnet8x4" in rd and "repdistiller/fsp_wrn_40_2_wrn_40_1" not in rd
+    assert not [n for n in rd if n.startswith("repdistiller/fsp_") and "mobilenetv2" in n]
+    assert sum(n.startswith("mdistiller/dkd_") for n in EXPERIMENTS) == len(make_experiments.MD_DKD) + 1
+    for method in ("kd", "crossfit_kd", "enhanced_kd"):
+        for depth in make_experiments.SP_DEPTHS:
+            assert f"semiparametric/{method}_resnet{depth}_cnn5" in EXPERIMENTS
+
+
+def test_repdistiller_recipe_and_weights():
+    kd = compose_config("distill", ["experiment=repdistiller/kd_resnet32x4_resnet8x4"])
+    assert (kd.trainer.max_epochs, kd.data.batch_size, kd.optimizer.lr, kd.optimizer.weight_decay) == (240, 64, 0.05, 5e-4)
+    assert list(kd.scheduler.milestones) == [150, 180, 210] and kd.scheduler.gamma == 0.1
+    assert (kd.kd.terms.ce.weight, kd.kd.terms.kd.weight, kd.kd.terms.kd.temperature) == (0.1, 0.9, 4.0)
+    crd = compose_config("distill", ["experiment=repdistiller/crd_vgg13_mobilenetv2"])
+    assert crd.optimizer.lr == 0.01 and crd.teacher.recipe.optimizer.lr == 0.05  # small-lr student, lr-0.05 teacher
+    assert (crd.kd.terms.ce.weight, crd.kd.terms.crd.weight) == (1.0, 0.8)
+    dkd = compose_config("distill", ["experiment=mdistiller/dkd_resnet56_resnet20"])
+    assert (dkd.kd.terms.dkd.weight_nckd, dkd.kd.terms.dkd.warmup_epochs, dkd.kd.terms.dkd.temperature) == (2.0, 20, 4.0)
+
+
+# -- bad input -------------------------------------------------------------------------------------------
+def test_imagenet_cell_without_data_root_names_the_fix(outputs):
+    cfg = compose_config("distill", ["experiment=torchdistill/kd_resnet34_resnet18", f"paths.output_dir={outputs}"])
+    with pytest.raises(UserError, match=r"data\.root=PATH"):
+        run_distill(cfg, quiet=True)
+
+
+def test_imagenet_cell_without_pretrained_weights_names_the_file(fake_data, outputs, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cfg = compose_config("distill", ["experiment=torchdistill/kd_resnet34_resnet18", f"paths.output_dir={outputs}",
+                                     *ONE_STEP])
+    apply(cfg, fake_data["image_folder"])
+    with pytest.raises(UserError, match=r"resnet34-b627a593\.pth does not exist"):
+        run_distill(cfg, quiet=True)

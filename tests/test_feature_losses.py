@@ -520,3 +520,16 @@ def test_ofd_partial_l2():
     assert value.item() == pytest.approx(expected, rel=1e-5)
     value.backward()
     assert s[taps[0]].grad.abs().sum() > 0
+
+
+def test_connector_methods_serve_1d_feature_maps():
+    s = {"preact:-1": random_maps(2, 4, 10, seed=1, grad=True)}
+    t = {"preact:-1": random_maps(2, 6, 10, seed=2)}
+    term = ABTerm(stages=[-1])
+    term.setup(shapes(s), shapes(t), 10, 100)
+    assert isinstance(term.connectors[0][0], torch.nn.Conv1d)
+    value = term(features_batch(s, t, 2))
+    value.backward()
+    assert torch.isfinite(value) and s["preact:-1"].grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="AB connects 1-d or 2-d feature maps"):
+        ABTerm(stages=[-1]).setup({"preact:-1": torch.Size([2, 4])}, {"preact:-1": torch.Size([2, 6])}, 10, 100)

@@ -104,3 +104,10 @@ def test_augmented_data_caches_fixed_views(fake_cifar100, tmp_path):
     loader.sampler.set_epoch(1)
     positions = list(loader.sampler)
     assert sorted(p // 3 for p in positions) == list(range(16))  # every example once per epoch, in some view
+
+
+def test_feature_methods_are_never_cached_automatically(data_dir, outputs):
+    # AT's stages (null: all but the stem) are settled only once both models are known: it still reads
+    # teacher features, so the teacher must not be replaced by its cached outputs
+    record = distill(data_dir, outputs, "kd=at", "teacher/model=cnn1d", "student=cnn1d")
+    assert "teacher_cache" not in record and record["teacher_calls"] == 256
