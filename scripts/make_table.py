@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.run_records import (AXIS_JOIN, EPOCH_TITLES, EPOCHS, RECORD_PATTERN,  # noqa: E402
+from scripts.run_records import (AXIS_JOIN, EPOCH_TITLES, EPOCHS, RECORD_PATTERN, add_selection_arguments,  # noqa: E402
                                  Record, RecordsError, attach_dash_values, axis_label, check_seeds, exit_on_error,
                                  format_mean_std, load_records, markdown_table, metric_title, ordered,
                                  parse_filters, parse_keys, parse_labels, parse_order, select, shown_value,
@@ -161,18 +161,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--metric", default="test/top1", help="metric of the record's last/best sections")
     parser.add_argument("--epoch", choices=[*EPOCHS, "both"], default="both",
                         help="last epoch, best-on-validation epoch, or one table each (default)")
-    parser.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                        help="keep records whose KEY is VALUE (KEY=A,B: any of them; KEY!=VALUE: not it); repeatable")
-    parser.add_argument("--label", action="append", default=[], metavar="OLD=NEW",
-                        help="rename a row or column label, e.g. '-=scratch'; repeatable")
+    add_selection_arguments(parser, AXIS_JOIN, "a row or column")
     parser.add_argument("--row-order", help="row labels in this order (comma-separated; the rest follow)")
     parser.add_argument("--col-order", help="column labels in this order (comma-separated; the rest follow)")
-    parser.add_argument("--join", default=AXIS_JOIN,
-                        help=f"joins the values of several keys in a label (default '{AXIS_JOIN}')")
     parser.add_argument("--digits", type=int, default=2, help="decimals shown (default 2)")
-    parser.add_argument("--pattern", default=RECORD_PATTERN, help="record file name or glob (default record.json)")
-    parser.add_argument("--baselines", action="store_true",
-                        help="add each distillation record's embedded from-scratch student as a train run")
     parser.add_argument("--out", type=Path, metavar="PREFIX", help="also write PREFIX.md and PREFIX.tex")
     parser.add_argument("--print", dest="show", choices=["md", "tex", "none"], default="md",
                         help="what goes to stdout (default md)")

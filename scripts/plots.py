@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.run_records import (EPOCH_TITLES, EPOCHS, RECORD_PATTERN, TEACHER_METRIC, Record,  # noqa: E402
+from scripts.run_records import (EPOCH_TITLES, EPOCHS, RECORD_PATTERN, TEACHER_METRIC, Record, add_selection_arguments,  # noqa: E402
                                  RecordsError, attach_dash_values, check_seeds, exit_on_error,
                                  group_by, is_percent, load_records, mean_and_spread, metric_title, ordered,
                                  parse_filters, parse_keys, parse_labels, parse_order, select, shown_label,
@@ -239,16 +239,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     common.add_argument("folder", type=Path, help="folder searched recursively for run records")
     common.add_argument("--out", type=Path, required=True, metavar="PREFIX", help="writes PREFIX.png and PREFIX.pdf")
     common.add_argument("--epoch", choices=EPOCHS, default="last", help="last or best-on-validation epoch")
-    common.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                        help="keep records whose KEY is VALUE (KEY=A,B: any; KEY!=VALUE: not it); repeatable")
-    common.add_argument("--label", action="append", default=[], metavar="OLD=NEW",
-                        help="rename an x, row or group label; repeatable")
+    add_selection_arguments(common, JOIN, "an x, row or group")
     common.add_argument("--group-order", help="group labels in this order (comma-separated; the rest follow)")
     common.add_argument("--title", help="figure title (default: what is plotted and the epoch)")
-    common.add_argument("--join", default=JOIN, help=f"joins the values of several keys in a label (default '{JOIN}')")
-    common.add_argument("--pattern", default=RECORD_PATTERN, help="record file name or glob (default record.json)")
-    common.add_argument("--baselines", action="store_true",
-                        help="add each distillation record's embedded from-scratch student as a train run")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="plot", required=True, metavar="{capacity,fidelity,methods}")
 

@@ -374,6 +374,18 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def add_selection_arguments(parser, join: str, labels_what: str) -> None:
+    """The options make_table.py and plots.py share: which records, how their labels read."""
+    parser.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                        help="keep records whose KEY is VALUE (KEY=A,B: any of them; KEY!=VALUE: not it); repeatable")
+    parser.add_argument("--label", action="append", default=[], metavar="OLD=NEW",
+                        help=f"rename {labels_what} label, e.g. '-=scratch'; repeatable")
+    parser.add_argument("--join", default=join, help=f"joins the values of several keys in a label (default '{join}')")
+    parser.add_argument("--pattern", default=RECORD_PATTERN, help="record file name or glob (default record.json)")
+    parser.add_argument("--baselines", action="store_true",
+                        help="add each distillation record's embedded from-scratch student as a train run")
+
+
 def attach_dash_values(argv: Sequence[str], options: Sequence[str]) -> list[str]:
     """['--label', '-=scratch'] -> ['--label=-=scratch']: argparse would read a value that starts with '-'
     (the label of a missing key) as an option."""
