@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.run_records import (AXIS_JOIN, EPOCH_TITLES, EPOCHS, RECORD_PATTERN, add_selection_arguments,  # noqa: E402
+from scripts.run_records import (AXIS_JOIN, EPOCH_TITLES, EPOCHS, add_selection_arguments,  # noqa: E402
                                  Record, RecordsError, attach_dash_values, axis_label, check_seeds, exit_on_error,
                                  format_mean_std, load_records, markdown_table, metric_title, ordered,
                                  parse_filters, parse_keys, parse_labels, parse_order, select, shown_value,

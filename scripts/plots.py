@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.run_records import (EPOCH_TITLES, EPOCHS, RECORD_PATTERN, TEACHER_METRIC, Record, add_selection_arguments,  # noqa: E402
+from scripts.run_records import (EPOCH_TITLES, EPOCHS, TEACHER_METRIC, Record, add_selection_arguments,  # noqa: E402
                                  RecordsError, attach_dash_values, check_seeds, exit_on_error,
                                  group_by, is_percent, load_records, mean_and_spread, metric_title, ordered,
                                  parse_filters, parse_keys, parse_labels, parse_order, select, shown_label,

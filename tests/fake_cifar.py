@@ -65,11 +65,16 @@ def skip_cifar_md5(monkeypatch):
     patch_cifar_md5(monkeypatch)
 
 
-@pytest.fixture(scope="module")
-def fake_cifar100(tmp_path_factory):
-    """A tiny fake CIFAR-100 folder, readable for the whole test module."""
-    root = tmp_path_factory.mktemp("cifar")
-    write_fake_cifar(root, "cifar100", n_train=32, n_test=8)
+def fake_cifar_folder(tmp_path_factory, variant: str, n_train: int, n_test: int):
+    """Body of a module fixture: a fake CIFAR folder of this size, readable (md5 checks off) while in use."""
+    root = tmp_path_factory.mktemp(variant)
+    write_fake_cifar(root, variant, n_train=n_train, n_test=n_test)
     with pytest.MonkeyPatch.context() as monkeypatch:
         patch_cifar_md5(monkeypatch)
         yield root
+
+
+@pytest.fixture(scope="module")
+def fake_cifar100(tmp_path_factory):
+    """A tiny fake CIFAR-100 folder, readable for the whole test module."""
+    yield from fake_cifar_folder(tmp_path_factory, "cifar100", n_train=32, n_test=8)

@@ -18,7 +18,7 @@ from datamodules import EpochSeededRandomSampler, IndexedDataset
 from datamodules.device_data import BatchTransform, DeviceBatches, ResidentTensors, crop_and_flip
 from errors import ConfigError
 from tasks.runs import instantiate, run_distill, run_train
-from tests.fake_cifar import fake_cifar100, patch_cifar_md5, write_fake_cifar  # noqa: F401 - fixture
+from tests.fake_cifar import fake_cifar100, fake_cifar_folder  # noqa: F401 - fixture
 from tests.helpers import CFG_DIR, KillAtEpoch, SimulatedKill, compose_config
 
 
@@ -81,11 +81,7 @@ def test_tensor_data_batches_are_the_dataloader_batches(config_name, data_dir):
 
 @pytest.fixture(scope="module")
 def fake_cifar10(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar10")
-    write_fake_cifar(root, "cifar10", n_train=60, n_test=16)
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        patch_cifar_md5(monkeypatch)
-        yield root
+    yield from fake_cifar_folder(tmp_path_factory, "cifar10", n_train=60, n_test=16)
 
 
 def test_unaugmented_train_batches_equal_the_eval_transform_pipeline(fake_cifar10):

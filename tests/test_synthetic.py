@@ -18,7 +18,7 @@ from losses import DistillationObjective
 from models.gan import DCGANDiscriminator, DCGANGenerator, load_generator, save_generator
 from scripts.train_gan import train_gan
 from tasks.runs import run_distill
-from tests.fake_cifar import patch_cifar_md5, write_fake_cifar
+from tests.fake_cifar import fake_cifar_folder
 from tests.helpers import compose_config
 
 CIFAR_SHAPE = (3, 32, 32)
@@ -29,11 +29,7 @@ FEW_STEPS = ["data=cifar10", "data.val_size=0", "data.batch_size=8", "data.num_w
 
 @pytest.fixture(scope="module")
 def fake_cifar10(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar10")
-    write_fake_cifar(root, "cifar10", n_train=40, n_test=16)
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        patch_cifar_md5(monkeypatch)
-        yield root
+    yield from fake_cifar_folder(tmp_path_factory, "cifar10", n_train=40, n_test=16)
 
 
 @pytest.fixture(scope="module")
