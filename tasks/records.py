@@ -32,6 +32,8 @@ NOT_HASHED_NESTED = {"trainer": ("enable_progress_bar", "log_every_n_steps", "en
 # Opt-in switches that change the random draws: hashed only when on, so runs from before they existed keep
 # their folders.
 HASHED_WHEN_ON = {"data": ("device_resident",)}
+# Top-level keys added later, hashed only away from their default for the same reason.
+HASHED_WHEN_NOT_DEFAULT = {"pre_training_scale": 1.0}
 
 
 class RunFolderError(UserError, RuntimeError):
@@ -51,6 +53,9 @@ def hashed_view(cfg: DictConfig) -> dict:
         for key in keys:
             if isinstance(resolved.get(group), dict) and not resolved[group].get(key):
                 resolved[group].pop(key, None)
+    for key, default in HASHED_WHEN_NOT_DEFAULT.items():
+        if resolved.get(key, default) == default:
+            resolved.pop(key, None)
     return resolved
 
 

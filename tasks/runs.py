@@ -330,7 +330,7 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     objective = build_objective(cfg)  # first: a bad temperature or weight fails before any training
     augment = instantiate(cfg.augment) if cfg.get("augment") else None  # a missing generator fails here too
     fidelity = fidelity_settings(cfg.get("fidelity"))  # so does a bad fidelity block (taps resolve with the models)
-    stages = parse_stages(cfg.kd.get("stages"), objective.terms)
+    stages = parse_stages(cfg.kd.get("stages"), objective.terms, float(cfg.get("pre_training_scale", 1.0)))
     datamodule = build_datamodule(cfg)
     if augment is not None and hasattr(augment, "check_input_shape"):
         augment.check_input_shape(datamodule.input_shape)  # before any teacher is trained

@@ -9,6 +9,8 @@ In config, under the method (`kd.stages`), in order:
         train: [student, objective]   # what learns: the student and/or the terms' trainable parts
 The main stage follows with every term at its own weight for trainer.max_epochs epochs, so the
 learning-rate schedule keeps its published milestones: it does not step during pre-training stages.
+Stage lengths are published against full recipes (e.g. 30 of RepDistiller's 240 epochs); `pre_training_scale`
+multiplies them so a short recipe keeps them in proportion (each stage keeps at least one epoch).
 """
 from __future__ import annotations
 
@@ -28,7 +30,11 @@ class Stage:
     train: tuple[str, ...]
 
 
-def parse_stages(stages: Iterable[Mapping] | None, term_names: Iterable[str]) -> list[Stage]:
+def parse_stages(stages: Iterable[Mapping] | None, term_names: Iterable[str],
+                 pre_training_scale: float = 1.0) -> list[Stage]:
+    if not pre_training_scale > 0:
+        raise ConfigError(f"pre_training_scale must be > 0 (it multiplies kd.stages[*].epochs); "
+                          f"got {pre_training_scale}")
     term_names = list(term_names)
     parsed = []
     for index, stage in enumerate(stages or []):
@@ -45,7 +51,7 @@ def parse_stages(stages: Iterable[Mapping] | None, term_names: Iterable[str]) ->
                               f"naming some of {list(LEARNING_PARTS)}; got epochs={epochs}, terms={weights}, "
                               f"train={list(train)}")
         if epochs:
-            parsed.append(Stage(name, epochs, weights, train))
+            parsed.append(Stage(name, max(1, round(epochs * pre_training_scale)), weights, train))
     return parsed
 
 

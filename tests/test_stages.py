@@ -21,6 +21,18 @@ def test_stage_lookup_and_validation():
         parse_stages([{"epochs": 1, "terms": {"crd": 1.0}, "train": ["teacher"]}], ["ce", "crd"])
 
 
+def test_pre_training_scale_keeps_stages_in_proportion_and_is_hashed_only_when_set(data_dir, tmp_path):
+    published = [{"name": "init", "epochs": 30, "terms": {"crd": 1.0}}, {"name": "b", "epochs": 2, "terms": {"crd": 1.0}}]
+    assert [s.epochs for s in parse_stages(published, ["crd"], pre_training_scale=0.125)] == [4, 1]
+    with pytest.raises(ConfigError, match="pre_training_scale must be > 0"):
+        parse_stages(published, ["crd"], pre_training_scale=0)
+    from tasks.records import config_digest
+    base = compose_config("distill", tiny_overrides(data_dir, tmp_path, "kd=ab"))
+    same = compose_config("distill", tiny_overrides(data_dir, tmp_path, "kd=ab", "pre_training_scale=1.0"))
+    scaled = compose_config("distill", tiny_overrides(data_dir, tmp_path, "kd=ab", "pre_training_scale=0.5"))
+    assert config_digest(base) == config_digest(same) != config_digest(scaled)
+
+
 def test_pre_training_stage_trains_only_what_it_names(data_dir, tmp_path):
     cfg = compose_config("distill", tiny_overrides(
         data_dir, tmp_path, "~experiment", "kd=crd", "student=mlp1d", "teacher/model=mlp1d",
