@@ -1,24 +1,31 @@
-"""Training throughput: this codebase's Lightning module against a hand-written PyTorch loop doing the same
-computation, on one teacher-student pair, batch and data, for student-only training, KD and CRD.
+"""Training throughput on one teacher-student pair, batch and data, for student-only training, KD and CRD:
+(a) this codebase's Lightning module, (b) a hand-written PyTorch loop doing the same computation, and
+(c) torchdistill's DistillationBox / TrainingBox, where its PyPI package is installed:
 
+    pip install torchdistill==1.1.5                               # (c) only; not a project dependency
     python scripts/benchmark.py                                   # resnet32x4 -> resnet8x4, batch 128, CPU
     python scripts/benchmark.py --device cuda --precision bf16-mixed --steps 200 --fast
     python scripts/benchmark.py --methods student,kd --teacher resnet8 --student resnet8 --steps 5   # quick
 
-Both sides read the same CIFAR-100-shaped batches (random uint8 images made once, normalised on the fly by
-the same DataLoader), build the same models from the same seed, run the same optimizer (SGD, momentum 0.9,
-weight decay 5e-4) and the same loss terms (the project's own term modules in both). The figure is samples
-per second over the timed steps (after warm-up steps), the best of `--repeats` alternating runs of (a) and
-(b), so drift in the machine's load hits both; also the peak memory and the projected time of one
-CIFAR-100 epoch (50,000 images). `--fast` turns on the fast path (channels_last; compile=true with
---compile) for the Lightning side and the identical settings for the loop.
+All sides read the same CIFAR-100-shaped data (random uint8 images made once, normalised per batch in the
+same collate function, no worker processes), build the same models from the same seed and run the same
+optimizer (SGD, momentum 0.9, weight decay 5e-4). (a) and (b) run the project's own term modules; (c) runs
+torchdistill's own: KDLoss (alpha 0.1, T 4: the same CE 0.1 + KD 0.9 objective) and CRDLoss with its
+Linear4CRD embeddings and CRDDatasetWrapper negatives (16,384, CE 1 + CRD 0.8), always in fp32.
+Each run is its own process, so peak memory (GPU: allocated; CPU: resident set) is that side's alone. The
+figure is samples per second over the timed steps (after warm-up steps), the best of `--repeats`
+alternating runs of the sides, so drift in the machine's load hits all of them; also the projected time of
+one CIFAR-100 epoch (50,000 images) for (a). `--fast` turns on the fast path (channels_last; compile=true
+with --compile) for (a) and the identical settings for (b).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,23 +49,38 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--fast", action="store_true", help="channels_last (and --compile) on both sides")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--sides", default="lightning,loop,torchdistill",
+                        help="comma-separated: lightning (a), loop (b), torchdistill (c; skipped if not installed)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # one side, one method, in this process
     return parser.parse_args()
 
 
-def make_loader(batch: int, count: int):
-    """CIFAR-100-shaped batches (x, y, index): random uint8 images normalised per batch, as a DataLoader."""
+def random_cifar100(count: int):
+    """(images uint8 (N, 3, 32, 32), labels): the same data for every side."""
     import torch
-    from torch.utils.data import DataLoader, TensorDataset
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=generator)
-    labels = torch.randint(0, 100, (count,), generator=generator)
+    return images, torch.randint(0, 100, (count,), generator=generator)
+
+
+def normalise(images):
+    """uint8 batch -> normalised float batch (CIFAR-100 statistics), the one data cost every side pays."""
+    import torch
     mean = torch.tensor([0.5071, 0.4865, 0.4409]).view(3, 1, 1) * 255
     std = torch.tensor([0.2673, 0.2564, 0.2762]).view(3, 1, 1) * 255
+    return images.float().sub_(mean).div_(std)
+
+
+def make_loader(batch: int, count: int):
+    """CIFAR-100-shaped batches (x, y, index), as a DataLoader."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+    images, labels = random_cifar100(count)
 
     def collate(rows):
-        x = torch.stack([r[0] for r in rows]).float().sub_(mean).div_(std)
-        return x, torch.stack([r[1] for r in rows]), torch.stack([r[2] for r in rows])
+        return (normalise(torch.stack([r[0] for r in rows])), torch.stack([r[1] for r in rows]),
+                torch.stack([r[2] for r in rows]))
     return DataLoader(TensorDataset(images, labels, torch.arange(count)), batch_size=batch, shuffle=False,
                       drop_last=True, collate_fn=collate)
 
@@ -125,7 +147,8 @@ def optimizer_for(parameters, device):
     return torch.optim.SGD(parameters, lr=0.05, momentum=0.9, weight_decay=5e-4, **fused)
 
 
-def run_lightning(args, method: str) -> dict:
+def run_lightning(args, method: str, trained: dict | None = None) -> dict:
+    """(a). `trained`, if given, receives the student's final state (to check the sides compute the same)."""
     import pytorch_lightning as pl
     import torch
     from tasks.runs import compile_in_place
@@ -153,10 +176,12 @@ def run_lightning(args, method: str) -> dict:
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          num_sanity_val_steps=0, callbacks=[Tick()])
     trainer.fit(task, train_dataloaders=loader)
+    if trained is not None:
+        trained.update(task.model.state_dict())
     return timer.result()
 
 
-def run_loop(args, method: str) -> dict:
+def run_loop(args, method: str, trained: dict | None = None) -> dict:
     """The hand-written loop: the same step as DistillationTask.training_step, without the framework."""
     import torch
     from losses import DistillBatch
@@ -196,42 +221,185 @@ def run_loop(args, method: str) -> dict:
         loss.backward()
         optimizer.step()
     timer.step()
+    if trained is not None:
+        trained.update(student.state_dict())
     return timer.result()
+
+
+def torchdistill_config(args, method: str, teacher, student) -> dict:
+    """torchdistill's train config for the method, as its official configs write it (keys of v1.x)."""
+    import torch
+    loader = {"dataset_id": "train", "sampler": {"class_or_func": torch.utils.data.SequentialSampler, "kwargs": {}},
+              "kwargs": {"batch_size": args.batch, "num_workers": 0, "drop_last": True},
+              "collate_fn": "benchmark_normalise_collate"}
+    optimizer = {"key": "SGD", "kwargs": {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}}
+    cross_entropy = {"criterion": {"key": "CrossEntropyLoss", "kwargs": {"reduction": "mean"}},
+                     "criterion_wrapper": {"key": "SimpleLossWrapper", "kwargs": {
+                         "input": {"is_from_teacher": False, "module_path": ".", "io": "output"},
+                         "target": {"uses_label": True}}},
+                     "weight": 1.0}
+    config = {"num_epochs": 1, "train_data_loader": loader, "optimizer": optimizer}
+    if method == "student":
+        config["model"] = {"forward_proc": "forward_batch_only"}
+        config["criterion"] = {"key": "WeightedSumLoss", "kwargs": {"sub_terms": {"ce": cross_entropy}}}
+    elif method == "kd":
+        config["teacher"] = {"forward_proc": "forward_batch_only", "requires_grad": False}
+        config["student"] = {"forward_proc": "forward_batch_only"}
+        kd = {"criterion": {"key": "KDLoss", "kwargs": {
+            "student_module_path": ".", "student_module_io": "output", "teacher_module_path": ".",
+            "teacher_module_io": "output", "temperature": 4.0, "alpha": 0.1, "reduction": "batchmean"}},
+              "weight": 1.0}
+        config["criterion"] = {"key": "WeightedSumLoss", "kwargs": {"sub_terms": {"kd": kd}}}
+    elif method == "crd":
+        loader["dataset_wrapper"] = {"key": "CRDDatasetWrapper", "kwargs": {
+            "num_negative_samples": 16384, "mode": "exact", "ratio": 1.0}}
+
+        def side(model, hooked_inputs):
+            return {"forward_proc": "forward_batch_supp_dict",
+                    "auxiliary_model_wrapper": {"key": "Linear4CRD", "kwargs": {
+                        "input_module_path": "model.pool", "power": 2, "linear_kwargs": {
+                            "in_features": model.fc.in_features, "out_features": 128, "bias": True}}},
+                    "forward_hook": {"input": hooked_inputs, "output": ["model.pool", "normalizer"]},
+                    "requires_grad": True, "frozen_modules": ["model"] if model is teacher else []}
+        config["teacher"], config["student"] = side(teacher, []), side(student, ["empty"])
+        crd = {"criterion": {"key": "CRDLoss", "kwargs": {
+            "teacher_norm_module_path": "normalizer", "student_norm_module_path": "normalizer",
+            "student_empty_module_path": "empty", "input_size": 128, "output_size": CIFAR100_TRAIN,
+            "num_negative_samples": 16384, "num_samples": CIFAR100_TRAIN, "temperature": 0.07,
+            "momentum": 0.5, "eps": 1e-7}}, "weight": 0.8}
+        config["criterion"] = {"key": "WeightedSumLoss", "kwargs": {"sub_terms": {"ce": cross_entropy, "crd": crd}}}
+    return config
+
+
+def run_torchdistill(args, method: str) -> dict:
+    """(c): torchdistill's boxes, driven the way its example scripts drive them (one epoch's loop)."""
+    import logging
+    import torch
+    from torch.utils.data import Dataset
+    from torchdistill.core.distillation import get_distillation_box
+    from torchdistill.core.training import get_training_box
+    from torchdistill.datasets.registry import register_collate_func
+    from models import build_model
+    logging.getLogger().setLevel(logging.WARNING)  # torchdistill logs on the root logger
+    device = torch.device(args.device)
+
+    class RandomCifar100(Dataset):  # CRDDatasetWrapper reads `classes` and `targets`
+        def __init__(self, count):
+            self.images, labels = random_cifar100(count)
+            self.targets, self.classes = labels.tolist(), list(range(100))
+
+        def __len__(self):
+            return len(self.targets)
+
+        def __getitem__(self, index):
+            return self.images[index], self.targets[index]
+
+    @register_collate_func(key="benchmark_normalise_collate")
+    def collate(rows):
+        supp = torch.utils.data.default_collate([r[2] for r in rows])
+        return normalise(torch.stack([r[0] for r in rows])), torch.tensor([r[1] for r in rows]), supp
+
+    torch.manual_seed(0)  # the same weights as (a) and (b): teacher first, then student
+    teacher, student = build_model(args.teacher, 100), build_model(args.student, 100)
+    teacher.eval()
+    datasets = {"train": RandomCifar100(args.batch * (args.warmup + args.steps + 1))}
+    config = torchdistill_config(args, method, teacher, student)
+    if method == "student":
+        box = get_training_box(student.to(device), datasets, config, device, None, False, 1.0)
+    else:
+        box = get_distillation_box(teacher.to(device), student.to(device), datasets, config, device, None, False, 1.0)
+    box.criterion.to(device)
+    timer = Timer(args.warmup, args.batch, device)
+    box.pre_epoch_process(epoch=0)
+    for x, y, supp in box.train_data_loader:
+        timer.step()
+        supp = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in supp.items()}
+        loss = box.forward_process(x.to(device, non_blocking=True), y.to(device, non_blocking=True), supp)
+        box.post_forward_process(loss=loss)
+    timer.step()
+    return timer.result()
+
+
+SIDES = {"lightning": run_lightning, "loop": run_loop, "torchdistill": run_torchdistill}
+
+
+def run_in_subprocess(side: str, method: str) -> dict:
+    """One side, one method, in a fresh process: its peak memory is its own."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "result.json"
+        subprocess.run([sys.executable, __file__, *sys.argv[1:], "--worker", side, "--methods", method,
+                        "--json", str(out)], check=True)
+        return json.loads(out.read_text())
+
+
+def available_sides(args) -> list[str]:
+    sides = [side.strip() for side in args.sides.split(",")]
+    unknown = sorted(set(sides) - set(SIDES))
+    if unknown:
+        raise SystemExit(f"error: unknown sides {unknown}; use some of {list(SIDES)}")
+    if "torchdistill" in sides:
+        try:
+            import torchdistill  # noqa: F401
+        except ImportError:
+            print("torchdistill is not installed, so (c) is skipped: pip install torchdistill==1.1.5")
+            sides.remove("torchdistill")
+    return sides
 
 
 def main() -> None:
     args = arguments()
-    import torch
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    import logging
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    if args.worker:
+        import torch
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        import logging
+        logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+        Path(args.json).write_text(json.dumps(SIDES[args.worker](args, args.methods)))
+        return
+    sides = available_sides(args)
     rows = []
     for method in args.methods.split(","):
-        best = {"lightning": None, "loop": None}
-        for _ in range(args.repeats):  # alternate, so that a change in the machine's load hits both
-            for side, run in (("lightning", run_lightning), ("loop", run_loop)):
-                result = run(args, method)
+        best = {side: None for side in sides}
+        for _ in range(args.repeats):  # alternate, so that a change in the machine's load hits every side
+            for side in sides:
+                result = run_in_subprocess(side, method)
                 if best[side] is None or result["samples_per_s"] > best[side]["samples_per_s"]:
                     best[side] = result
-        a, b = best["lightning"], best["loop"]
-        rows.append({"method": method, "lightning_samples_per_s": a["samples_per_s"],
-                     "loop_samples_per_s": b["samples_per_s"], "ratio_a_over_b": a["samples_per_s"] / b["samples_per_s"],
-                     "lightning_peak_mb": a["peak_memory_mb"], "loop_peak_mb": b["peak_memory_mb"],
-                     "cifar100_epoch_s": CIFAR100_TRAIN / a["samples_per_s"]})
+        row = {"method": method}
+        for side, result in best.items():
+            row[f"{side}_samples_per_s"], row[f"{side}_peak_mb"] = result["samples_per_s"], result["peak_memory_mb"]
+        for side in ("loop", "torchdistill"):
+            if "lightning" in best and side in best:
+                row[f"ratio_a_over_{side}"] = best["lightning"]["samples_per_s"] / best[side]["samples_per_s"]
+        if "lightning" in best:
+            row["cifar100_epoch_s"] = CIFAR100_TRAIN / best["lightning"]["samples_per_s"]
+        rows.append(row)
+    import torch
+    threads = args.threads or torch.get_num_threads()
     setting = (f"{args.teacher} -> {args.student}, batch {args.batch}, {args.device}, precision {args.precision}"
                f"{', fast path' if args.fast else ''}{', compiled' if args.compile else ''}, torch threads "
-               f"{torch.get_num_threads()}, {args.steps} timed steps after {args.warmup}, best of {args.repeats}")
+               f"{threads}, {args.steps} timed steps after {args.warmup}, best of {args.repeats}")
     print(f"\n{setting}\n")
-    print("| method | (a) Lightning img/s | (b) plain loop img/s | (a)/(b) | peak MB (a / b) | CIFAR-100 epoch (a) |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['method']} | {r['lightning_samples_per_s']:.1f} | {r['loop_samples_per_s']:.1f} | "
-              f"{r['ratio_a_over_b']:.3f} | {r['lightning_peak_mb']:.0f} / {r['loop_peak_mb']:.0f} | "
-              f"{r['cifar100_epoch_s']:.0f} s |")
+    print(markdown_table(rows, sides))
     if args.json:
         Path(args.json).write_text(json.dumps({"setting": setting, "command": " ".join(sys.argv), "rows": rows},
                                               indent=2))
+
+
+def markdown_table(rows: list[dict], sides: list[str]) -> str:
+    names = {"lightning": "(a) Lightning", "loop": "(b) plain loop", "torchdistill": "(c) torchdistill"}
+    ratios = [s for s in ("loop", "torchdistill") if s in sides and "lightning" in sides]
+    header = (["method"] + [f"{names[s]} img/s" for s in sides] + [f"(a)/({'b' if s == 'loop' else 'c'})" for s in ratios]
+              + [f"peak MB {'/'.join(names[s][:3] for s in sides)}"]
+              + (["CIFAR-100 epoch (a)"] if "lightning" in sides else []))
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = ([r["method"]] + [f"{r[f'{s}_samples_per_s']:.1f}" for s in sides]
+                 + [f"{r[f'ratio_a_over_{s}']:.3f}" for s in ratios]
+                 + [" / ".join(f"{r[f'{s}_peak_mb']:.0f}" for s in sides)]
+                 + ([f"{r['cifar100_epoch_s']:.0f} s"] if "lightning" in sides else []))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,37 @@
+"""scripts/benchmark.py compares like with like: (a) the Lightning module and (b) the plain loop train the
+same student to the same weights, for each method it times."""
+import argparse
+
+import pytest
+import torch
+
+from scripts import benchmark
+
+
+def benchmark_args(**overrides) -> argparse.Namespace:
+    settings = dict(teacher="resnet8", student="resnet8", batch=8, steps=2, warmup=1, device="cpu", precision="32",
+                    fast=False, compile=False)
+    return argparse.Namespace(**{**settings, **overrides})
+
+
+@pytest.mark.parametrize("method", ["student", "kd", "crd"])
+def test_lightning_side_and_plain_loop_train_the_same_student(method):
+    lightning, loop = {}, {}
+    benchmark.run_lightning(benchmark_args(), method, trained=lightning)
+    benchmark.run_loop(benchmark_args(), method, trained=loop)
+    assert lightning.keys() == loop.keys()
+    start = benchmark.build_models(benchmark_args(), method, torch.zeros(2, 3, 32, 32)).model.state_dict()
+    assert any(not torch.equal(start[k], loop[k]) for k in loop)  # the steps did train
+    for key in loop:
+        torch.testing.assert_close(lightning[key], loop[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_markdown_table_puts_each_ratio_under_its_sides():
+    row = {"method": "kd", "lightning_samples_per_s": 300.0, "loop_samples_per_s": 310.0,
+           "torchdistill_samples_per_s": 200.0, "ratio_a_over_loop": 300 / 310, "ratio_a_over_torchdistill": 1.5,
+           "lightning_peak_mb": 900, "loop_peak_mb": 910, "torchdistill_peak_mb": 800, "cifar100_epoch_s": 166.7}
+    table = benchmark.markdown_table([row], ["lightning", "loop", "torchdistill"])
+    header, _, line = table.splitlines()
+    cells = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in line.strip("|").split("|")]))
+    assert cells["(a)/(b)"] == "0.968" and cells["(a)/(c)"] == "1.500"
+    assert cells["(c) torchdistill img/s"] == "200.0" and cells["CIFAR-100 epoch (a)"] == "167 s"
