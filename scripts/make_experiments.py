@@ -715,9 +715,9 @@ def ckd_cells() -> list[Cell]:
                 "(results went to wandb). Recipe (train_student.py defaults, ckd.yml / relational.yml / mixup.yml): SGD lr",
                 "0.05 (swept over 0.1/0.05/0.025) momentum 0.9, weight decay 5e-4, batch 64, crop + flip (use_DA 2), T 4;",
                 f"loss: {weights}. CKD trains up to 1000 \"epochs\" of 0.8*subset_size examples and, on a 50-epoch",
-                "validation plateau, reloads the best weights and decays the lr x0.1, stopping after 3 decays; the",
-                "framework has no such scheduler, so here the lr stays 0.05 and training stops after 50 epochs without a",
-                "better validation top-1. The reported number is test top-1 at the best validation epoch (--epoch best).",
+                "validation plateau, reloads the best weights and decays the lr x0.1, stopping after 3 decays (here",
+                "callbacks.plateau_restart, tasks/callbacks.py PlateauRestart). The reported number is test top-1 at the",
+                "best validation epoch (--epoch best).",
                 f"Teacher: RepDistiller's {teacher} (CKD README: the same released teachers), trained first with",
                 "RepDistiller's recipe when teacher.checkpoint is null, or from RepDistiller's released checkpoint:",
                 f"  teacher.checkpoint=save/models/{RD_TEACHER_FOLDER[teacher]}/ckpt_epoch_240.pth",
@@ -738,10 +738,12 @@ def ckd_cells() -> list[Cell]:
             cell.set("data.val_size", val, "train_val_frac 0.8: 20% of subset_size validates")
             cell.set("trainer.max_epochs", 1000, "train_student.py --epochs 1000")
             sgd(cell, 0.05, 5.0e-4, "train_student.py", "train_student.py --learning_rate 0.05 (default)")
-            cell.set("callbacks.early_stopping._target_", "pytorch_lightning.callbacks.EarlyStopping")
-            cell.set("callbacks.early_stopping.monitor", "val/top1", "CKD selects on validation accuracy")
-            cell.set("callbacks.early_stopping.mode", "max")
-            cell.set("callbacks.early_stopping.patience", 50, "train_student.py --patience 50")
+            cell.set("callbacks.plateau_restart._target_", "tasks.callbacks.PlateauRestart")
+            cell.set("callbacks.plateau_restart.monitor", "val/top1", "CKD selects on validation accuracy")
+            cell.set("callbacks.plateau_restart.mode", "max")
+            cell.set("callbacks.plateau_restart.patience", 50, "train_student.py --patience 50")
+            cell.set("callbacks.plateau_restart.factor", 0.1, "lr x0.1 at each plateau")
+            cell.set("callbacks.plateau_restart.max_decays", 3, "stops at the plateau after the third decay")
             cell.set("teacher.budget", budget, f"0.8 x subset_size {subset}")
             if kind == "cached":
                 cell.set("teacher.source", "single")
@@ -754,7 +756,7 @@ def ckd_cells() -> list[Cell]:
             cell.set("teacher.recipe.scheduler._partial_", True)
             cell.set("teacher.recipe.scheduler.milestones", [150, 180, 210], rd)
             cell.set("teacher.recipe.scheduler.gamma", 0.1, rd)
-            cell.set("teacher.recipe.callbacks.early_stopping.patience", 240, "never stops a 240-epoch teacher early")
+            cell.set("teacher.recipe.callbacks.plateau_restart.patience", 240, "never acts on a 240-epoch teacher")
             cell.set("teacher.recipe.seed", 0, "one teacher for every student seed (CKD loads one released checkpoint)")
             if kd == "kd":
                 cell.set("kd.terms.ce.weight", 1.0, "train_student.py --w_cls 1.0 (cross-entropy)")

@@ -1,9 +1,13 @@
-"""Callbacks the runner always adds (the run record needs their measurements)."""
+"""Callbacks: those the runner always adds (the run record needs their measurements), and training schedules
+that act on validation results."""
 from __future__ import annotations
 
 import time
 
 import pytorch_lightning as pl
+import torch
+
+from errors import ConfigError
 
 
 class TrainThroughput(pl.Callback):
@@ -28,3 +32,58 @@ class TrainThroughput(pl.Callback):
     @property
     def samples_per_second(self) -> float | None:
         return self.samples / self.seconds if self.seconds > 0 else None
+
+
+class PlateauRestart(pl.Callback):
+    """Comparative KD's schedule (Wilf et al., WACV 2025): when the monitored validation metric has not improved
+    for `patience` epochs, reload the weights of the best checkpoint and multiply every learning rate by
+    `factor`; the plateau after `max_decays` decays ends training, on the best weights. The best checkpoint
+    (callbacks.checkpoint) is the one reloaded, so the callback and the run record agree on "best". Use it with
+    scheduler=none: a scheduler would overwrite the decayed rates."""
+
+    def __init__(self, monitor: str = "val/top1", mode: str = "max", patience: int = 50, factor: float = 0.1,
+                 max_decays: int = 3) -> None:
+        if mode not in ("max", "min") or patience < 1 or not 0 < factor < 1 or max_decays < 0:
+            raise ConfigError(f"PlateauRestart needs mode max or min, patience >= 1, 0 < factor < 1 and max_decays "
+                              f">= 0; got mode={mode}, patience={patience}, factor={factor}, max_decays={max_decays}")
+        self.monitor, self.mode, self.patience, self.factor, self.max_decays = monitor, mode, patience, factor, max_decays
+        self.best: float | None = None
+        self.wait = 0
+        self.decays = 0
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        if self.monitor not in trainer.callback_metrics:
+            raise ConfigError(f"PlateauRestart monitors {self.monitor!r}, which validation does not log; logged: "
+                              f"{sorted(trainer.callback_metrics)}")
+        value = float(trainer.callback_metrics[self.monitor])
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+            self.best, self.wait = value, 0
+            return
+        self.wait += 1
+        if self.wait < self.patience:
+            return
+        self.wait = 0
+        self._reload_best(trainer, pl_module)
+        if self.decays >= self.max_decays:
+            trainer.should_stop = True
+            return
+        self.decays += 1
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] *= self.factor
+
+    def _reload_best(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        best = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None) == self.monitor), None)
+        if best is None or not best.best_model_path:
+            raise ConfigError(f"PlateauRestart reloads the best checkpoint by {self.monitor!r}; configure "
+                              f"callbacks.checkpoint with monitor {self.monitor}")
+        state = torch.load(best.best_model_path, map_location=pl_module.device, weights_only=False)["state_dict"]
+        pl_module.load_state_dict(state)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "wait": self.wait, "decays": self.decays}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best, self.wait, self.decays = state_dict["best"], state_dict["wait"], state_dict["decays"]
