@@ -3,10 +3,12 @@ the 4-padded image, horizontal flip) and per-channel normalisation."""
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 from torchvision import datasets, transforms
 
 from datamodules.base import DatasetNotFoundError, KDDataModule
+from errors import ConfigError
 
 
 class CIFARDataModule(KDDataModule):
@@ -16,9 +18,15 @@ class CIFARDataModule(KDDataModule):
     std: tuple[float, ...] = ()
     true_input_shape = (3, 32, 32)
 
-    def __init__(self, *args, download: bool = True, **kwargs) -> None:
+    def __init__(self, *args, download: bool = True, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.download = bool(download)
+        if (mean is None) != (std is None) or (mean is not None and not (len(mean) == len(std) == 3 and min(std) > 0)):
+            raise ConfigError(f"data.mean and data.std go together, three values each, std > 0 (e.g. 0.5,0.5,0.5 for "
+                              f"both maps pixels to [-1, 1]); got mean={mean}, std={std}")
+        if mean is not None:  # instead of the data set's own per-channel statistics
+            self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         normalize = transforms.Normalize(self.mean, self.std)
         self.train_transform = transforms.Compose([transforms.RandomCrop(32, padding=4),
                                                    transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize])

@@ -1,5 +1,6 @@
 """Architectures by name. Importing the zoo modules registers them."""
-from models import cifar_resnet, lstm, mobilenetv2, resnet_cifar_imagenet_style, shufflenet, small, vgg, wrn  # noqa: F401
+from models import (cifar_resnet, lstm, mobilenetv2, preresnet, resnet_cifar_imagenet_style, shufflenet, small,  # noqa: F401
+                    vgg, wrn)
 from models.registry import FeatureSpec, build_model, feature_spec, model_names, register_model
 
 __all__ = ["FeatureSpec", "build_model", "feature_spec", "model_names", "register_model"]

@@ -619,7 +619,7 @@ GN_IMAGE = "config/image_classification.yaml"
 def fidelity_cells() -> list[Cell]:
     cells = []
     for augment in ("none", "mixup"):
-        name = f"fidelity/kd_{'mixup_' if augment == 'mixup' else ''}ens3_resnet20_resnet20"
+        name = f"fidelity/kd_{'mixup_' if augment == 'mixup' else ''}ens3_preresnet20_preresnet20"
         header = [
             "\"Does Knowledge Distillation Really Work?\" (Stanton et al., NeurIPS 2021; code: gnosis), CIFAR-100: an",
             f"ensemble of 3 ResNet-20 teachers -> one ResNet-20 student, {'mixup (alpha 1) ' if augment == 'mixup' else 'no extra'}",
@@ -627,19 +627,21 @@ def fidelity_cells() -> list[Cell]:
             "result files (REFERENCE.md). Recipe (gnosis config/image_classification.yaml, README.md): students 300 epochs,",
             "SGD lr 5e-2 momentum 0.9 Nesterov, weight decay 1e-4, batch 128, cosine to 1e-6; loss alpha 0.0 (no hard-label",
             "CE: pure soft targets) at T 4; teachers 3 ResNet-20 (README: \"train 3 ResNet-20 image classifiers on",
-            "CIFAR-100\", trial_id=0,1,2) for 200 epochs at lr 0.1, batch 256, eta_min 0. gnosis uses PreResNet-20 and",
-            "\"unitcube\" [-1, 1] inputs; here the RepDistiller resnet20 and per-channel normalisation stand in.",
+            "CIFAR-100\", trial_id=0,1,2) for 200 epochs at lr 0.1, batch 256, eta_min 0. Models: gnosis's PreResNet-20",
+            "(preresnet20); inputs: its \"unitcube\" [-1, 1] scaling (data.mean = data.std = 0.5 per channel).",
             "Our KD term is T^2 KL(teacher || student), whose gradient equals gnosis's T^2-scaled soft cross-entropy.",
         ]
         if augment == "mixup":
             header.append("Mixup: README \"distill_loader.mixup_alpha=1.\"; the teacher labels the mixed inputs.")
         header.append(f"  python distill_train.py experiment={name} trainer=gpu")
-        cell = Cell(name, header, [("data", "cifar100"), ("student", "resnet20"), ("teacher", "ensemble"),
-                                   ("teacher/model", "resnet20"), ("kd", "kd"), ("augment", augment),
+        cell = Cell(name, header, [("data", "cifar100"), ("student", "preresnet20"), ("teacher", "ensemble"),
+                                   ("teacher/model", "preresnet20"), ("kd", "kd"), ("augment", augment),
                                    ("optimizer", "sgd"), ("scheduler", "cosine")])
         cell.set("baseline", False)
         cell.set("data.batch_size", 128, f"{GN_IMAGE} (distillation)")
         cell.set("data.val_size", 0, "gnosis evaluates on the test set")
+        cell.set("data.mean", [0.5, 0.5, 0.5], "gnosis unitcube: pixels in [-1, 1]")
+        cell.set("data.std", [0.5, 0.5, 0.5], "gnosis unitcube")
         cell.set("trainer.max_epochs", 300, f"{GN_IMAGE} (distillation)")
         sgd(cell, 5.0e-2, 1.0e-4, GN_IMAGE, nesterov=True)
         cell.set("scheduler.eta_min", 1.0e-6, f"{GN_IMAGE} CosineAnnealingLR eta_min")

@@ -31,7 +31,7 @@ NOT_HASHED_NESTED = {"trainer": ("enable_progress_bar", "log_every_n_steps", "en
                      "teacher": ("cache",)}  # a cached teacher answers with the very logits it would compute
 # Opt-in switches that change the random draws: hashed only when on, so runs from before they existed keep
 # their folders.
-HASHED_WHEN_ON = {"data": ("device_resident",)}
+HASHED_WHEN_ON = {"data": ("device_resident", "mean", "std")}
 # Top-level keys added later, hashed only away from their default for the same reason.
 HASHED_WHEN_NOT_DEFAULT = {"pre_training_scale": 1.0}
 

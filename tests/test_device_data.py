@@ -281,3 +281,15 @@ def test_killed_run_resumes_with_the_same_batches(device_run, fake_cifar10):
            [(i.tolist(), total) for i, total in straight.batches[1]]  # the same order and the same crops
     assert straight.weights.keys() == resumed.weights.keys()
     assert all(torch.equal(straight.weights[k], resumed.weights[k]) for k in straight.weights)
+
+
+def test_own_normalisation_maps_pixels_to_the_unit_cube_on_both_paths(fake_cifar100):
+    common = dict(val_size=8, batch_size=8, num_workers=0, mean=[0.5] * 3, std=[0.5] * 3)
+    normal = data_module("cifar100", fake_cifar100, **common)
+    device = data_module("cifar100", fake_cifar100, device_resident=True, **common)
+    x = next(iter(normal.test_dataloader()))[0]
+    raw = torch.as_tensor(normal.test_set.base.data[normal.test_set.indices[:8]]).permute(0, 3, 1, 2) / 255
+    torch.testing.assert_close(x, raw * 2 - 1)  # (pixel - 0.5) / 0.5, independent of torchvision's Normalize
+    assert_same_batches(list(normal.test_dataloader()), list(device.test_dataloader()))
+    with pytest.raises(ConfigError, match="data.mean and data.std go together"):
+        data_module("cifar100", fake_cifar100, mean=[0.5] * 3)

@@ -158,7 +158,7 @@ FULL_RUNS = {
     "torchdistill/kd_resnet34_resnet18": "ImageNet layout (image folder), torchvision models",
     "semiparametric/crossfit_kd_resnet8_cnn5": "CIFAR-10, cross-fitted fold teachers",
     "semiparametric/enhanced_kd_resnet8_cnn5": "the gamma-corrected loss",
-    "fidelity/kd_mixup_ens3_resnet20_resnet20": "an ensemble teacher on mixup inputs",
+    "fidelity/kd_mixup_ens3_preresnet20_preresnet20": "an ensemble teacher on mixup inputs",
     "fidelity/kd_ens3_lstm_lstm_imdb": "text: an LSTM ensemble",
     "ckd/mixup_interpolated_budget1600": "a cached teacher under a budget, early stopping",
     "ckd/crd_budget1600": "a budget on a single teacher, CRD plus an added KD term",

@@ -22,6 +22,8 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "cfg" / "model"
 EXACT_PARAMETERS = {
     "resnet8": 83_892, "resnet14": 181_108, "resnet20": 278_324, "resnet32": 472_756, "resnet44": 667_188,
     "resnet56": 861_620, "resnet110": 1_736_564, "resnet8x4": 1_233_540, "resnet32x4": 7_433_860,
+    # preresnet20: resnet20 less the stem BN and the shortcut BNs, block BNs on the input width, plus a final BN(64)
+    "preresnet20": 278_132,
     "wrn_16_1": 180_916, "wrn_16_2": 703_284, "wrn_40_1": 569_780, "wrn_40_2": 2_255_156,
     "vgg8": 3_965_028, "vgg11": 9_277_284, "vgg13": 9_462_180, "vgg16": 14_774_436, "vgg19": 20_086_692,
     "mobilenetv2": 812_836, "shufflenetv1": 949_258, "shufflenetv2": 1_356_104,
