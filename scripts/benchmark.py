@@ -271,7 +271,7 @@ def torchdistill_config(args, method: str, teacher, student) -> dict:
     return config
 
 
-def run_torchdistill(args, method: str) -> dict:
+def run_torchdistill(args, method: str, trained: dict | None = None) -> dict:
     """(c): torchdistill's boxes, driven the way its example scripts drive them (one epoch's loop)."""
     import logging
     import torch
@@ -317,6 +317,8 @@ def run_torchdistill(args, method: str) -> dict:
         loss = box.forward_process(x.to(device, non_blocking=True), y.to(device, non_blocking=True), supp)
         box.post_forward_process(loss=loss)
     timer.step()
+    if trained is not None:
+        trained.update(student.state_dict())
     return timer.result()
 
 

@@ -35,3 +35,15 @@ def test_markdown_table_puts_each_ratio_under_its_sides():
     cells = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in line.strip("|").split("|")]))
     assert cells["(a)/(b)"] == "0.968" and cells["(a)/(c)"] == "1.500"
     assert cells["(c) torchdistill img/s"] == "200.0" and cells["CIFAR-100 epoch (a)"] == "167 s"
+
+
+@pytest.mark.parametrize("method", ["student", "kd"])
+def test_torchdistill_side_trains_the_same_student_as_the_loop(method):
+    """(c) at equal numerics: torchdistill's KDLoss (alpha 0.1, T 4) is the project's CE 0.1 + KD 0.9 objective,
+    so the same data, weights and optimizer give the same student. Needs torchdistill (not a dependency)."""
+    pytest.importorskip("torchdistill")
+    loop, torchdistill = {}, {}
+    benchmark.run_loop(benchmark_args(), method, trained=loop)
+    benchmark.run_torchdistill(benchmark_args(), method, trained=torchdistill)
+    for key in loop:
+        torch.testing.assert_close(torchdistill[key], loop[key], rtol=1e-4, atol=1e-5, msg=key)
