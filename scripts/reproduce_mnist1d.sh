@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The offline results in results/mnist1d/ (no download: mnist1d is procedural), from scratch:
-#   bash scripts/reproduce_mnist1d.sh            # OUT=outputs by default; takes about an hour on 2 CPU cores
+#   bash scripts/reproduce_mnist1d.sh            # OUT=outputs by default; several hours on 2 CPU cores (CRD ~1 h a seed)
 # 1. kd_vs_scratch: KD vs the same student from scratch, cnn1d -> mlp1d and cnn1d -> cnn1d_small, 5 seeds
 # 2. capacity: teachers of growing width trained on 1000 examples without early stopping; plain KD, 5-fold
 #    cross-fit KD, cross-fit + gamma-corrected KD; 5 seeds (the semiparametric paper's figure in miniature)
