@@ -72,6 +72,11 @@ def normalise(images):
     return images.float().sub_(mean).div_(std)
 
 
+def images_needed(args) -> int:
+    """One batch per warm-up and timed step, plus the one the last tick waits for."""
+    return args.batch * (args.warmup + args.steps + 1)
+
+
 def make_loader(batch: int, count: int):
     """CIFAR-100-shaped batches (x, y, index), as a DataLoader."""
     import torch
@@ -152,7 +157,7 @@ def run_lightning(args, method: str, trained: dict | None = None) -> dict:
     import pytorch_lightning as pl
     import torch
     from tasks.runs import compile_in_place
-    loader = make_loader(args.batch, args.batch * (args.warmup + args.steps + 1))
+    loader = make_loader(args.batch, images_needed(args))
     example = next(iter(loader))[0][:2]
     task = build_models(args, method, example)
     if method == "student":  # training from scratch: the classification task, no teacher at all
@@ -187,7 +192,7 @@ def run_loop(args, method: str, trained: dict | None = None) -> dict:
     from losses import DistillBatch
     from tasks.runs import compile_in_place
     device = torch.device(args.device)
-    loader = make_loader(args.batch, args.batch * (args.warmup + args.steps + 1))
+    loader = make_loader(args.batch, images_needed(args))
     example = next(iter(loader))[0][:2]
     task = build_models(args, method, example)  # the same models and terms; only their modules are used
     student, teacher, objective = task.model.to(device), task.teacher.to(device), task.objective.to(device)
@@ -302,7 +307,7 @@ def run_torchdistill(args, method: str, trained: dict | None = None) -> dict:
     torch.manual_seed(0)  # the same weights as (a) and (b): teacher first, then student
     teacher, student = build_model(args.teacher, 100), build_model(args.student, 100)
     teacher.eval()
-    datasets = {"train": RandomCifar100(args.batch * (args.warmup + args.steps + 1))}
+    datasets = {"train": RandomCifar100(images_needed(args))}
     config = torchdistill_config(args, method, teacher, student)
     if method == "student":
         box = get_training_box(student.to(device), datasets, config, device, None, False, 1.0)
@@ -388,21 +393,23 @@ def main() -> None:
                                               indent=2))
 
 
+SIDE_NAMES = {"lightning": "(a) Lightning", "loop": "(b) plain loop", "torchdistill": "(c) torchdistill"}
+SIDE_LETTERS = {"lightning": "(a)", "loop": "(b)", "torchdistill": "(c)"}
+
+
 def markdown_table(rows: list[dict], sides: list[str]) -> str:
-    names = {"lightning": "(a) Lightning", "loop": "(b) plain loop", "torchdistill": "(c) torchdistill"}
-    ratios = [s for s in ("loop", "torchdistill") if s in sides and "lightning" in sides]
-    header = (["method"] + [f"{names[s]} img/s" for s in sides] + [f"(a)/({'b' if s == 'loop' else 'c'})" for s in ratios]
-              + [f"peak MB {'/'.join(names[s][:3] for s in sides)}"]
-              + (["CIFAR-100 epoch (a)"] if "lightning" in sides else []))
+    has_a = "lightning" in sides
+    ratios = [s for s in ("loop", "torchdistill") if s in sides and has_a]
+    header = (["method"] + [f"{SIDE_NAMES[s]} img/s" for s in sides] + [f"(a)/{SIDE_LETTERS[s]}" for s in ratios]
+              + [f"peak MB {'/'.join(SIDE_LETTERS[s] for s in sides)}"] + (["CIFAR-100 epoch (a)"] if has_a else []))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = ([r["method"]] + [f"{r[f'{s}_samples_per_s']:.1f}" for s in sides]
                  + [f"{r[f'ratio_a_over_{s}']:.3f}" for s in ratios]
                  + [" / ".join(f"{r[f'{s}_peak_mb']:.0f}" for s in sides)]
-                 + ([f"{r['cifar100_epoch_s']:.0f} s"] if "lightning" in sides else []))
+                 + ([f"{r['cifar100_epoch_s']:.0f} s"] if has_a else []))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
 
 if __name__ == "__main__":
     main()
