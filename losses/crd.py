@@ -99,9 +99,9 @@ class CRDTerm(DistillTerm):
         # Student anchored against teacher representations, and teacher anchored against student ones.
         scores_student = torch.exp(torch.bmm(bank_teacher, student.unsqueeze(2)).squeeze(2) / self.temperature)
         scores_teacher = torch.exp(torch.bmm(bank_student, teacher.unsqueeze(2)).squeeze(2) / self.temperature)
-        if self.z_student == 0:
-            self.z_student.fill_(scores_student.mean().item() * self.num_train)
-            self.z_teacher.fill_(scores_teacher.mean().item() * self.num_train)
+        for z, scores in ((self.z_student, scores_student), (self.z_teacher, scores_teacher)):
+            # Set on the first batch, then fixed; chosen on the device, so no step waits for it to answer.
+            z.copy_(torch.where(z == 0, scores.detach().mean() * self.num_train, z))
         noise = 1.0 / self.num_train
         loss = (nce_loss(scores_student / self.z_student, noise) + nce_loss(scores_teacher / self.z_teacher, noise))
         self._update_memory(batch.indices, student.detach(), teacher.detach())

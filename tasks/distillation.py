@@ -125,7 +125,9 @@ class DistillationTask(ClassificationTask):
         if self.teacher.counts_training_calls:
             self.teacher_calls += len(x)
             real = idx if teacher_labelled is None else idx[~teacher_labelled]  # generated rows are no example
-            self.teacher_seen[real.cpu()] = True
+            if self.teacher_seen.device != real.device:  # kept beside the batches: no host sync per step
+                self.teacher_seen = self.teacher_seen.to(real.device)
+            self.teacher_seen[real] = True
         student_logits = self.model(x)
         distill_batch = DistillBatch(inputs=x, targets=y, indices=idx, student_logits=student_logits,
                                      teacher_logits=teacher_logits, student_features=self.student_taps.pop(),
@@ -153,7 +155,7 @@ class DistillationTask(ClassificationTask):
         return student_logits
 
     def teacher_usage(self) -> dict[str, int]:
-        seen = self.teacher_seen.clone()
+        seen = self.teacher_seen.cpu().clone()
         if not self.teacher.counts_training_calls:  # cached: the examples its table holds
             held = self.teacher.cached.any(dim=1).cpu()
             seen[: len(held)] |= held[: len(seen)]
@@ -162,14 +164,14 @@ class DistillationTask(ClassificationTask):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint["teacher_usage"] = {"calls": self.teacher_calls, "seen": self.teacher_seen.nonzero().flatten()}
+        checkpoint["teacher_usage"] = {"calls": self.teacher_calls, "seen": self.teacher_seen.nonzero().flatten().cpu()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         usage = checkpoint.get("teacher_usage")
         if usage is not None:  # a resumed run keeps counting where it stopped
             self.teacher_calls = int(usage["calls"])
-            self.teacher_seen[usage["seen"]] = True
+            self.teacher_seen[usage["seen"].to(self.teacher_seen.device)] = True
 
     def trainable_parameters(self):
         # Trainable parts of terms (regressors, embeddings, ...) learn with the student.
