@@ -144,26 +144,6 @@ def objective_for(method: str, crd_negatives: int = CRD_NEGATIVES):
     raise SystemExit(f"error: unknown method {method}; use student, kd or crd")
 
 
-def activity_intervals(profiler, device_type) -> list[tuple[int, int]]:
-    """(start, end) in ns of every activity the profiler recorded on `device_type` (kernels, copies, sets)."""
-    return [(event.start_ns(), event.end_ns()) for event in profiler.profiler.kineto_results.events()
-            if event.device_type() == device_type]
-
-
-def busy_fraction(intervals: list[tuple[int, int]]) -> float | None:
-    """Time covered by at least one interval over the span from the first start to the last end."""
-    if not intervals:
-        return None
-    busy, reach = 0, None
-    for start, end in sorted(intervals):
-        if reach is None or start > reach:
-            busy, reach = busy + end - start, end
-        elif end > reach:
-            busy, reach = busy + end - reach, end
-    span = max(end for _, end in intervals) - min(start for start, _ in intervals)
-    return busy / span if span > 0 else None
-
-
 def caches_teacher(args, objective) -> bool:
     """Whether the fast path looks the teacher's logits up: its outputs on this unaugmented data are fixed
     unless a term reads teacher features or makes its own batch (tasks.runs.teacher_outputs_are_fixed)."""

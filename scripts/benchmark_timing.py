@@ -6,6 +6,26 @@ import resource
 import time
 
 
+def activity_intervals(profiler, device_type) -> list[tuple[int, int]]:
+    """(start, end) in ns of every activity the profiler recorded on `device_type` (kernels, copies, sets)."""
+    return [(event.start_ns(), event.end_ns()) for event in profiler.profiler.kineto_results.events()
+            if event.device_type() == device_type]
+
+
+def busy_fraction(intervals: list[tuple[int, int]]) -> float | None:
+    """Time covered by at least one interval over the span from the first start to the last end."""
+    if not intervals:
+        return None
+    busy, reach = 0, None
+    for start, end in sorted(intervals):
+        if reach is None or start > reach:
+            busy, reach = busy + end - start, end
+        elif end > reach:
+            busy, reach = busy + end - reach, end
+    span = max(end for _, end in intervals) - min(start for start, _ in intervals)
+    return busy / span if span > 0 else None
+
+
 def host_usage() -> dict:
     """This process's CPU seconds and minor page faults so far: per step, they show host work that wall time
     on a shared machine hides (a fault is a fresh page the allocator had handed back to the system)."""
@@ -26,6 +46,7 @@ class Timer:
         self.profiled = getattr(args, "profile_steps", 0) if device.type == "cuda" else 0
         self.ticks, self.started, self.elapsed, self.peak, self.profiler, self.busy = 0, None, None, None, None, None
         self.host: dict = {}
+        self.busy_error: str | None = None
 
     def _synchronize(self) -> None:
         import torch
@@ -47,12 +68,18 @@ class Timer:
             self.peak = (torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda"
                          else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
             if self.profiled:
-                self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
-                self.profiler.__enter__()
+                try:
+                    self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
+                    self.profiler.__enter__()
+                except Exception as error:  # noqa: BLE001 - no CUPTI here: the speed figures still stand
+                    self.profiler, self.busy_error = None, f"{type(error).__name__}: {error}"
         if self.profiler is not None and self.ticks == self.warmup + self.timed + self.profiled + 1:
             self._synchronize()
-            self.profiler.__exit__(None, None, None)
-            self.busy = busy_fraction(activity_intervals(self.profiler, torch.autograd.DeviceType.CUDA))
+            try:
+                self.profiler.__exit__(None, None, None)
+                self.busy = busy_fraction(activity_intervals(self.profiler, torch.autograd.DeviceType.CUDA))
+            except Exception as error:  # noqa: BLE001
+                self.busy_error = f"{type(error).__name__}: {error}"
             self.profiler = None
 
     def result(self) -> dict:
@@ -60,7 +87,7 @@ class Timer:
             raise RuntimeError(f"only {self.ticks - 1} steps ran; the timer needs {self.warmup} warm-up and "
                                f"{self.timed} timed steps")
         return {"samples_per_s": self.timed * self.batch / self.elapsed, "peak_memory_mb": self.peak / 2**20,
-                "gpu_busy": self.busy, **self.host}
+                "gpu_busy": self.busy, **({"gpu_busy_error": self.busy_error} if self.busy_error else {}), **self.host}
 
 
 def tick_callback(timer: Timer):
