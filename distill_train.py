@@ -7,7 +7,7 @@ from errors import exit_on_user_error
 
 @hydra.main(config_path="cfg", config_name="distill", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from tasks.runs import run_distill  # imported here so `--help` stays fast
+    from runs.training import run_distill  # imported here so `--help` stays fast
     exit_on_user_error(run_distill, cfg)
 
 

@@ -7,7 +7,7 @@ from errors import exit_on_user_error
 
 @hydra.main(config_path="cfg", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from tasks.runs import run_train  # imported here so `--help` stays fast
+    from runs.training import run_train  # imported here so `--help` stays fast
     exit_on_user_error(run_train, cfg)
 
 

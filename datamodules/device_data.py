@@ -45,10 +45,7 @@ def check_supported(datamodule: Any, value: Any) -> bool:
         raise ConfigError(f"data.device_resident must be true or false, got {value!r}")
     if not value:
         return False
-    # Imported here: these modules import base.py, which imports this one.
-    from datamodules.cifar import CIFARDataModule
-    from datamodules.tensor_data import TensorDataModule
-    if not isinstance(datamodule, (CIFARDataModule, TensorDataModule)):
+    if not getattr(datamodule, "holds_whole_tensors", False):
         raise ConfigError(f"data.device_resident=true needs a dataset held in memory as whole tensors (cifar10, "
                           f"cifar100, mnist1d, digits, synthetic); {datamodule.name} ({type(datamodule).__name__}) "
                           f"is read example by example: set data.device_resident=false (data.num_workers speeds "

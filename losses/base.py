@@ -24,14 +24,14 @@ class DistillBatch:
     teacher_features: Mapping[str, torch.Tensor] = field(default_factory=dict)
     epoch: int = 0
     global_step: int = 0
-    stage: str | None = None  # the pre-training stage's name, None in the main stage
+    phase: str | None = None  # the pre-training phase's name, None in the main phase
     soft_targets: torch.Tensor | None = None  # (B, K) label mixtures under mixup / cutmix, else None
 
 
 class DistillTerm(nn.Module):
     """One distillation term. Subclasses return the *unweighted* value; the objective applies `weight`.
 
-    `student_taps` / `teacher_taps` name the symbolic feature taps the term reads (see tasks/features.py);
+    `student_taps` / `teacher_taps` name the symbolic feature taps the term reads (see models/features.py);
     the distillation task hooks exactly those, so logit-only terms cost no feature capture. A term may set
     them per instance in `__init__` (e.g. from a `stages` argument).
 
@@ -100,7 +100,7 @@ class DistillationObjective(nn.Module):
     def __init__(self, terms: Mapping[str, DistillTerm]) -> None:
         super().__init__()
         self.terms = nn.ModuleDict({name: term for name, term in terms.items() if term is not None})
-        # Weight-0 terms stay (a training stage may use them) but the main stage skips them.
+        # Weight-0 terms stay (a training phase may use them) but the main phase skips them.
         self.main_weights = {name: term.weight for name, term in self.terms.items() if term.weight > 0}
         if not self.main_weights:
             raise ConfigError("the distillation objective has no term with a positive weight; "
@@ -125,7 +125,7 @@ class DistillationObjective(nn.Module):
 
     def forward(self, batch: DistillBatch, weights: Mapping[str, float] | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Returns (weighted total, {term name: unweighted value}). `weights` (a training stage's) replaces
+        """Returns (weighted total, {term name: unweighted value}). `weights` (a training phase's) replaces
         the terms' own weights and computes only the terms it names."""
         weights = self.main_weights if weights is None else weights
         values = {name: self.terms[name](batch) for name in weights}

@@ -4,7 +4,7 @@ HintLoss on feat[hint_layer=2], i.e. stage 2). The regressor is RepDistiller's C
 conv + BN + ReLU from the student's channels to the teacher's; a student map twice the teacher's size is
 halved by a stride-2 3x3 conv, one half its size doubled by a stride-2 transposed conv, a larger one shrunk
 by a (1 + dH) x (1 + dW) valid conv; a smaller map by another ratio is refused (pick other stages).
-Hint pre-training is a `kd.stages` entry that trains this term alone."""
+Hint pre-training is a `kd.phases` entry that trains this term alone."""
 from errors import ConfigError
 import torch.nn.functional as F
 

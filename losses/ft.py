@@ -1,9 +1,9 @@
 """Factor transfer: Kim et al., "Paraphrasing Complex Network: Network Compression via Factor Transfer",
 NeurIPS 2018. A paraphraser (conv auto-encoder on the teacher's last stage, compression rate k) is first
-trained to reconstruct the teacher's feature (pre-training stage `paraphraser_stage`: reconstruction MSE);
+trained to reconstruct the teacher's feature (pre-training phase `paraphraser_phase`: reconstruction MSE);
 then a translator on the student's last stage is trained so that its factor matches the paraphraser's
 factor: loss = mean |normalise(F_s) - normalise(F_t)|^p with p = 1, factors flattened and L2-normalised.
-The paraphraser does not learn outside its pre-training stage."""
+The paraphraser does not learn outside its pre-training phase."""
 import torch.nn.functional as F
 from torch import nn
 
@@ -18,11 +18,11 @@ def conv_block(in_channels: int, out_channels: int, transposed: bool = False) ->
 
 class FTTerm(DistillTerm):
     def __init__(self, weight: float = 200.0, stage: int = -1, rate: float = 0.5, p: int = 1,
-                 paraphraser_stage: str = "paraphraser") -> None:
+                 paraphraser_phase: str = "paraphraser") -> None:
         super().__init__(weight)
         self.tap = f"stage:{int(stage)}"
         self.student_taps = self.teacher_taps = (self.tap,)
-        self.rate, self.p, self.paraphraser_stage = float(rate), int(p), paraphraser_stage
+        self.rate, self.p, self.paraphraser_phase = float(rate), int(p), paraphraser_phase
 
     def setup(self, student_shapes, teacher_shapes, num_classes, num_train) -> None:
         for who, shape in (("student", student_shapes[self.tap]), ("teacher", teacher_shapes[self.tap])):
@@ -39,9 +39,9 @@ class FTTerm(DistillTerm):
 
     def forward(self, batch: DistillBatch):
         teacher = batch.teacher_features[self.tap].float()
-        if batch.stage == self.paraphraser_stage:
+        if batch.phase == self.paraphraser_phase:
             return F.mse_loss(self.decoder(self.encoder(teacher)), teacher)
-        self.encoder.eval()  # frozen after its stage: no BatchNorm updates, no gradient
+        self.encoder.eval()  # frozen after its phase: no BatchNorm updates, no gradient
         teacher_factor = self.encoder(teacher).detach()
         student, teacher_factor = self.translator(batch.student_features[self.tap].float()), teacher_factor
         if student.shape[2:] != teacher_factor.shape[2:]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from errors import ConfigError
-from losses.at import StagewiseTerm
+from losses.stagewise import StagewiseTerm
 from losses.base import DistillBatch
 
 RBF_SCALE = 8.0      # RepDistiller's (and the original code's) fixed bandwidth

@@ -6,7 +6,7 @@ may differ (MMD compares sample sets); spatial sizes are matched by average-pool
 import torch
 import torch.nn.functional as F
 
-from losses.at import StagewiseTerm
+from losses.stagewise import StagewiseTerm
 from losses.base import DistillBatch
 from losses.feature_utils import match_spatial
 

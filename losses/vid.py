@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from errors import ConfigError
-from losses.at import StagewiseTerm
+from losses.stagewise import StagewiseTerm
 from losses.base import DistillBatch
 from losses.feature_utils import match_spatial
 

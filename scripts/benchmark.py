@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 CIFAR100_TRAIN = 50_000
 
@@ -156,7 +155,7 @@ def run_lightning(args, method: str, trained: dict | None = None) -> dict:
     """(a). `trained`, if given, receives the student's final state (to check the sides compute the same)."""
     import pytorch_lightning as pl
     import torch
-    from tasks.runs import compile_in_place
+    from runs.training import compile_in_place
     loader = make_loader(args.batch, images_needed(args))
     example = next(iter(loader))[0][:2]
     task = build_models(args, method, example)
@@ -190,7 +189,7 @@ def run_loop(args, method: str, trained: dict | None = None) -> dict:
     """The hand-written loop: the same step as DistillationTask.training_step, without the framework."""
     import torch
     from losses import DistillBatch
-    from tasks.runs import compile_in_place
+    from runs.training import compile_in_place
     device = torch.device(args.device)
     loader = make_loader(args.batch, images_needed(args))
     example = next(iter(loader))[0][:2]

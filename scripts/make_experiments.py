@@ -143,10 +143,10 @@ def pin_weights(cell: Cell, method: str, expected: dict[str, float], source: str
         cell.set(f"kd.terms.{term}.weight", float(node["weight"]), note)
 
 
-def check_stage_epochs(method: str, epochs: int, source: str) -> None:
-    stages = kd_defaults(method).get("stages") or []
-    if [int(s["epochs"]) for s in stages] != [epochs] * len(stages):
-        raise GeneratorError(f"cfg/kd/{method}.yaml pre-trains for {[s['epochs'] for s in stages]} epochs, but "
+def check_phase_epochs(method: str, epochs: int, source: str) -> None:
+    phases = kd_defaults(method).get("phases") or []
+    if [int(s["epochs"]) for s in phases] != [epochs] * len(phases):
+        raise GeneratorError(f"cfg/kd/{method}.yaml pre-trains for {[s['epochs'] for s in phases]} epochs, but "
                              f"{source} uses {epochs}")
 
 
@@ -264,7 +264,7 @@ def repdistiller_cells() -> list[Cell]:
                 "0.9, weight decay 5e-4, batch 64, x0.1 at epochs 150/180/210, lr 0.05 (0.01 for MobileNetV2/ShuffleNet).",
             ]
             if method in RD_TWO_STAGE:
-                header.append("Two-stage: the method's pre-training stage (cfg/kd) lasts 30 epochs (--init_epochs 30) before the 240.")
+                header.append("Two-phase: the method's pre-training phase (cfg/kd) lasts 30 epochs (--init_epochs 30) before the 240.")
             header += teacher_lines(teacher)
             header.append(f"  python distill_train.py experiment=repdistiller/{method}_{teacher}_{student} trainer=gpu")
             cell = Cell(f"repdistiller/{method}_{teacher}_{student}", header,
@@ -275,7 +275,7 @@ def repdistiller_cells() -> list[Cell]:
             if method == "kd":
                 cell.set("kd.terms.kd.temperature", 4.0, "train_student.py --kd_T 4")
             if method in RD_TWO_STAGE:
-                check_stage_epochs(method, 30, "RepDistiller (--init_epochs 30)")
+                check_phase_epochs(method, 30, "RepDistiller (--init_epochs 30)")
             if method == "crd":
                 crd = kd_defaults("crd")["terms"]["crd"]
                 for key, value, flag in (("feat_dim", 128, "--feat_dim 128"), ("num_negatives", 16384, "--nce_k 16384"),
@@ -455,7 +455,7 @@ def torchdistill_cells() -> list[Cell]:
     file = "rrpr2020/ft-resnet18_from_resnet34.yaml"
     c = cell_for("ft", "ft", "resnet34", file, f"FT ResNet-34 -> ResNet-18. Published ({TD_TABLE}): original 71.43 "
                  "(ILSVRC 2015), torchdistill 71.56.", [
-                     "stage 1: the paraphraser (k 0.5) on layer4 for 1 epoch (lr 0.01 there; our pre-training stages keep the",
+                     "stage 1: the paraphraser (k 0.5) on layer4 for 1 epoch (lr 0.01 there; our pre-training phases keep the",
                      "main lr 0.1); stage 2: 90 epochs, SGD lr 0.1 momentum 0.9 weight decay 1e-4, batch 256, x0.1 at",
                      "30/60/90; CE 1 + FTLoss 1000, p 1."])
     recipe(c, file, 90, 256, 0.1, 1.0e-4, [30, 60, 90])
@@ -464,7 +464,7 @@ def torchdistill_cells() -> list[Cell]:
     c.set("kd.terms.ft.rate", 0.5, "paraphraser k 0.5")
     c.set("kd.terms.ft.p", 1, "FTLoss p 1")
     c.set("kd.terms.ft.stage", -1, "layer4")
-    c.set("kd.stages", [{"name": "paraphraser", "epochs": 1, "terms": {"ft": 1.0}, "train": ["objective"]}],
+    c.set("kd.phases", [{"name": "paraphraser", "epochs": 1, "terms": {"ft": 1.0}, "train": ["objective"]}],
           "stage1 num_epochs 1, reconstruction loss only")
     cells.append(c)
 
@@ -487,7 +487,7 @@ def torchdistill_cells() -> list[Cell]:
     c = cell_for("sskd", "sskd", "resnet34", file, f"SSKD ResNet-34 -> ResNet-18. Published ({TD_TABLE}): original 71.62, "
                  "torchdistill 70.09.", [
                      "stage 1: the teacher's self-supervision head for 30 epochs (x0.1 at 10/20 there; our pre-training",
-                     "stages keep the starting lr); stage 2: 100 epochs, SGD lr 0.1 momentum 0.9 weight decay 5e-4, batch 85,",
+                     "phases keep the starting lr); stage 2: 100 epochs, SGD lr 0.1 momentum 0.9 weight decay 5e-4, batch 85,",
                      "x0.1 at 30/60/90; SSKDLoss loss_weights [CE 1.0, KD 0.9, SS 10.0, TF 2.7], T 4 / 0.5 / 4, ss_ratio",
                      "0.75, tf_ratio 1.0."])
     recipe(c, file, 100, 85, 0.1, 5.0e-4, [30, 60, 90])
@@ -495,7 +495,7 @@ def torchdistill_cells() -> list[Cell]:
                        ("temperature_kd", 4.0), ("temperature_ss", 0.5), ("temperature_tf", 4.0), ("ratio_ss", 0.75),
                        ("ratio_tf", 1.0)):
         c.set(f"kd.terms.sskd.{key}", value, "SSKDLoss (loss_weights, kl_temp, ss_temp, tf_temp, ss_ratio, tf_ratio)")
-    c.set("kd.stages", [{"name": "teacher_head", "epochs": 30, "terms": {"sskd": 1.0}, "train": ["objective"]}],
+    c.set("kd.phases", [{"name": "teacher_head", "epochs": 30, "terms": {"sskd": 1.0}, "train": ["objective"]}],
           "stage1 num_epochs 30")
     cells.append(c)
 

@@ -30,13 +30,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.run_records import (AXIS_JOIN, EPOCH_TITLES, EPOCHS, add_selection_arguments,  # noqa: E402
-                                 Record, RecordsError, attach_dash_values, axis_label, check_seeds, exit_on_error,
-                                 format_mean_std, load_records, markdown_table, metric_title, ordered,
-                                 parse_filters, parse_keys, parse_labels, parse_order, select, shown_value,
-                                 teacher_accuracies, unique_runs, with_metric)
+from runs.records import Record, RecordsError, load_records
+from runs.tables import (add_selection_arguments, attach_dash_values, AXIS_JOIN, axis_label, check_seeds,
+                        EPOCH_TITLES, EPOCHS, exit_on_error, format_mean_std, markdown_table, metric_title,
+                        ordered, parse_filters, parse_keys, parse_labels, parse_order, select, shown_value,
+                        teacher_accuracies, unique_runs, with_metric)
 
 PM = {"md": " ± ", "tex": r" $\pm$ "}
 

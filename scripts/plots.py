@@ -31,16 +31,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window (and no display on servers)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.run_records import (EPOCH_TITLES, EPOCHS, TEACHER_METRIC, Record, add_selection_arguments,  # noqa: E402
-                                 RecordsError, attach_dash_values, check_seeds, exit_on_error,
-                                 group_by, is_percent, load_records, mean_and_spread, metric_title, ordered,
-                                 parse_filters, parse_keys, parse_labels, parse_order, select, shown_label,
-                                 shown_value, teacher_accuracies, unique_runs, with_metric)
+from runs.records import Record, RecordsError, load_records
+from runs.tables import (add_selection_arguments, attach_dash_values, check_seeds, EPOCH_TITLES, EPOCHS,
+                        exit_on_error, group_by, is_percent, mean_and_spread, metric_title, ordered,
+                        parse_filters, parse_keys, parse_labels, parse_order, select, shown_label,
+                        shown_value, teacher_accuracies, TEACHER_METRIC, unique_runs, with_metric)
 
 JOIN = " / "  # several keys' values on one axis: "crossfit / kd" reads better in a legend than an arrow
 

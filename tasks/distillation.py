@@ -16,9 +16,9 @@ from errors import ConfigError
 from losses import DistillationObjective, DistillBatch, DistillTerm
 from models.teachers import FrozenTeacher
 from tasks.classification import ClassificationTask
-from tasks.features import FeatureTaps
+from models.features import FeatureTaps
 from tasks.metrics import CKATaps, FidelityMetrics, FidelitySettings, fidelity_settings
-from tasks.stages import Stage, stage_at
+from tasks.phases import Phase, phase_at
 
 
 class DistillationTask(ClassificationTask):
@@ -26,10 +26,10 @@ class DistillationTask(ClassificationTask):
                  num_classes: int, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, model_config: dict | None = None,
                  example_input: torch.Tensor | None = None, num_train: int = 0,
-                 stages: list[Stage] | None = None, fidelity: FidelitySettings | dict | None = None,
+                 phases: list[Phase] | None = None, fidelity: FidelitySettings | dict | None = None,
                  augment: BatchMixing | None = None, seed: int = 0, channels_last: bool = False) -> None:
         super().__init__(student, num_classes, optimizer, scheduler, model_config, channels_last)
-        self.stages = stages or []
+        self.phases = phases or []
         self.augment = augment if augment is not None and augment.active else None
         self.seed = int(seed)
         expanding = [name for name, term in objective.terms.items()
@@ -87,20 +87,20 @@ class DistillationTask(ClassificationTask):
         return self
 
     @property
-    def stage(self) -> Stage | None:
-        return stage_at(self.stages, self.current_epoch)
+    def phase(self) -> Phase | None:
+        return phase_at(self.phases, self.current_epoch)
 
     def on_train_epoch_start(self) -> None:
         # Fixed at the epoch's start: Lightning may advance current_epoch before the epoch-end LR step.
-        self._epoch_stage = self.stage
-        learning = self.stage.train if self.stage else ("student", "objective")
+        self._epoch_phase = self.phase
+        learning = self.phase.train if self.phase else ("student", "objective")
         for part, module in (("student", self.model), ("objective", self.objective)):
             module.requires_grad_(part in learning)  # no grad: SGD skips it, momentum and decay included
         if "student" not in learning:
             self.model.eval()  # a frozen student's BatchNorm statistics stay put too
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
-        if getattr(self, "_epoch_stage", None) is None:  # the schedule counts main-stage epochs only
+        if getattr(self, "_epoch_phase", None) is None:  # the schedule counts main-phase epochs only
             super().lr_scheduler_step(scheduler, metric)
 
     def training_step(self, batch, batch_idx):
@@ -130,10 +130,10 @@ class DistillationTask(ClassificationTask):
         distill_batch = DistillBatch(inputs=x, targets=y, indices=idx, student_logits=student_logits,
                                      teacher_logits=teacher_logits, student_features=self.student_taps.pop(),
                                      teacher_features=teacher_features, epoch=self.current_epoch,
-                                     global_step=self.global_step, stage=self.stage.name if self.stage else None,
+                                     global_step=self.global_step, phase=self.phase.name if self.phase else None,
                                      soft_targets=soft_targets)
         with torch.autocast(device_type=x.device.type, enabled=False):  # terms compute in fp32 under bf16-mixed
-            total, values = self.objective(distill_batch, self.stage.weights if self.stage else None)
+            total, values = self.objective(distill_batch, self.phase.weights if self.phase else None)
         self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict({f"train/{name}": value.detach() for name, value in values.items()}, on_epoch=True)
         self.log("train/top1", (student_logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from datamodules import (CIFAR100DataModule, CIFAR10DataModule, DatasetNotFoundError, EpochSeededRandomSampler,
                          IndexedDataset, MNIST1DDataModule)
 from errors import ConfigError
-from tasks.runs import instantiate
+from runs.training import instantiate
 from tests.fake_cifar import fake_cifar100, skip_cifar_md5, write_fake_cifar  # noqa: F401 - fixture
 from tests.helpers import CFG_DIR
 

@@ -17,7 +17,7 @@ from torchvision import transforms
 from datamodules import EpochSeededRandomSampler, IndexedDataset
 from datamodules.device_data import BatchTransform, DeviceBatches, ResidentTensors, crop_and_flip
 from errors import ConfigError
-from tasks.runs import instantiate, run_distill, run_train
+from runs.training import instantiate, run_distill, run_train
 from tests.fake_cifar import fake_cifar100, fake_cifar_folder  # noqa: F401 - fixture
 from tests.helpers import CFG_DIR, KillAtEpoch, SimulatedKill, compose_config
 

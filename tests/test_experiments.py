@@ -4,7 +4,7 @@ the whole entry point (fit, evaluation, run record: FULL_RUNS); the others run o
 task outside the Lightning loop, which those runs would only repeat.
 
 Cheap by construction: batches of 2, one training batch, validation and test cut to one batch, no sanity
-check, no logger; pre-training stages shrink to one epoch and teacher budgets to a few examples. Teachers are
+check, no logger; pre-training phases shrink to one epoch and teacher budgets to a few examples. Teachers are
 trained once per (data, architecture) for one step and shared by every cell of the module (ensemble members
 and fold teachers reuse that one checkpoint), and all cells share one output folder, so a cached teacher's
 outputs are computed once. ImageNet cells run on a tiny image folder at image_size 64 (their recipe's 224
@@ -12,7 +12,6 @@ only costs time here), IMDB cells on a few made-up reviews with a 40-word vocabu
 """
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
@@ -21,14 +20,14 @@ import torch
 from omegaconf import OmegaConf
 
 from errors import UserError
-from tasks import runs
-from tasks.runs import derived_train_config, model_node, run_distill, run_train
+from runs import training as runs
+from runs.configs import model_node
+from runs.training import derived_train_config, run_distill, run_train
 from tests.fake_cifar import patch_cifar_md5, write_fake_cifar
 from tests.helpers import CFG_DIR, compose_config
 from tests.test_text_and_custom_data import write_fake_imdb, write_image_folder
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import make_experiments  # noqa: E402
+from scripts import make_experiments
 
 EXPERIMENT_DIR = Path(CFG_DIR) / "experiment"
 EXPERIMENTS = sorted(str(p.relative_to(EXPERIMENT_DIR).with_suffix("")) for p in EXPERIMENT_DIR.rglob("*.yaml"))
@@ -141,19 +140,19 @@ def cell_config(name: str, fake_data, outputs, teachers):
     if "baseline" in cfg:
         apply(cfg, {"baseline": False})
     if config_name == "distill":
-        apply(cfg, {f"kd.stages.{i}.epochs": 1 for i in range(len(cfg.kd.get("stages") or []))})
+        apply(cfg, {f"kd.phases.{i}.epochs": 1 for i in range(len(cfg.kd.get("phases") or []))})
         apply(cfg, teacher_settings(cfg, teachers))
     return config_name, cfg
 
 
 # Cells run through the whole entry point (fit, validate and test of the last and best checkpoints, run record):
 # one of each kind of run the experiments contain, the cheapest of its kind. Every other cell runs one training
-# step of its real task - its data, teacher (of its kind, from a shared checkpoint), student, objective, stage,
+# step of its real task - its data, teacher (of its kind, from a shared checkpoint), student, objective, phase,
 # augmentation and optimizer - without the Lightning loop those cells would only repeat.
 FULL_RUNS = {
     "quickstart": "mnist1d, a scratch baseline in the recipe",
     "repdistiller/kd_resnet56_resnet20": "CIFAR-100, single teacher, RepDistiller's recipe",
-    "repdistiller/fsp_resnet56_resnet20": "a pre-training stage before the main one",
+    "repdistiller/fsp_resnet56_resnet20": "a pre-training phase before the main one",
     "mdistiller/dkd_resnet56_resnet20": "a warm-up term",
     "torchdistill/kd_resnet34_resnet18": "ImageNet layout (image folder), torchvision models",
     "semiparametric/crossfit_kd_resnet8_cnn5": "CIFAR-10, cross-fitted fold teachers",
@@ -169,7 +168,7 @@ def one_training_step(cfg) -> dict:
     """One optimizer step of the cell's distillation task, outside the Lightning loop."""
     datamodule, task, info = runs.build_distillation(cfg)
     batch = next(iter(datamodule.train_dataloader()))
-    task.on_train_epoch_start()  # the first stage's trainable parts (pre-training stages start the run)
+    task.on_train_epoch_start()  # the first phase's trainable parts (pre-training phases start the run)
     optimizers = task.configure_optimizers()
     optimizer = optimizers["optimizer"] if isinstance(optimizers, dict) else optimizers
     with warnings.catch_warnings():
@@ -208,12 +207,12 @@ def step_sample(names: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_composes(name):
-    """Cheap for all 200+ cells: the config composes and its objective and stages build."""
-    from tasks.stages import parse_stages
+    """Cheap for all 200+ cells: the config composes and its objective and phases build."""
+    from tasks.phases import parse_phases
     cfg = compose_config(entry_point(name), [f"experiment={name}"])
     if entry_point(name) == "distill":
         objective = runs.build_objective(cfg)
-        parse_stages(cfg.kd.get("stages"), objective.terms)
+        parse_phases(cfg.kd, objective.terms)
 
 
 @pytest.mark.parametrize("name", step_sample(EXPERIMENTS))

@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 import models
 from errors import ConfigError
 from losses import DistillBatch
-from losses.at import ATTerm, StagewiseTerm
+from losses.at import ATTerm
+from losses.stagewise import StagewiseTerm
 from losses.cc import CCTerm
 from losses.feature_utils import Regressor
 from losses.fitnet import FitNetTerm
@@ -22,7 +23,7 @@ from losses.reviewkd import ReviewKDTerm
 from losses.rkd import RKDTerm
 from losses.sp import SPTerm
 from losses.vid import VIDTerm
-from tasks.features import FeatureTaps
+from models.features import FeatureTaps
 
 CFG_KD = Path(__file__).resolve().parents[1] / "cfg" / "kd"
 
@@ -450,11 +451,11 @@ def test_factor_transfer_stages():
     term = FTTerm(stage=-1, rate=0.5, p=1)
     term.setup({"stage:-1": s["stage:-1"].shape}, {"stage:-1": t["stage:-1"].shape}, 10, 100)
     batch = features_batch(s, t, 2)
-    batch.stage = "paraphraser"
+    batch.phase = "paraphraser"
     reconstruction = term(batch)
     rebuilt = term.decoder(term.encoder(t["stage:-1"])).detach()
     assert reconstruction.item() == pytest.approx(((rebuilt - t["stage:-1"]) ** 2).mean().item(), rel=1e-5)
-    batch.stage = None
+    batch.phase = None
     value = term(batch)
     factor_s = term.translator(s["stage:-1"]).detach().flatten(1)
     factor_t = term.encoder(t["stage:-1"]).detach().flatten(1)
@@ -463,14 +464,14 @@ def test_factor_transfer_stages():
         expected += sum(abs(x - y) for x, y in zip(l2_normalise(a), l2_normalise(b)))
     assert value.item() == pytest.approx(expected / factor_s.numel(), rel=1e-5)
     value.backward()
-    assert all(p.grad is None for p in term.encoder.parameters()), "the paraphraser only learns in its stage"
+    assert all(p.grad is None for p in term.encoder.parameters()), "the paraphraser only learns in its phase"
     assert term.translator[0].weight.grad.abs().sum() > 0
 
 
 # ----------------------------------------------------------------------------------------------- OFD
 from losses.ofd import OFDTerm, margin_from_batchnorm  # noqa: E402
 from models import build_model  # noqa: E402
-from tasks.features import preact_batchnorms  # noqa: E402
+from models.features import preact_batchnorms  # noqa: E402
 
 
 def test_ofd_margin_is_the_mean_of_the_negative_part():

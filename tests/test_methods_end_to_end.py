@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from errors import UserError
-from tasks.runs import run_distill, run_train
+from runs.training import run_distill, run_train
 from tests.fake_cifar import fake_cifar100  # noqa: F401 - fixture
 from tests.helpers import CFG_DIR, compose_config
 
@@ -40,9 +40,9 @@ def teachers(fake_cifar100, tmp_path_factory):
 
 @pytest.mark.parametrize("method,teacher,student", CASES, ids=[f"{m}-{t}-{s}" for m, t, s in CASES])
 def test_method_runs_end_to_end(method, teacher, student, teachers, fake_cifar100, tmp_path):
-    # Pre-training stages shrink to one epoch, so both the stage and the main step run.
-    stages = OmegaConf.load(Path(CFG_DIR) / "kd" / f"{method}.yaml").get("stages") or []
-    shorter = [f"kd.stages.{i}.epochs=1" for i in range(len(stages))]
+    # Pre-training phases shrink to one epoch, so both the phase and the main step run.
+    phases = OmegaConf.load(Path(CFG_DIR) / "kd" / f"{method}.yaml").get("phases") or []
+    shorter = [f"kd.phases.{i}.epochs=1" for i in range(len(phases))]
     cfg = compose_config("distill", [*FEW_STEPS, *shorter, "~experiment", f"kd={method}", f"student={student}",
                                      f"teacher/model={teacher}", f"teacher.checkpoint={teachers[teacher]}",
                                      f"paths.data_dir={fake_cifar100}", f"paths.output_dir={tmp_path}"])
@@ -51,5 +51,5 @@ def test_method_runs_end_to_end(method, teacher, student, teachers, fake_cifar10
             run_distill(cfg, quiet=True)
         return
     record = run_distill(cfg, quiet=True)
-    assert record["config"]["kd"]["name"] == method and record["epochs"] == 1 + len(stages)
+    assert record["config"]["kd"]["name"] == method and record["epochs"] == 1 + len(phases)
     assert 0.0 <= record["last"]["test/top1"] <= 1.0 and record["last"]["test/kl"] >= 0

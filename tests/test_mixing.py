@@ -5,7 +5,7 @@ import torch
 
 from datamodules.mixing import BatchMixing, CutMix, Mixup, Mixup3
 from errors import ConfigError
-from tasks.runs import run_distill
+from runs.training import run_distill
 from tests.helpers import compose_config, tiny_overrides
 
 B, K = 6, 4
@@ -101,7 +101,7 @@ class TeacherInputs:
 
 @pytest.mark.parametrize("augment", ["mixup", "mixup3", "cutmix"])
 def test_teacher_labels_the_mixed_input_in_a_run(augment, data_dir, tmp_path, monkeypatch):
-    import tasks.runs as runs
+    import runs.training as runs
     original, spies = runs.build_teacher, []
 
     def spying_build_teacher(cfg, datamodule, *args):
@@ -115,7 +115,7 @@ def test_teacher_labels_the_mixed_input_in_a_run(augment, data_dir, tmp_path, mo
     record = run_distill(cfg, quiet=True)
     assert record["config"]["augment"]["name"] == augment
     (teacher_input,) = spies[0].seen
-    from tasks.runs import build_datamodule
+    from runs.training import build_datamodule
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     clean = torch.stack([datamodule.train_set[i][0] for i in range(len(datamodule.train_set))])

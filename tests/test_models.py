@@ -1,5 +1,5 @@
 """Every zoo model: forward shape, parameter counts, its declared feature taps (captured here with plain
-forward hooks, independent of tasks/features.py), name errors, torchvision models and every model config."""
+forward hooks, independent of models/features.py), name errors, torchvision models and every model config."""
 import urllib.error
 from pathlib import Path
 

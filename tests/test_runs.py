@@ -15,8 +15,8 @@ from hydra.errors import HydraException
 
 from errors import UserError
 from models.checkpoints import CheckpointError
-from tasks.records import RunFolderError
-from tasks.runs import build_distillation, build_trainer, run_distill, run_train
+from runs.folders import RunFolderError
+from runs.training import build_distillation, build_trainer, run_distill, run_train
 from tests.helpers import CFG_DIR, SimulatedKill, compose_config, tiny_overrides
 
 ROOT = Path(CFG_DIR).parent

@@ -8,7 +8,7 @@ import torch
 from datamodules.mixing import Mixup, MixupInterpolated
 from errors import ConfigError
 from models.checkpoints import model_from_checkpoint
-from tasks.runs import build_datamodule, run_distill, run_train
+from runs.training import build_datamodule, run_distill, run_train
 from tests.fake_cifar import fake_cifar100  # noqa: F401 - fixture
 from tests.helpers import compose_config, tiny_overrides
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from errors import ConfigError
 from models.teachers import CrossFitTeacher, FrozenTeacher, log_mean_probability
-from tasks.runs import build_datamodule, run_distill, run_train
+from runs.training import build_datamodule, run_distill, run_train
 from tests.helpers import compose_config, tiny_overrides
 
 

@@ -24,10 +24,12 @@ from tasks.callbacks import TrainThroughput
 from tasks.classification import ClassificationTask
 from tasks.distillation import DistillationTask
 from tasks.metrics import fidelity_settings
-from tasks.records import claim_run_folder, config_digest, git_state, run_folder_lock, write_record
-from tasks.stages import parse_stages, pre_training_epochs
-from tasks.teacher_cache import cached_teacher
-from tasks.summary import print_comparison, print_record
+from runs.configs import model_node
+from runs.folders import claim_run_folder, config_digest, git_state, run_folder_lock
+from runs.records import write_record
+from tasks.phases import parse_phases, pre_training_epochs
+from runs.teacher_cache import cached_teacher
+from runs.summary import print_comparison, print_record
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +129,7 @@ def _evaluate(trainer: pl.Trainer, task: pl.LightningModule, datamodule, checkpo
 def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folder: Path,
                     resume_from: str | None, extra: dict[str, Any], callbacks: list[pl.Callback] | None = None) -> dict:
     throughput = TrainThroughput()
-    trainer = build_trainer(cfg, [throughput, *(callbacks or [])], pre_training_epochs(getattr(task, "stages", [])))
+    trainer = build_trainer(cfg, [throughput, *(callbacks or [])], pre_training_epochs(getattr(task, "phases", [])))
     started = time.time()
     trainer.fit(task, datamodule, ckpt_path=resume_from)
     wall = time.time() - started
@@ -211,16 +213,6 @@ def _non_null(tree: dict) -> dict:
 TEACHER_KINDS = ("single", "ensemble", "crossfit", "cached")
 
 
-CFG_DIR = Path(__file__).resolve().parents[1] / "cfg"
-
-
-def model_node(name: str) -> DictConfig:
-    """cfg/model/<name>.yaml, for teachers named in a list (teacher.models)."""
-    path = CFG_DIR / "model" / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (CFG_DIR / "model").glob("*.yaml"))
-        raise ConfigError(f"teacher.models names '{name}', which is not a model config; use some of {known}")
-    return OmegaConf.load(path)
 
 
 def _trained_teacher(cfg: DictConfig, seed_offset: int = 0, crossfit: dict | None = None,
@@ -330,7 +322,7 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     objective = build_objective(cfg)  # first: a bad temperature or weight fails before any training
     augment = instantiate(cfg.augment) if cfg.get("augment") else None  # a missing generator fails here too
     fidelity = fidelity_settings(cfg.get("fidelity"))  # so does a bad fidelity block (taps resolve with the models)
-    stages = parse_stages(cfg.kd.get("stages"), objective.terms, float(cfg.get("pre_training_scale", 1.0)))
+    phases = parse_phases(cfg.kd, objective.terms, float(cfg.get("pre_training_scale", 1.0)))
     datamodule = build_datamodule(cfg)
     if augment is not None and hasattr(augment, "check_input_shape"):
         augment.check_input_shape(datamodule.input_shape)  # before any teacher is trained
@@ -351,7 +343,7 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     example_input = datamodule.train_set[0][0].unsqueeze(0).repeat(2, *[1] * len(datamodule.input_shape))
     task = DistillationTask(student, teacher, objective, datamodule.num_classes, instantiate(cfg.optimizer),
                             instantiate(cfg.scheduler) if cfg.get("scheduler") else None, student_config,
-                            example_input=example_input, num_train=len(datamodule.train_set.base), stages=stages,
+                            example_input=example_input, num_train=len(datamodule.train_set.base), phases=phases,
                             fidelity=fidelity, augment=augment, channels_last=bool(cfg.get("channels_last")),
                             seed=cfg.seed)
     # After the task has hooked its feature taps, which a compiled module would not see if added later;

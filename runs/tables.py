@@ -1,8 +1,5 @@
-"""Reading run records (record.json) and summarising them over seeds; shared by make_table.py, plots.py and
-quickstart_seeds.py.
-
-A record is what tasks/runs.py writes when a run finishes: {"task", "run_dir", "seed", "config" (the resolved
-config), "last" and "best" (metric dicts such as "test/top1", "test/teacher_top1"; "best" adds "epoch"), ...}.
+"""Summarising run records over seeds: keys, labels, filters, means and spreads, Markdown; shared by
+make_table.py, plots.py and quickstart_seeds.py.
 
 Records are grouped by *keys*: dotted paths into the record's config (`kd.name`, `teacher.model.name`).
 - `a|b` takes the first of the alternatives that the record has (`student.name|model.name` names the student
@@ -13,24 +10,15 @@ Records are grouped by *keys*: dotted paths into the record's config (`kd.name`,
 """
 from __future__ import annotations
 
-import copy
-import json
 import math
 import re
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from runs.records import RECORD_NAME, Record, RecordsError, warn
 
-from errors import UserError  # noqa: E402
-
-RECORD_PATTERN = "record.json"
 MISSING = "-"
 AXIS_JOIN = " → "
 EPOCHS = ("last", "best")
@@ -38,84 +26,6 @@ EPOCH_TITLES = {"last": "last epoch", "best": "best-on-validation epoch"}
 TEACHER_METRIC = "test/teacher_top1"
 # Stored as fractions, shown in percent (as the end-of-run summary shows them).
 PERCENT_METRICS = frozenset({"top1", "top5", "agreement", "teacher_top1", "ece"})
-# Folders that rerun=true moved aside (<run>.old-<time>): superseded runs, never counted.
-ASIDE_MARK = ".old-"
-
-
-class RecordsError(UserError, ValueError):
-    pass
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
-@dataclass
-class Record:
-    path: str  # where it was read from (for messages); "<file> (baseline)" for an embedded baseline
-    data: dict
-    is_baseline: bool = False
-
-    @property
-    def run_dir(self) -> str | None:
-        return self.data.get("run_dir")
-
-    @property
-    def seed(self) -> Any:
-        return self.data.get("seed", self.data.get("config", {}).get("seed"))
-
-    def metric(self, epoch: str, name: str) -> float | None:
-        value = (self.data.get(epoch) or {}).get(name)
-        return None if value is None else float(value)
-
-
-# ----------------------------------------------------------------------------------------------- loading
-def load_records(folder: Path | str, pattern: str = RECORD_PATTERN, baselines: bool = False) -> list[Record]:
-    """Every run record under `folder` (recursively, files named `pattern`), skipping unreadable ones with a
-    warning. With `baselines`, a distillation record's embedded from-scratch student (baseline=true) is
-    added as a train record (see `baseline_record`)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise RecordsError(f"{folder} is not a folder; give the folder that holds the runs' {pattern} files "
-                           f"(runs write them into outputs/<train|distill>/<run>/)")
-    paths = sorted(p for p in folder.rglob(pattern) if p.is_file() and not any(ASIDE_MARK in part for part in p.parts))
-    if not paths:
-        raise RecordsError(f"no {pattern} under {folder}; point at a folder of finished runs (e.g. outputs/distill), "
-                           f"or pass --pattern for records saved under another name (results/quickstart: "
-                           f"--pattern 'seed*.json')")
-    records = []
-    for path in paths:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            warn(f"skipping {path}: not readable JSON ({error})")
-            continue
-        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-            warn(f"skipping {path}: not a run record (no 'config' section)")
-            continue
-        records.append(Record(str(path), data))
-        if baselines and isinstance(data.get("baseline"), dict):
-            records.append(baseline_record(records[-1]))
-    if not records:
-        raise RecordsError(f"none of the {len(paths)} {pattern} files under {folder} is a run record (see the "
-                           f"warnings above)")
-    return records
-
-
-def baseline_record(record: Record) -> Record:
-    """The from-scratch student embedded in a distillation record, as a train record. It keeps the
-    distillation run's config (so it keys into that run's teacher -> student column) with the student as
-    `model` and no `kd` (so its row is "-"); the same baseline embedded in several records is one run,
-    counted once per table cell (cells deduplicate by run_dir)."""
-    baseline = record.data["baseline"]
-    config = copy.deepcopy(record.data["config"])
-    config.pop("kd", None)
-    config["task"] = "train"
-    if "student" in config:
-        config["model"] = config["student"]
-    data = {"task": "train", "run_dir": baseline.get("run_dir"), "seed": record.seed, "config": config,
-            "last": baseline.get("last") or {}, "best": baseline.get("best") or {}}
-    return Record(f"{record.path} (baseline)", data, is_baseline=True)
 
 
 # ----------------------------------------------------------------------------------------------- keys
@@ -381,7 +291,7 @@ def add_selection_arguments(parser, join: str, labels_what: str) -> None:
     parser.add_argument("--label", action="append", default=[], metavar="OLD=NEW",
                         help=f"rename {labels_what} label, e.g. '-=scratch'; repeatable")
     parser.add_argument("--join", default=join, help=f"joins the values of several keys in a label (default '{join}')")
-    parser.add_argument("--pattern", default=RECORD_PATTERN, help="record file name or glob (default record.json)")
+    parser.add_argument("--pattern", default=RECORD_NAME, help="record file name or glob (default record.json)")
     parser.add_argument("--baselines", action="store_true",
                         help="add each distillation record's embedded from-scratch student as a train run")
 

@@ -1,43 +1,46 @@
-"""Multi-stage schedules: a pre-training stage trains only what it names, with only its terms, and the
-learning-rate schedule counts main-stage epochs only."""
+"""Training phases: a pre-training phase trains only what it names, with only its terms, and the
+learning-rate schedule counts main-phase epochs only; the old key kd.stages is refused with the new one."""
 import pytest
 import pytorch_lightning as pl
 import torch
 
 from errors import ConfigError
-from tasks.runs import build_distillation, build_trainer
-from tasks.stages import Stage, parse_stages, stage_at
+from runs.training import build_distillation, build_trainer
+from tasks.phases import Phase, parse_phases, phase_at
 from tests.helpers import compose_config, tiny_overrides
 
 
-def test_stage_lookup_and_validation():
-    stages = parse_stages([{"name": "init", "epochs": 2, "terms": {"crd": 1.0}, "train": ["objective"]},
-                           {"name": "off", "epochs": 0, "terms": {"crd": 1.0}}], ["ce", "crd"])
-    assert stages == [Stage("init", 2, {"crd": 1.0}, ("objective",))]
-    assert [stage_at(stages, e) for e in range(3)] == [stages[0], stages[0], None]
+def test_phase_lookup_and_validation():
+    phases = parse_phases({"phases": [{"name": "init", "epochs": 2, "terms": {"crd": 1.0}, "train": ["objective"]},
+                                      {"name": "off", "epochs": 0, "terms": {"crd": 1.0}}]}, ["ce", "crd"])
+    assert phases == [Phase("init", 2, {"crd": 1.0}, ("objective",))]
+    assert [phase_at(phases, e) for e in range(3)] == [phases[0], phases[0], None]
     with pytest.raises(ConfigError, match=r"names terms \['ab'\] that kd.terms does not define"):
-        parse_stages([{"epochs": 1, "terms": {"ab": 1.0}}], ["ce", "crd"])
+        parse_phases({"phases": [{"epochs": 1, "terms": {"ab": 1.0}}]}, ["ce", "crd"])
     with pytest.raises(ConfigError, match="train naming some of"):
-        parse_stages([{"epochs": 1, "terms": {"crd": 1.0}, "train": ["teacher"]}], ["ce", "crd"])
+        parse_phases({"phases": [{"epochs": 1, "terms": {"crd": 1.0}, "train": ["teacher"]}]}, ["ce", "crd"])
+    with pytest.raises(ConfigError, match="kd.stages was renamed kd.phases"):
+        parse_phases({"stages": [{"epochs": 1, "terms": {"crd": 1.0}}]}, ["ce", "crd"])
 
 
-def test_pre_training_scale_keeps_stages_in_proportion_and_is_hashed_only_when_set(data_dir, tmp_path):
-    published = [{"name": "init", "epochs": 30, "terms": {"crd": 1.0}}, {"name": "b", "epochs": 2, "terms": {"crd": 1.0}}]
-    assert [s.epochs for s in parse_stages(published, ["crd"], pre_training_scale=0.125)] == [4, 1]
+def test_pre_training_scale_keeps_phases_in_proportion_and_is_hashed_only_when_set(data_dir, tmp_path):
+    published = {"phases": [{"name": "init", "epochs": 30, "terms": {"crd": 1.0}},
+                            {"name": "b", "epochs": 2, "terms": {"crd": 1.0}}]}
+    assert [s.epochs for s in parse_phases(published, ["crd"], pre_training_scale=0.125)] == [4, 1]
     with pytest.raises(ConfigError, match="pre_training_scale must be > 0"):
-        parse_stages(published, ["crd"], pre_training_scale=0)
-    from tasks.records import config_digest
+        parse_phases(published, ["crd"], pre_training_scale=0)
+    from runs.folders import config_digest
     base = compose_config("distill", tiny_overrides(data_dir, tmp_path, "kd=ab"))
     same = compose_config("distill", tiny_overrides(data_dir, tmp_path, "kd=ab", "pre_training_scale=1.0"))
     scaled = compose_config("distill", tiny_overrides(data_dir, tmp_path, "kd=ab", "pre_training_scale=0.5"))
     assert config_digest(base) == config_digest(same) != config_digest(scaled)
 
 
-def test_pre_training_stage_trains_only_what_it_names(data_dir, tmp_path):
+def test_pre_training_phase_trains_only_what_it_names(data_dir, tmp_path):
     cfg = compose_config("distill", tiny_overrides(
         data_dir, tmp_path, "~experiment", "kd=crd", "student=mlp1d", "teacher/model=mlp1d",
         "kd.terms.crd.num_negatives=16", "scheduler=multistep", "scheduler.milestones=[1]",
-        "+kd.stages=[{name: init, epochs: 1, terms: {crd: 1.0}, train: [objective]}]"))
+        "+kd.phases=[{name: init, epochs: 1, terms: {crd: 1.0}, train: [objective]}]"))
     cfg.run_dir = str(tmp_path / "run")
     datamodule, task, _ = build_distillation(cfg)
     student_start = {k: v.clone() for k, v in task.model.state_dict().items()}
@@ -57,7 +60,7 @@ def test_pre_training_stage_trains_only_what_it_names(data_dir, tmp_path):
     assert trainer.current_epoch == 2  # one pre-training epoch + trainer.max_epochs=1
     student_after_init, embed_after_init = snapshots[0]
     assert all(torch.equal(student_start[k], v) for k, v in student_after_init.items()), \
-        "the student (weights and BatchNorm statistics) must not move in a stage that trains only the objective"
+        "the student (weights and BatchNorm statistics) must not move in a phase that trains only the objective"
     assert not torch.equal(embed_start, embed_after_init)
     student_after_main, _ = snapshots[1]
     assert any(not torch.equal(student_after_init[k], v) for k, v in student_after_main.items())

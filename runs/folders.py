@@ -1,4 +1,4 @@
-"""Run folders and run records.
+"""Run folders: where a config's run lives and what to do with it.
 
 A run's folder is ${paths.output_dir}/<task>/<run_name>-<config hash>. The hash covers only what changes
 the result (not paths, loggers, callbacks, progress bars or the resume flags), so the same experiment
@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import subprocess
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,8 +19,8 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from errors import UserError
+from runs.records import aside_folder, read_record
 
-RECORD_NAME = "record.json"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 # Config keys that do not change what a run computes.
 NOT_HASHED = ("run_dir", "run_name", "resume", "rerun", "paths", "logger", "callbacks", "hydra",
@@ -67,11 +66,6 @@ def run_folder(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir) / cfg.task / f"{cfg.run_name}-{config_digest(cfg)}"
 
 
-def read_record(folder: Path) -> dict | None:
-    path = folder / RECORD_NAME
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 @contextmanager
 def run_folder_lock(cfg: DictConfig) -> Iterator[None]:
     """One process at a time works on a run folder: parallel sweep trials that need the same teacher train
@@ -98,8 +92,7 @@ def claim_run_folder(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
     record = read_record(folder)
     last = folder / LAST_CHECKPOINT
     if folder.exists() and cfg.rerun:
-        aside = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-        folder.rename(aside)
+        folder.rename(aside_folder(folder))
         return folder, None, None
     if record is not None:
         return folder, record, None
@@ -128,12 +121,3 @@ def git_state() -> dict[str, Any]:
 
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None}
-
-
-def write_record(folder: Path, record: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / RECORD_NAME
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=False, default=str))
-    tmp.replace(path)  # atomic: a record exists only for a finished run
-    return path

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from errors import ConfigError
-from models import feature_spec
+from models.registry import feature_spec
 
 
 def resolve_tap(model: nn.Module, symbolic: str) -> str:

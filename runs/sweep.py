@@ -19,25 +19,13 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from errors import ConfigError
+from runs.configs import ROOT, compose
+from runs.records import RECORD_NAME
+from runs.training import run_distill, run_train
 
-ROOT = Path(__file__).resolve().parents[1]
-CFG_DIR = ROOT / "cfg"
 SPACE_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 SCHEDULERS = ("none", "asha", "median")
 SUMMARY_NAME = "sweep.json"
-
-
-def compose(config_name: str, overrides: list[str]) -> DictConfig:
-    """The config the CLI entry point would build from these overrides."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    GlobalHydra.instance().clear()  # a reused worker process may hold another initialisation
-    from hydra.errors import HydraException
-    try:
-        with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=overrides)
-    except HydraException as error:  # an unknown key or choice: the user's input
-        raise ConfigError(str(error).strip().splitlines()[0]) from None
 
 
 def metric_key(name: str) -> str:
@@ -92,7 +80,6 @@ def run_trial(params: dict, *, task: str, overrides: list[str], attempts_dir: st
     """One trial: compose, run the entry point's function, report the final record."""
     import torch
     from ray import tune
-    from tasks.runs import run_distill, run_train
     torch.set_num_threads(max(1, int(cpus)))  # trials side by side must not oversubscribe the cores
     trial_id = tune.get_context().get_trial_id()
     with open(Path(attempts_dir) / f"{trial_id}.jsonl", "a") as log:  # every (re)start of this trial
@@ -222,7 +209,7 @@ def summarise(results, varied: list[str], metric: str, mode: str, attempts: Path
             "trial": trial_dir})
     for trial in trials:
         if trial["run_dir"]:
-            trial["record"] = str(Path(trial["run_dir"]) / "record.json")
+            trial["record"] = str(Path(trial["run_dir"]) / RECORD_NAME)
     ranked = sorted((t for t in trials if t["metric"] is not None), key=lambda t: t["metric"],
                     reverse=(mode == "max"))
     return {"metric": metric, "mode": mode, "varied": varied, "best": ranked[0] if ranked else None,

@@ -1,0 +1,33 @@
+"""The cfg/ tree: composing a config as the entry points would, and reading single config files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose as hydra_compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+
+from errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+CFG_DIR = ROOT / "cfg"
+
+
+def compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """The config the CLI entry point would build from these overrides."""
+    GlobalHydra.instance().clear()  # a reused worker process may hold another initialisation
+    try:
+        with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
+            return hydra_compose(config_name=config_name, overrides=overrides)
+    except HydraException as error:  # an unknown key or choice: the user's input
+        raise ConfigError(str(error).strip().splitlines()[0]) from None
+
+
+def model_node(name: str) -> DictConfig:
+    """cfg/model/<name>.yaml, for teachers named in a list (teacher.models)."""
+    path = CFG_DIR / "model" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CFG_DIR / "model").glob("*.yaml"))
+        raise ConfigError(f"teacher.models names '{name}', which is not a model config; use some of {known}")
+    return OmegaConf.load(path)
