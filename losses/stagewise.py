@@ -1,4 +1,5 @@
-"""`StagewiseTerm`: the base of the terms over a list of feature stages (AT, VID, NST, KD-SVD, ReviewKD)."""
+"""Feature-stage selection for terms: one stage (`one_stage_tap`: FitNet, SP) or a list of them
+(`StagewiseTerm`, the base of the terms over several stages: AT, VID, NST, KD-SVD, ReviewKD)."""
 from __future__ import annotations
 
 from torch import nn
@@ -6,6 +7,13 @@ from torch import nn
 from errors import ConfigError
 from losses.base import DistillTerm
 from models.registry import feature_spec
+
+
+def one_stage_tap(stage, key: str, example: str) -> str:
+    """The `stage:<i>` tap of one stage index typed as `key`; `example` is a value that works, with its reason."""
+    if isinstance(stage, bool) or not isinstance(stage, int):
+        raise ConfigError(f"{key} must be one stage index, got {stage!r}; use e.g. {example}")
+    return f"stage:{stage}"
 
 
 def parse_stage_indices(stages, key: str) -> list[int] | None:
