@@ -56,9 +56,13 @@ def composed_run_line(cfg, experiment: str | None, folder, finished: bool) -> st
         parts.append(f"evaluates {cfg.get('ckpt')}")
     else:
         optimizer = str(cfg.optimizer._target_).rsplit(".", 1)[-1]
-        parts += [f"{cfg.trainer.max_epochs} epochs", f"{optimizer} lr {cfg.optimizer.get('lr')}"]
+        parts += [epochs(cfg.trainer.max_epochs), f"{optimizer} lr {cfg.optimizer.get('lr')}"]
     parts.append(f"run folder {folder}" + (" (finished before: its record; rerun=true trains again)" if finished else ""))
     return " | ".join(parts)
+
+
+def epochs(count) -> str:
+    return f"{count} epoch" + ("" if count == 1 else "s")
 
 
 def teacher_description(cfg) -> str:
@@ -78,5 +82,5 @@ def teacher_description(cfg) -> str:
         else:
             described = str(model)
         recipe_epochs = ((teacher.get("recipe") or {}).get("trainer") or {}).get("max_epochs")
-        described += f" (trained {recipe_epochs or cfg.trainer.max_epochs} epochs)"
+        described += f" (trained {epochs(recipe_epochs or cfg.trainer.max_epochs)})"
     return described if kind == "single" else f"{kind} {described}"

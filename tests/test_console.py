@@ -15,14 +15,15 @@ from pathlib import Path
 import pytest
 
 from runs.console import configure_console
-from tests.helpers import QUICKSTART_TINY
+from runs.summary import teacher_description
+from tests.helpers import QUICKSTART_TINY, compose_config
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the default console must not show (each seen there before the contract).
 NOISE = ("Restoring states", "Loaded model weights", "litlogger", "litmodels", "Tip:", "GPU available",
          "TPU available", "Seed set", "`Trainer(", "deprecated", "Warning", "[INFO]", "training (or reusing)")
-LINE = ("distill | experiment recipe/mnist1d | data mnist1d | teacher cnn1d (trained 1 epochs) | student mlp1d | "
-        "method kd | 1 epochs | SGD lr 0.05 | run folder ")
+LINE = ("distill | experiment recipe/mnist1d | data mnist1d | teacher cnn1d (trained 1 epoch) | student mlp1d | "
+        "method kd | 1 epoch | SGD lr 0.05 | run folder ")
 
 
 def tiny(outputs: Path, data_dir: Path) -> list[str]:
@@ -81,3 +82,15 @@ def test_quiet_console_filters_warnings_and_log_lines_and_verbose_keeps_them():
         root.removeHandler(handler)
         for other, level in levels.items():
             other.setLevel(level)
+
+
+@pytest.mark.parametrize("overrides,described", [
+    ([], "cnn1d (trained 40 epochs)"),
+    (["teacher.checkpoint=/somewhere/ckpt_epoch_240.pth"], "ckpt_epoch_240.pth"),
+    (["teacher=ensemble", "teacher.size=3", "teacher.recipe.trainer.max_epochs=null"], "ensemble 3x cnn1d (trained 100 epochs)"),
+    (["teacher=ensemble", "teacher.models=[cnn1d,mlp1d]"], "ensemble cnn1d+mlp1d (trained 40 epochs)"),
+    (["teacher=crossfit", "teacher.checkpoints=[a.ckpt,b.ckpt]"], "crossfit 2 checkpoints"),
+    (["teacher=cached", "teacher.source=crossfit", "teacher.folds=4"], "cached 4 folds x cnn1d (trained 40 epochs)"),
+])
+def test_the_line_names_the_teacher_of_every_kind(overrides, described):
+    assert teacher_description(compose_config("distill", overrides)) == described

@@ -330,7 +330,7 @@ def test_quickstart_table_records_are_what_the_quickstart_composes(seed):
 
 
 @pytest.mark.parametrize("command", RUN_FOR_REAL)
-def test_offline_readme_command_runs(command, filled, cli, data_dir, quickstart_outputs):
+def test_offline_readme_command_runs(command, filled, cli, data_dir, quickstart_outputs, capfd):
     assert command in COMMANDS
     script, *arguments = command.split(" ")
     task = "train" if script == "train.py" else "distill"
@@ -338,7 +338,10 @@ def test_offline_readme_command_runs(command, filled, cli, data_dir, quickstart_
             f"paths.output_dir={quickstart_outputs}", f"paths.data_dir={data_dir}"]
     cli(script, [*(fill(a, filled) for a in arguments), *tiny, "trainer.enable_progress_bar=false"])
     (job,) = jobs_of(command, filled)
-    record = read_record(run_folder(compose(task, [*job.overrides, *tiny])))
+    cfg = compose(task, [*job.overrides, *tiny])
+    first_line = capfd.readouterr().out.splitlines()[0]
+    assert first_line == composed_run_line(cfg, job.experiment, run_folder(cfg), finished=False)
+    record = read_record(run_folder(cfg))
     assert record is not None and 0.0 <= record["last"]["test/top1"] <= 1.0
     if task == "distill":
         assert 0.0 <= record["baseline"]["last"]["test/top1"] <= 1.0  # the quickstart's scratch student
