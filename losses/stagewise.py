@@ -65,3 +65,13 @@ class StagewiseTerm(DistillTerm):
 
     def setup(self, student_shapes, teacher_shapes, num_classes, num_train) -> None:
         self.check_bound()
+
+    def require_feature_maps(self, student_shapes, teacher_shapes, method: str) -> None:
+        """For terms over positions (AT's attention maps, NST's channel maps): every tapped feature must keep
+        its positions, (B, C, L) or (B, C, H, W); a flat vector (an MLP's stage) has none."""
+        for tap in self.student_taps:
+            for who, shapes in (("student", student_shapes), ("teacher", teacher_shapes)):
+                if len(shapes[tap]) < 3:
+                    raise ConfigError(f"{method} compares feature maps over positions, but the {who}'s feature '{tap}' "
+                                      f"has shape {tuple(shapes[tap])} (no positions); use {method} on convolutional "
+                                      f"models or pick another method (e.g. kd=rkd)")
