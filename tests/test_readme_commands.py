@@ -247,14 +247,16 @@ CLAIMS: dict[str, Claim] = {
         settings(lambda job: no_recipe(job, "cifar100"), **{"teacher.kind": "cached", "teacher.checkpoint": "T.ckpt",
                                                              "student.name": "resnet8x4"}),
     "distill_train.py data=cifar100 teacher=cached teacher.budget=5000 teacher.checkpoint=T.ckpt "
-    "augment=mixup_interpolated":
+    "augment=mixup_interpolated student=resnet8x4":
         settings(lambda job: no_recipe(job, "cifar100"), **{"teacher.kind": "cached", "teacher.budget": 5000,
-                                                             "augment.name": "mixup_interpolated"}),
+                                                             "augment.name": "mixup_interpolated",
+                                                             "student.name": "resnet8x4"}),
     "distill_train.py augment=mixup augment.alpha=1.0": settings(quickstart, **{"augment.name": "mixup",
                                                                                 "augment.alpha": 1.0}),
     "distill_train.py data=cifar100 augment=synthetic augment.generator=outputs/gan/cifar100-s0/generator.pt "
-    "augment.ratio=0.2":
-        settings(lambda job: no_recipe(job, "cifar100"), **{"augment.name": "synthetic", "augment.ratio": 0.2}),
+    "augment.ratio=0.2 student=resnet8x4 teacher/model=resnet32x4":
+        settings(lambda job: pair(job, "cifar100", "resnet32x4", "resnet8x4"),
+                 **{"augment.name": "synthetic", "augment.ratio": 0.2}),
     "distill_train.py -m seed=0,1,2 kd=kd,dkd": seeds_by_method,
     "ray_runner.py search=kd_temperature": ray_trial("kd_temperature", **{"kd.terms.kd.temperature": 1}),
     "ray_runner.py search=kd_temperature tune.scheduler=asha tune.num_samples=4 tune.resources.gpu=0.25":
