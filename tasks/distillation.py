@@ -98,8 +98,9 @@ class DistillationTask(ClassificationTask):
         learning = self.phase.train if self.phase else ("student", "objective")
         for part, module in (("student", self.model), ("objective", self.objective)):
             module.requires_grad_(part in learning)  # no grad: SGD skips it, momentum and decay included
-        if "student" not in learning:
-            self.model.eval()  # a frozen student's BatchNorm statistics stay put too
+        # A frozen student's BatchNorm statistics stay put too; a learning one trains in train mode again after a
+        # phase that froze it (Lightning restores the modes it found, it does not reset them per epoch).
+        self.model.train("student" in learning)
 
     def _start_optimizer_afresh(self, phase: Phase | None) -> None:
         """A phase's own optimizer, as RepDistiller's pre-training builds one: the same kind and settings, no
