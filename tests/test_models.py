@@ -28,7 +28,7 @@ EXACT_PARAMETERS = {
     "vgg8": 3_965_028, "vgg11": 9_277_284, "vgg13": 9_462_180, "vgg16": 14_774_436, "vgg19": 20_086_692,
     "mobilenetv2": 812_836, "shufflenetv1": 949_258, "shufflenetv2": 1_356_104,
     "resnet18_cifar": 11_220_132, "resnet34_cifar": 21_328_292, "resnet50_cifar": 23_705_252,
-    "cnn5": 1_603_236, "lenet": 144_536, "mlp": 103_012, "mlp1d": 24_700, "cnn1d": 44_164, "cnn1d_small": 5_356,
+    "cnn5": 369_124, "lenet": 144_536, "mlp": 103_012, "mlp1d": 24_700, "cnn1d": 44_164, "cnn1d_small": 5_356,
     # lstm at vocab_size 20000: embedding 20002 x 128, two directions of 4 x 100 x (128 + 100) + 800, head 200 -> 100
     "lstm": 2_764_356,
 }
@@ -166,6 +166,39 @@ def test_parameter_counts_match_the_published_figures(name):
 @pytest.mark.parametrize("name", ["resnet8x4", "resnet32x4", "wrn_40_2", "wrn_16_2"])
 def test_anchor_counts_within_one_percent(name):
     assert EXACT_PARAMETERS[name] / 1e6 == pytest.approx(PUBLISHED_MILLIONS[name], rel=0.01)
+
+
+def test_cnn5_is_the_semiparametric_code_s_cnn5():
+    """semiparametric-distillation models/base_cnn.py CNN5 (num_channels 32), counted by hand at 10 classes:
+    conv 3->32, 32->64, 64->128 (3x3, with bias), a BatchNorm2d after each, fc1 2048->128, BatchNorm1d(128),
+    fc2 128->10: 357,514 parameters (the paper's 0.36M). Its forward, re-done functionally with the model's own
+    weights in the released order: conv -> BN -> 2x2 max-pool -> ReLU, three times; fc1 -> BN -> ReLU; fc2."""
+    convs = [(3, 32), (32, 64), (64, 128)]
+    by_hand = sum(9 * i * o + o + 2 * o for i, o in convs) + (2048 * 128 + 128) + 2 * 128 + (128 * 10 + 10)
+    assert by_hand == 357_514
+    model = build_model("cnn5", 10).eval()
+    assert count_parameters(model) == by_hand
+    for module in model.modules():  # non-trivial BatchNorm statistics, so a misplaced BN shows
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    fc1, fc2 = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    fcbn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm1d))
+
+    def norm(x, bn):
+        return nn.functional.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = x
+        for conv, bn in zip(convs, norms):
+            out = torch.relu(nn.functional.max_pool2d(norm(conv(out), bn), 2))
+        expected = fc2(torch.relu(norm(fc1(out.view(-1, 4 * 4 * 128)), fcbn)))
+        torch.testing.assert_close(model(x), expected)
 
 
 def test_build_model_marks_name_and_classes():
