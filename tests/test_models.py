@@ -14,6 +14,7 @@ from models import build_model, feature_spec, model_names
 ONE_D = {"mlp", "mlp1d", "cnn1d", "cnn1d_small"}
 FLAT = {"mlp", "mlp1d", "lstm"}  # their stages are (B, D) vectors, not maps
 TEXT = {"lstm"}  # word ids (B, length) in [0, vocab_size + 2), not float tensors
+WIDE_RESNETS = {"wrn_16_1", "wrn_16_2", "wrn_40_1", "wrn_40_2"}  # pre-activation taps: the next BN, not ReLU's input
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "cfg" / "model"
 
 # Exact counts at 100 classes. Computed layer by layer from each architecture's description (e.g. resnet8:
@@ -120,10 +121,10 @@ def test_training_mode_forward(name):
     assert model(example_input(name)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", [name for name in model_names() if name not in WIDE_RESNETS])
 def test_preactivation_taps_are_what_the_stage_activates(name):
     """Where a stage declares its own pre-activation tap, the stage is exactly ReLU(pre-activation); this also
-    catches an in-place ReLU overwriting the tensor a pre-hook captured."""
+    catches an in-place ReLU overwriting the tensor a pre-hook captured. (WRNs differ: see below.)"""
     torch.manual_seed(0)
     model = build_model(name, 10, input_shape(name)).eval()
     spec = feature_spec(model)
@@ -137,7 +138,37 @@ def test_preactivation_taps_are_what_the_stage_activates(name):
         torch.testing.assert_close(torch.relu(features[preact]), features[stage], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", ["resnet8x4", "wrn_16_2"])
+@pytest.mark.parametrize("name", sorted(WIDE_RESNETS))
+def test_wrn_taps_are_repdistiller_s(name):
+    """RepDistiller's (and mdistiller's) wrn.py: the stages are the raw conv1 / block1 / block2 / block3 outputs
+    (the last one before the final BN + ReLU), and the pre-activation taps are conv1, block2.layer[0].bn1(f1),
+    block3.layer[0].bn1(f2) and bn1(f3). Checked against a forward done here module by module."""
+    torch.manual_seed(0)
+    model = build_model(name, 10).eval()
+    for module in model.modules():  # non-trivial statistics, so BN(x) is visibly not x
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    spec = feature_spec(model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        _, features = capture(model, all_taps(spec), x)
+        f0 = model.conv1(x)
+        f1 = model.block1(f0)
+        f2 = model.block2(f1)
+        f3 = model.block3(f2)
+        expected_stages = [f0, f1, f2, f3]
+        expected_preact = [f0, model.block2[0].bn1(f1), model.block3[0].bn1(f2), model.bn1(f3)]
+    for tap, expected in zip(spec.stages, expected_stages):
+        torch.testing.assert_close(features[tap], expected, rtol=0, atol=0)
+    for tap, expected in zip(spec.preact_stages, expected_preact):
+        torch.testing.assert_close(features[tap], expected, rtol=0, atol=0)
+    assert features[spec.stages[-1]].min() < 0, "the last stage is the raw block output, not ReLU(BN(.))"
+    pooled = torch.relu(expected_preact[-1]).mean(dim=(2, 3))
+    torch.testing.assert_close(features[spec.embedding], pooled)  # the embedding still reads relu(bn1(f3))
+
+
+@pytest.mark.parametrize("name", ["resnet8x4"])
 def test_last_stage_preactivation_differs_from_the_stage(name):
     model = build_model(name, 100).eval()
     spec = feature_spec(model)
