@@ -448,7 +448,7 @@ def test_fsp_matrices():
 def test_factor_transfer_stages():
     s = {"stage:-1": random_maps(2, 3, 4, 4, seed=25, grad=True)}
     t = {"stage:-1": random_maps(2, 4, 4, 4, seed=26)}
-    term = FTTerm(stage=-1, rate=0.5, p=1)
+    term = FTTerm(stage=-1, rate=0.5, p=1, form="full")
     term.setup({"stage:-1": s["stage:-1"].shape}, {"stage:-1": t["stage:-1"].shape}, 10, 100)
     batch = features_batch(s, t, 2)
     batch.phase = "paraphraser"
@@ -466,6 +466,68 @@ def test_factor_transfer_stages():
     value.backward()
     assert all(p.grad is None for p in term.encoder.parameters()), "the paraphraser only learns in its phase"
     assert term.translator[0].weight.grad.abs().sum() > 0
+
+
+def ft_on_factors(student_factor, teacher_factor, **kwargs):
+    """FT's loss on given factor maps: the term with its paraphraser and translator replaced by identities."""
+    term = FTTerm(**kwargs)
+    term.setup({"stage:-1": torch.Size([2, 3, 4, 4])}, {"stage:-1": torch.Size([2, 4, 4, 4])}, 10, 100)
+    term.encoder, term.translator = torch.nn.Identity(), torch.nn.Identity()
+    return term(features_batch({"stage:-1": student_factor}, {"stage:-1": teacher_factor}, 2)).item()
+
+
+def pooled_by_two(feature):
+    """(C, H, W) nested lists -> each channel's 2x2 block means."""
+    return [[[sum(channel[2 * i + a][2 * j + b] for a in (0, 1) for b in (0, 1)) / 4
+              for j in range(len(channel[0]) // 2)] for i in range(len(channel) // 2)] for channel in feature]
+
+
+def test_factor_transfer_repdistiller_form_on_hand_made_factors():
+    """RepDistiller distiller_zoo/FT.py: the larger factor map is average-pooled to the smaller; each factor
+    becomes normalise(channel mean of factor^2) over the H*W positions; loss = mean |a_s - a_t| (p2 = 1)."""
+    student = random_maps(2, 3, 4, 4, seed=27)  # the larger map: pooled to 2 x 2
+    teacher = random_maps(2, 2, 2, 2, seed=28)
+
+    def attention(feature):  # (C, H, W) nested lists -> normalised channel mean of squares over positions
+        return l2_normalise([sum(channel[i][j] ** 2 for channel in feature) / len(feature)
+                             for i in range(len(feature[0])) for j in range(len(feature[0][0]))])
+
+    expected = sum(abs(x - y) for b in range(2) for x, y in zip(attention(pooled_by_two(student[b].tolist())),
+                                                                  attention(teacher[b].tolist()))) / (2 * 4)
+    assert ft_on_factors(student, teacher) == pytest.approx(expected, rel=1e-5)
+    # the other way round: a larger teacher map is pooled, never the student's upsampled
+    assert ft_on_factors(teacher, student) == pytest.approx(expected, rel=1e-5)
+    # the paper's / torchdistill's form: whole factors, flattened and L2-normalised (torchdistill FTLoss, p 1)
+    student = random_maps(2, 2, 4, 4, seed=29)
+    full = sum(abs(x - y) for b in range(2)
+               for x, y in zip(l2_normalise([v for c in pooled_by_two(student[b].tolist()) for r in c for v in r]),
+                               l2_normalise(teacher[b].flatten().tolist()))) / (2 * 8)
+    assert ft_on_factors(student, teacher, form="full") == pytest.approx(full, rel=1e-5)
+
+
+def test_factor_transfer_modules_and_options():
+    def norms(module):
+        return sum(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules())
+
+    shapes_s, shapes_t = {"stage:-1": torch.Size([2, 3, 4, 4])}, {"stage:-1": torch.Size([2, 8, 4, 4])}
+    repdistiller = FTTerm()  # models/util.py: Paraphraser(use_bn=False), Translator(use_bn=True)
+    repdistiller.setup(shapes_s, shapes_t, 10, 100)
+    assert norms(repdistiller.encoder) == norms(repdistiller.decoder) == 0 and norms(repdistiller.translator) == 3
+    convs = [m for m in repdistiller.encoder if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.bias is not None) for c in convs] == [(8, 8, True), (8, 4, True),
+                                                                                    (4, 4, True)]
+    assert [m.out_channels for m in repdistiller.translator if isinstance(m, torch.nn.Conv2d)] == [3, 4, 4]
+    torchdistill = FTTerm(form="full", paraphraser_batchnorm=False, translator_batchnorm=False)  # uses_bn: False
+    torchdistill.setup(shapes_s, shapes_t, 10, 100)
+    assert norms(torchdistill) == 0
+    with_bn = FTTerm(paraphraser_batchnorm=True)
+    with_bn.setup(shapes_s, shapes_t, 10, 100)
+    assert norms(with_bn.encoder) == norms(with_bn.decoder) == 3
+    with pytest.raises(ConfigError, match=r"kd.terms.ft.form must be one of \['channel_mean', 'full'\]"):
+        FTTerm(form="flat")
+    cfg = OmegaConf.load(CFG_KD / "ft.yaml").terms.ft
+    assert (cfg.form, cfg.factor_power, cfg.p, cfg.paraphraser_batchnorm, cfg.translator_batchnorm) == \
+        ("channel_mean", 2, 1, False, True)
 
 
 # ----------------------------------------------------------------------------------------------- OFD
