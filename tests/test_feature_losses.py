@@ -424,6 +424,48 @@ def test_activation_boundary_loss():
     assert s[taps[0]].grad.abs().sum() > 0
 
 
+def test_ab_connector_is_repdistiller_s():
+    """RepDistiller models/util.py Connector: identity where channels and size match, else ConvReg without
+    ReLU: 3x3 stride-2 conv (student map twice the teacher's), 4x4 stride-2 transposed conv (half), 1x1 conv
+    (equal size), each with bias, then BatchNorm."""
+    def connector(student, teacher):
+        term = ABTerm(stages=[-1])
+        term.setup({"preact:-1": torch.Size(student)}, {"preact:-1": torch.Size(teacher)}, 10, 100)
+        return term.connectors[0]
+
+    assert isinstance(connector((2, 8, 4, 4), (2, 8, 4, 4)), torch.nn.Identity)
+    cases = [((2, 8, 8, 8), (2, 16, 4, 4), torch.nn.Conv2d, (3, 3), (2, 2)),
+             ((2, 8, 4, 4), (2, 16, 8, 8), torch.nn.ConvTranspose2d, (4, 4), (2, 2)),
+             ((2, 8, 4, 4), (2, 16, 4, 4), torch.nn.Conv2d, (1, 1), (1, 1))]
+    for student, teacher, kind, kernel, stride in cases:
+        layers = list(connector(student, teacher).body)
+        assert [type(layer) for layer in layers] == [kind, torch.nn.BatchNorm2d], (student, teacher)
+        assert (layers[0].kernel_size, layers[0].stride, layers[0].bias is not None) == (kernel, stride, True)
+        x = torch.randn(*student)
+        assert connector(student, teacher)(x).shape == teacher
+    # equal shapes: the loss reads the student's own pre-activation, no trainable part
+    s = {"preact:-1": random_maps(2, 3, 2, 2, seed=51, grad=True)}
+    t = {"preact:-1": random_maps(2, 3, 2, 2, seed=52)}
+    term = ABTerm(stages=[-1])
+    term.setup(shapes(s), shapes(t), 10, 100)
+    assert not list(term.parameters())
+    pairs = zip(s["preact:-1"].detach().flatten().tolist(), t["preact:-1"].flatten().tolist())
+    expected = sum((x + 1) ** 2 * (x > -1 and y <= 0) + (x - 1) ** 2 * (x <= 1 and y > 0) for x, y in pairs)
+    assert term(features_batch(s, t, 2)).item() == pytest.approx(expected / 2 / 1000 * 3, rel=1e-5)
+
+
+@pytest.mark.parametrize("term_class, pair, taps", [
+    (ABTerm, ("vgg13", "vgg8"), ("preact:-4", "preact:-3", "preact:-2", "preact:-1")),  # feat[1:-1]: 4 stages
+    (ABTerm, ("resnet56", "resnet20"), ("preact:-3", "preact:-2", "preact:-1")),
+    (FSPTerm, ("vgg13", "vgg8"), ("stage:-5", "stage:-4", "stage:-3", "stage:-2", "stage:-1")),  # feat[:-1]
+    (FSPTerm, ("wrn_40_2", "wrn_16_2"), ("stage:-4", "stage:-3", "stage:-2", "stage:-1"))])
+def test_ab_and_fsp_default_stages_are_repdistiller_s(term_class, pair, taps):
+    name = "ab" if term_class is ABTerm else "fsp"
+    term = hydra.utils.instantiate(OmegaConf.load(CFG_KD / f"{name}.yaml").terms[name])
+    term.bind_models(model(pair[1]), model(pair[0]))
+    assert term.student_taps == term.teacher_taps == taps
+
+
 def test_fsp_matrices():
     taps = ["stage:0", "stage:1"]
     s = {taps[0]: random_maps(2, 3, 4, 4, seed=21), taps[1]: random_maps(2, 2, 2, 2, seed=22)}
@@ -590,7 +632,7 @@ def test_connector_methods_serve_1d_feature_maps():
     t = {"preact:-1": random_maps(2, 6, 10, seed=2)}
     term = ABTerm(stages=[-1])
     term.setup(shapes(s), shapes(t), 10, 100)
-    assert isinstance(term.connectors[0][0], torch.nn.Conv1d)
+    assert isinstance(term.connectors[0].body[0], torch.nn.Conv1d)
     value = term(features_batch(s, t, 2))
     value.backward()
     assert torch.isfinite(value) and s["preact:-1"].grad.abs().sum() > 0
