@@ -194,6 +194,9 @@ def test_vid_gaussian_likelihood():
     value.backward()
     assert term.log_scales[0].grad.abs().sum() > 0 and s["stage:-1"].grad.abs().sum() > 0
     assert term.regressors[0][0].weight.grad.abs().sum() > 0
+    convs = [m for m in term.regressors[0] if isinstance(m, torch.nn.Conv2d)]  # RepDistiller VID.py conv1x1
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.bias) for c in convs] == \
+        [(3, 4, (1, 1), None), (4, 4, (1, 1), None), (4, 4, (1, 1), None)]
     with pytest.raises(ConfigError, match="init_pred_var"):
         VIDTerm(init_pred_var=0.0)
 
