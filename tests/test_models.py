@@ -257,7 +257,7 @@ def test_cifar_resnet_shortcut_a_is_the_semiparametric_code_s():
 def test_shortcut_at_its_default_keeps_existing_run_hashes():
     from hydra import compose, initialize_config_dir
 
-    from tasks.records import config_digest
+    from runs.folders import config_digest
 
     def digest(*overrides):
         with initialize_config_dir(config_dir=str(CONFIG_DIR.parent), version_base="1.3"):
