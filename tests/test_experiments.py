@@ -27,7 +27,8 @@ from tests.fake_cifar import patch_cifar_md5, write_fake_cifar
 from tests.helpers import CFG_DIR, compose_config
 from tests.test_text_and_custom_data import write_fake_imdb, write_image_folder
 
-from scripts import make_experiments
+from scripts import experiments, make_experiments
+from scripts.experiments import mdistiller, repdistiller, semiparametric
 
 EXPERIMENT_DIR = Path(CFG_DIR) / "experiment"
 EXPERIMENTS = sorted(str(p.relative_to(EXPERIMENT_DIR).with_suffix("")) for p in EXPERIMENT_DIR.rglob("*.yaml"))
@@ -238,24 +239,34 @@ def test_full_runs_are_experiments():
 
 # -- the generated cells ---------------------------------------------------------------------------------
 def test_generated_cells_are_what_the_generator_writes():
-    files = make_experiments.render_all()
+    files = experiments.render_all()
     for path, text in files.items():
         assert path.is_file(), f"{path} is missing: run python scripts/make_experiments.py"
         assert path.read_text() == text, f"{path} differs from its generator: run python scripts/make_experiments.py"
-    stale = [p for p in make_experiments.generated_on_disk() if p not in files]
+    stale = [p for p in experiments.generated_on_disk() if p not in files]
     assert not stale, f"generated files no generator row makes: {stale}; run python scripts/make_experiments.py"
+
+
+def test_check_byte_checks_every_cell(monkeypatch, capsys):
+    """--check passes on the committed cells and names a cell whose text differs by one byte."""
+    assert make_experiments.main(["--check"]) == 0
+    files = experiments.render_all()
+    path = sorted(files)[len(files) // 2]
+    monkeypatch.setattr(make_experiments, "render_all", lambda: {**files, path: files[path] + " "})
+    assert make_experiments.main(["--check"]) == 1
+    assert capsys.readouterr().out.strip() == f"differs: {path.relative_to(experiments.cells.ROOT)}"
 
 
 def test_every_published_cell_has_an_experiment():
     """Each number of RepDistiller's two tables and of mdistiller's DKD tables is one experiment, no more."""
     rd = [n for n in EXPERIMENTS if n.startswith("repdistiller/")]
-    published = sum(v is not None for row in make_experiments.RD_RESULTS.values() for v in row)
+    published = sum(v is not None for row in repdistiller.RD_RESULTS.values() for v in row)
     assert len(rd) == published == 13 * 13 - 1 - 6  # FSP: N/A on wrn-40-2 -> wrn-40-1, no cross-architecture row
     assert "repdistiller/kd_resnet32x4_resnet8x4" in rd and "repdistiller/fsp_wrn_40_2_wrn_40_1" not in rd
     assert not [n for n in rd if n.startswith("repdistiller/fsp_") and "mobilenetv2" in n]
-    assert sum(n.startswith("mdistiller/dkd_") for n in EXPERIMENTS) == len(make_experiments.MD_DKD) + 1
+    assert sum(n.startswith("mdistiller/dkd_") for n in EXPERIMENTS) == len(mdistiller.MD_DKD) + 1
     for method in ("kd", "crossfit_kd", "enhanced_kd"):
-        for depth in make_experiments.SP_DEPTHS:
+        for depth in semiparametric.SP_DEPTHS:
             assert f"semiparametric/{method}_resnet{depth}_cnn5" in EXPERIMENTS
 
 
