@@ -168,6 +168,42 @@ def test_anchor_counts_within_one_percent(name):
     assert EXACT_PARAMETERS[name] / 1e6 == pytest.approx(PUBLISHED_MILLIONS[name], rel=0.01)
 
 
+def test_cifar_resnet_shortcut_a_is_the_semiparametric_code_s():
+    """semiparametric-distillation models/resnet_cifar.py option A: no shortcut parameters, so resnet20 at 10
+    classes has 269,722 (stem 432 + 32; stage 1: 3 x (2 x 2,304 + 2 x 32); stage 2: 4,608 + 9,216 + 128, then
+    2 x (2 x 9,216 + 128); stage 3: 18,432 + 36,864 + 256, then 2 x (2 x 36,864 + 256); fc 650); the shortcut
+    subsamples by 2 and zero-pads planes // 4 channels on each side."""
+    by_hand = (432 + 32) + 3 * (2 * 2_304 + 64) + (4_608 + 9_216 + 128) + 2 * (2 * 9_216 + 128) \
+        + (18_432 + 36_864 + 256) + 2 * (2 * 36_864 + 256) + 650
+    assert by_hand == 269_722
+    model = build_model("resnet20", 10, shortcut="A")
+    assert count_parameters(model) == by_hand
+    assert count_parameters(build_model("resnet20", 10)) == by_hand + (512 + 64) + (2_048 + 128)  # option B
+    shortcut = model.layer2[0].downsample
+    x = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+    expected = torch.zeros(2, 32, 4, 4)
+    expected[:, 8:24] = x[:, :, 0::2, 0::2]
+    torch.testing.assert_close(shortcut(x), expected, rtol=0, atol=0)
+    with torch.no_grad():
+        assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="shortcut must be 'A' .* or 'B'"):
+        build_model("resnet20", 10, shortcut="C")
+
+
+def test_shortcut_at_its_default_keeps_existing_run_hashes():
+    from hydra import compose, initialize_config_dir
+
+    from runs.folders import config_digest
+
+    def digest(*overrides):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR.parent), version_base="1.3"):
+            return config_digest(compose("distill", ["student=resnet8", "teacher/model=resnet20", *overrides]))
+
+    before = digest("~student.shortcut", "~teacher.model.shortcut")  # configs from before the option
+    assert digest() == before
+    assert digest("student.shortcut=A") != before != digest("teacher.model.shortcut=A")
+
+
 def test_build_model_marks_name_and_classes():
     model = build_model("resnet8", 7)
     assert model.model_name == "resnet8" and model.num_classes == 7
