@@ -68,7 +68,8 @@ class CifarResNet(nn.Module):
         layers, planes = [], widths[0]
         for stage, width in enumerate(widths[1:]):
             stride = 1 if stage == 0 else 2
-            layer = [BasicBlock(planes, width, stride, shortcut)] + [BasicBlock(width, width) for _ in range(blocks - 1)]
+            layer = [BasicBlock(planes, width, stride, shortcut)]
+            layer += [BasicBlock(width, width) for _ in range(blocks - 1)]
             layers.append(nn.Sequential(*layer))
             planes = width
         self.layer1, self.layer2, self.layer3 = layers
