@@ -123,8 +123,10 @@ def reference_gamma(kind, scale, p, y, c=1.0, lower=1e-3, alpha=0.5, relerr_c=2.
         return c / (max(p, lower) * (c + (y - p) ** 2)) if scale == "logp" else c / (c + (y - p) ** 2)
     low, high = {"minimax_relerr": (p / (1 + relerr_c), p * (1 + relerr_c)), "minimax_power": (p, p ** (1 / tmax)),
                  "minimax_abserr": (p - abserr_c, p + abserr_c)}[kind]
-    floor = 1e-6 if scale == "logp" else 0.0
-    low, high = min(max(low, floor), 1.0), min(max(high, floor), 1.0)
+    # semiparametric-distillation kd.py bound_fn: the lower end floored (p scale 0; logp 1e-6, abserr 1e-3), the
+    # upper end capped at 1
+    floor = ({"minimax_abserr": 1e-3}.get(kind, 1e-6)) if scale == "logp" else 0.0
+    low, high = max(low, floor), min(high, 1.0)
     points = [low + (high - low) * i / 9 for i in range(10)]
     best, best_worst = None, float("inf")
     for step in range(400):
@@ -150,6 +152,19 @@ def test_kd_mse_gamma(kind, scale):
     term = KDMSEGammaTerm(gamma=kind, scale=scale)
     assert term(batch).item() == pytest.approx(sum(values) / len(values), rel=1e-4)
     assert_grad_reaches_student(term, make_batch(batch_size=3, num_classes=3, seed=5, scale=1.5))
+
+
+@pytest.mark.parametrize("kind", ["minimax_relerr", "minimax_power", "minimax_abserr"])
+def test_minimax_gamma_uses_the_released_interval_ends_at_small_probabilities(kind):
+    """Probabilities where the interval ends are clipped (below the abserr width, below the 1e-6 floor): each
+    entry's gamma is the reference search over the released code's clipped interval."""
+    p = torch.tensor([[1e-9, 1e-7, 5e-4, 0.02, 0.97998990]], dtype=torch.float64)
+    y = torch.tensor([[0.0, 0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
+    for scale in ("logp", "p"):
+        term = KDMSEGammaTerm(gamma=kind, scale=scale)
+        expected = [reference_gamma(kind, scale, float(pk), float(yk)) for pk, yk in zip(p[0], y[0])]
+        assert term.gamma_of(p, y)[0].tolist() == pytest.approx(expected, abs=1e-9)
+    assert KDMSEGammaTerm(gamma="minimax_abserr")._interval(p)[0][0, 2].item() == pytest.approx(1e-3)
 
 
 def test_gamma_settings_are_checked():
