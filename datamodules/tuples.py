@@ -88,8 +88,15 @@ class TupleBatchSampler(TermBatchSampler):
                  negatives: int, pool_size: int) -> None:
         super().__init__(count, batch_size, seed, views, fresh_draws)
         self.positives = positives
+        self._order: tuple[int, np.ndarray | None] = (-1, None)
         self.pool = tuple_pool(count, positives, negatives, pool_size, np.random.default_rng([seed, positives,
                                                                                               negatives]))
+
+    def order(self, number: int) -> np.ndarray:
+        """The pool's order in pass `number` (the last one kept: consecutive steps walk the same pass)."""
+        if self._order[0] != number:
+            self._order = (number, np.random.default_rng([self.seed, number]).permutation(len(self.pool)))
+        return self._order[1]
 
     def batch(self, step: int, rng: np.random.Generator) -> np.ndarray:
         start = (self.epoch * self.steps + step) * self.batch_size
@@ -97,8 +104,7 @@ class TupleBatchSampler(TermBatchSampler):
         passes, offsets = np.divmod(walk, len(self.pool))
         chosen = np.empty(len(walk), dtype=np.int64)
         for number in np.unique(passes):
-            order = np.random.default_rng([self.seed, int(number)]).permutation(len(self.pool))
-            chosen[passes == number] = order[offsets[passes == number]]
+            chosen[passes == number] = self.order(int(number))[offsets[passes == number]]
         tuples = self.pool[chosen]
         return np.concatenate([tuples[:, :self.positives].ravel(), tuples[:, self.positives:].ravel()])
 
