@@ -20,6 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 from errors import UserError
+from models.gan import DCGANGenerator, save_generator
 from runs import training as runs
 from runs.configs import model_node
 from runs.training import derived_train_config, run_distill, run_train
@@ -27,7 +28,8 @@ from tests.fake_cifar import patch_cifar_md5, write_fake_cifar
 from tests.helpers import CFG_DIR, compose_config
 from tests.test_text_and_custom_data import write_fake_imdb, write_image_folder
 
-from scripts import make_experiments
+from scripts import experiments, make_experiments
+from scripts.experiments import mdistiller, repdistiller, semiparametric
 
 EXPERIMENT_DIR = Path(CFG_DIR) / "experiment"
 EXPERIMENTS = sorted(str(p.relative_to(EXPERIMENT_DIR).with_suffix("")) for p in EXPERIMENT_DIR.rglob("*.yaml"))
@@ -45,7 +47,7 @@ DATA = {"cifar10": {"data.val_size": 0}, "cifar100": {"data.val_size": 0},
         "imdb": {"data.val_size": 0, "data.max_length": 12, "data.vocab_size": 40, "data.min_freq": 1},
         # generated, not fake: cut to a few examples (fidelity's CKA subset would otherwise run 1000 test examples)
         "mnist1d": {"data.val_size": 0, "data.train_subset": 16, "data.test_subset": 8}}
-FEW_EXAMPLES = 2  # a teacher-call budget in the test: the training pool the teacher may see
+FEW_EXAMPLES = 3  # a teacher-call budget in the test: the training pool the teacher may see (CKD's tuples of 3)
 
 
 def entry_point(name: str) -> str:
@@ -113,7 +115,7 @@ def teacher_settings(cfg, checkpoint) -> dict:
     settings = {}
     if teacher.get("budget") is not None:
         settings["teacher.budget"] = FEW_EXAMPLES
-    if teacher.kind == "cached":
+    if teacher.kind == "cached" and teacher.get("student_views", "fixed") == "fixed":
         settings["teacher.views"] = 2
     if kind == "single":
         settings["teacher.checkpoint"] = checkpoint(cfg, teacher.model)
@@ -140,6 +142,12 @@ def cell_config(name: str, fake_data, outputs, teachers):
     if "baseline" in cfg:
         apply(cfg, {"baseline": False})
     if config_name == "distill":
+        if cfg.augment.name == "synthetic" and not cfg.augment.generator:  # an untrained one, as train_gan.py writes
+            channels = cfg.data.input_shape[0]
+            path = save_generator(outputs / "generator.pt", DCGANGenerator(cfg.data.input_shape, width=4),
+                                  cfg.data.get("mean") or [0.5] * channels, cfg.data.get("std") or [0.25] * channels,
+                                  str(cfg.data.name))
+            apply(cfg, {"augment.generator": str(path)})
         apply(cfg, {f"kd.phases.{i}.epochs": 1 for i in range(len(cfg.kd.get("phases") or []))})
         apply(cfg, teacher_settings(cfg, teachers))
     return config_name, cfg
@@ -159,8 +167,8 @@ FULL_RUNS = {
     "semiparametric/enhanced_kd_resnet8_cnn5": "the gamma-corrected loss",
     "fidelity/kd_mixup_ens3_preresnet20_preresnet20": "an ensemble teacher on mixup inputs",
     "fidelity/kd_ens3_lstm_lstm_imdb": "text: an LSTM ensemble",
-    "ckd/mixup_interpolated_budget1600": "a cached teacher under a budget, early stopping",
-    "ckd/crd_budget1600": "a budget on a single teacher, CRD plus an added KD term",
+    "ckd/mixup_resnet32_budget1600": "a cached teacher under a budget with fresh student views, early stopping",
+    "ckd/crd_resnet32_budget1600": "a budget on a single teacher, CRD plus an added KD term",
 }
 
 
@@ -196,9 +204,9 @@ def step_sample(names: list[str]) -> list[str]:
             chosen.add(name)
         elif paper in ("mnist1d", "fidelity"):
             chosen.add(name)
-        elif paper == "ckd" and cell.endswith("budget1600"):
+        elif paper == "ckd" and cell.endswith("resnet32_budget1600"):
             chosen.add(name)
-        elif paper == "semiparametric" and "resnet8_" in cell:
+        elif paper == "semiparametric" and ("resnet8_" in cell or cell.endswith("resnet8")):
             chosen.add(name)
         elif paper == "mdistiller" and cell.endswith("resnet56_resnet20"):
             chosen.add(name)
@@ -238,24 +246,34 @@ def test_full_runs_are_experiments():
 
 # -- the generated cells ---------------------------------------------------------------------------------
 def test_generated_cells_are_what_the_generator_writes():
-    files = make_experiments.render_all()
+    files = experiments.render_all()
     for path, text in files.items():
         assert path.is_file(), f"{path} is missing: run python scripts/make_experiments.py"
         assert path.read_text() == text, f"{path} differs from its generator: run python scripts/make_experiments.py"
-    stale = [p for p in make_experiments.generated_on_disk() if p not in files]
+    stale = [p for p in experiments.generated_on_disk() if p not in files]
     assert not stale, f"generated files no generator row makes: {stale}; run python scripts/make_experiments.py"
+
+
+def test_check_byte_checks_every_cell(monkeypatch, capsys):
+    """--check passes on the committed cells and names a cell whose text differs by one byte."""
+    assert make_experiments.main(["--check"]) == 0
+    files = experiments.render_all()
+    path = sorted(files)[len(files) // 2]
+    monkeypatch.setattr(make_experiments, "render_all", lambda: {**files, path: files[path] + " "})
+    assert make_experiments.main(["--check"]) == 1
+    assert capsys.readouterr().out.strip() == f"differs: {path.relative_to(experiments.cells.ROOT)}"
 
 
 def test_every_published_cell_has_an_experiment():
     """Each number of RepDistiller's two tables and of mdistiller's DKD tables is one experiment, no more."""
     rd = [n for n in EXPERIMENTS if n.startswith("repdistiller/")]
-    published = sum(v is not None for row in make_experiments.RD_RESULTS.values() for v in row)
+    published = sum(v is not None for row in repdistiller.RD_RESULTS.values() for v in row)
     assert len(rd) == published == 13 * 13 - 1 - 6  # FSP: N/A on wrn-40-2 -> wrn-40-1, no cross-architecture row
     assert "repdistiller/kd_resnet32x4_resnet8x4" in rd and "repdistiller/fsp_wrn_40_2_wrn_40_1" not in rd
     assert not [n for n in rd if n.startswith("repdistiller/fsp_") and "mobilenetv2" in n]
-    assert sum(n.startswith("mdistiller/dkd_") for n in EXPERIMENTS) == len(make_experiments.MD_DKD) + 1
+    assert sum(n.startswith("mdistiller/dkd_") for n in EXPERIMENTS) == len(mdistiller.MD_DKD) + 1
     for method in ("kd", "crossfit_kd", "enhanced_kd"):
-        for depth in make_experiments.SP_DEPTHS:
+        for depth in semiparametric.SP_DEPTHS:
             assert f"semiparametric/{method}_resnet{depth}_cnn5" in EXPERIMENTS
 
 

@@ -1,0 +1,84 @@
+"""mdistiller (megvii-research/mdistiller; Zhao et al., CVPR 2022, "Decoupled Knowledge Distillation"): its
+CIFAR-100 DKD table (RepDistiller's recipe and teachers) and its ImageNet cells."""
+from __future__ import annotations
+
+from scripts.experiments.cells import Cell, check_kd_defaults, multistep, sgd
+from scripts.experiments.imagenet import imagenet_common, imagenet_header, torchvision_pair
+from scripts.experiments.repdistiller import cifar100_recipe, rd_name, released_teacher, teacher_lines
+
+MD = "mdistiller configs/cifar100/dkd/"
+# (teacher, student) -> (config file, NCKD beta, published DKD accuracy, README KD accuracy)
+MD_DKD = {
+    ("resnet56", "resnet20"): ("res56_res20.yaml", 2.0, 71.97, 70.66),
+    ("resnet110", "resnet32"): ("res110_res32.yaml", 2.0, 74.11, 73.08),
+    ("resnet32x4", "resnet8x4"): ("res32x4_res8x4.yaml", 8.0, 76.32, 73.33),
+    ("wrn_40_2", "wrn_16_2"): ("wrn40_2_wrn_16_2.yaml", 6.0, 76.23, 74.92),
+    ("wrn_40_2", "wrn_40_1"): ("wrn40_2_wrn_40_1.yaml", 6.0, 74.81, 73.54),
+    ("vgg13", "vgg8"): ("vgg13_vgg8.yaml", 6.0, 74.68, 72.98),
+    ("resnet32x4", "shufflenetv1"): ("res32x4_shuv1.yaml", 8.0, 76.45, 74.07),
+    ("wrn_40_2", "shufflenetv1"): ("wrn40_2_shuv1.yaml", 8.0, 76.70, 74.83),
+    ("vgg13", "mobilenetv2"): ("vgg13_mv2.yaml", 6.0, 69.71, 67.37),
+    ("resnet50_cifar", "mobilenetv2"): ("res50_mv2.yaml", 8.0, 70.35, 67.35),
+    # README labels it "ResNet32x4 -> MobileNet-V2", but its KD value is RepDistiller's res32x4 -> ShuffleV2 and
+    # the repository ships configs/cifar100/dkd/res32x4_shuv2.yaml.
+    ("resnet32x4", "shufflenetv2"): ("res32x4_shuv2.yaml", 8.0, 77.07, 74.45),
+}
+# engine/cfg.py defaults that cfg/kd/dkd.yaml must keep (the CIFAR cells rely on them).
+MD_DKD_DEFAULTS = {"weight_tckd": 1.0, "temperature": 4.0, "warmup_epochs": 20}
+
+
+def dkd_terms(beta: tuple[float, str], temperature: tuple[float, str], warmup: tuple[int, str],
+              ce_note: str) -> list[tuple[str, object, str]]:
+    """The DKD objective as rows under kd.terms: CE 1, the DKD term at weight 1 carrying alpha (TCKD) and beta."""
+    return [("ce.weight", 1.0, ce_note),
+            ("dkd.weight", 1.0, "the DKD term's own weights below carry alpha and beta"),
+            ("dkd.weight_tckd", 1.0, "engine/cfg.py DKD.ALPHA"),
+            ("dkd.weight_nckd", *beta), ("dkd.temperature", *temperature), ("dkd.warmup_epochs", *warmup)]
+
+
+def cifar_cell(teacher: str, student: str, file: str, beta: float, published: float, kd: float) -> Cell:
+    name = f"mdistiller/dkd_{teacher}_{student}"
+    header = [
+        f"mdistiller (Zhao et al., CVPR 2022, \"Decoupled Knowledge Distillation\"), CIFAR-100, DKD {rd_name(teacher)} ->",
+        f"{rd_name(student)}. Published (mdistiller README.md): DKD {published:.2f} (best epoch, mean of 5 runs, mdistiller",
+        f"issue #30) vs KD {kd:.2f} (RepDistiller's last-epoch number). Recipe ({MD}{file},",
+        "mdistiller/engine/cfg.py): 240 epochs, SGD momentum 0.9, weight decay 5e-4, batch 64, x0.1 at 150/180/210,",
+        "lr 0.05 (0.01 for MobileNetV2/ShuffleNet students); CE 1, TCKD (alpha) 1, NCKD (beta) per pair, T 4,",
+        "linear warm-up over 20 epochs. Report the best epoch: scripts/make_table.py --epoch best.",
+        *teacher_lines(teacher)[:1],
+        "recipe at lr 0.05) once for every student seed; mdistiller uses RepDistiller's released teachers:",
+        released_teacher(teacher),
+        f"  python distill_train.py experiment={name} trainer=gpu",
+    ]
+    cell = Cell(name, header, [("data", "cifar100"), ("student", student), ("teacher/model", teacher), ("kd", "dkd"),
+                               ("optimizer", "sgd"), ("scheduler", "multistep")])
+    cifar100_recipe(cell, MD + file, student, "RepDistiller train_teacher.py: lr 0.05 (mdistiller reuses its teachers)")
+    beta_note = f"{file} DKD.BETA" if beta != 8.0 else "engine/cfg.py DKD.BETA (the config file keeps the default)"
+    cell.set_rows("kd.terms", dkd_terms((beta, beta_note), (4.0, "engine/cfg.py DKD.T"),
+                                        (20, "engine/cfg.py DKD.WARMUP"), "engine/cfg.py DKD.CE_WEIGHT"))
+    return cell
+
+
+def imagenet_cell() -> Cell:
+    name = "mdistiller/dkd_resnet34_resnet18"
+    source = "mdistiller configs/imagenet/r34_r18/dkd.yaml"
+    header = imagenet_header([
+        "mdistiller (Zhao et al., CVPR 2022), ImageNet (ILSVRC-2012), DKD ResNet-34 -> ResNet-18. Published (mdistiller",
+        "README.md): DKD 71.70 vs KD 71.03 (best epoch, mean of 3 runs, mdistiller issue #30). Recipe",
+        f"({source}): 100 epochs, SGD lr 0.2 momentum 0.9 weight decay 1e-4, batch 512, x0.1 at",
+        "30/60/90; CE 1, TCKD (alpha) 1, NCKD (beta) 0.5, T 1, warm-up 1 epoch. Report the best epoch (--epoch best).",
+        "(mdistiller's ResNet-50 -> MobileNet-V1 cell is left out: the zoo has no MobileNet-V1.)",
+    ], "resnet34", name)
+    cell = Cell(name, header, torchvision_pair([("kd", "dkd"), ("optimizer", "sgd"), ("scheduler", "multistep")]))
+    imagenet_common(cell, "resnet34", "resnet18", source)
+    cell.set("data.batch_size", 512, f"{source} SOLVER.BATCH_SIZE")
+    cell.set("trainer.max_epochs", 100, source)
+    sgd(cell, 0.2, 1.0e-4, source)
+    multistep(cell, [30, 60, 90], 0.1, source)
+    cell.set_rows("kd.terms", dkd_terms((0.5, "DKD.BETA"), (1.0, "DKD.T"), (1, "DKD.WARMUP"), "DKD.CE_WEIGHT"))
+    return cell
+
+
+def build() -> list[Cell]:
+    check_kd_defaults("dkd", "dkd", MD_DKD_DEFAULTS, "mdistiller's engine/cfg.py")
+    return [*(cifar_cell(teacher, student, *row) for (teacher, student), row in MD_DKD.items()), imagenet_cell()]
