@@ -192,18 +192,21 @@ class CRDTerm(DistillTerm):
         (all_student, all_teacher, all_indices, all_labels), first = gather_rows(
             student.detach(), teacher.detach(), batch.indices, batch.targets)
         negatives = self._draw_negatives(all_labels)[first: first + len(student)]
+        # Student anchored against teacher representations, and teacher anchored against student ones: one
+        # product with the whole memory, then the drawn slots' columns (cheaper than copying B x K memory rows).
+        # The backward pass reads the memory as it is now, so the products get a copy the update leaves alone.
+        dots_student = student @ self.memory_teacher.clone().t()  # (B, slots); the memory takes no gradient
+        dots_teacher = teacher @ self.memory_student.clone().t()
         if self.memory == "bank":  # the positive is the example's own slot
             contrast = torch.cat([batch.indices.view(-1, 1), negatives], dim=1)
-        else:
-            contrast = negatives
-        bank_teacher = self.memory_teacher[contrast].detach()  # (B, K(+1), d)
-        bank_student = self.memory_student[contrast].detach()
-        if self.memory == "queue":  # the positive is the other model's current embedding
-            bank_teacher = torch.cat([teacher.detach().unsqueeze(1), bank_teacher], dim=1)
-            bank_student = torch.cat([student.detach().unsqueeze(1), bank_student], dim=1)
-        # Student anchored against teacher representations, and teacher anchored against student ones.
-        scores_student = torch.exp(torch.bmm(bank_teacher, student.unsqueeze(2)).squeeze(2) / self.temperature)
-        scores_teacher = torch.exp(torch.bmm(bank_student, teacher.unsqueeze(2)).squeeze(2) / self.temperature)
+            dots_student, dots_teacher = dots_student.gather(1, contrast), dots_teacher.gather(1, contrast)
+        else:  # the positive is the other model's current embedding
+            positive_student = (student * teacher.detach()).sum(1, keepdim=True)
+            positive_teacher = (teacher * student.detach()).sum(1, keepdim=True)
+            dots_student = torch.cat([positive_student, dots_student.gather(1, negatives)], dim=1)
+            dots_teacher = torch.cat([positive_teacher, dots_teacher.gather(1, negatives)], dim=1)
+        scores_student = torch.exp(dots_student / self.temperature)  # (B, 1 + K)
+        scores_teacher = torch.exp(dots_teacher / self.temperature)
         if self.z_student == 0:  # mean over the global batch's scores
             sums = sum_over_processes(torch.stack([scores_student.detach().sum().double(),
                                                    scores_teacher.detach().sum().double(),

@@ -114,6 +114,25 @@ def test_queue_memory_does_not_grow_with_the_dataset():
     assert term.queue_pointer.item() == (3 + 5) % 7
 
 
+def test_queue_loss_matches_the_nce_formula():
+    """Positive: the other model's current embedding; negatives: queued embeddings of other classes."""
+    term = make_term(memory="queue", num_train=20)
+    term(make_batch([0, 1, 2, 3, 4]))  # queues five labelled embeddings and fixes Z
+    old_student_queue, old_teacher_queue = term.memory_student.clone(), term.memory_teacher.clone()
+    draws = record_draws(term)
+    batch = make_batch([13, 16], seed=2)
+    value = term(batch)
+    negatives = draws[0][1]
+    student = F.normalize(term.embed_student.linear(batch.student_features["embedding"]), dim=1).detach()
+    teacher = F.normalize(term.embed_teacher.linear(batch.teacher_features["embedding"]), dim=1).detach()
+    z_s, z_t = term.z_student.item(), term.z_teacher.item()
+    expected = sum(reference_nce(s.tolist(), [t.tolist(), *old_teacher_queue[row].tolist()], 0.5, z_s, 20)
+                   for s, t, row in zip(student, teacher, negatives))
+    expected += sum(reference_nce(t.tolist(), [s.tolist(), *old_student_queue[row].tolist()], 0.5, z_t, 20)
+                    for s, t, row in zip(student, teacher, negatives))
+    assert value.item() == pytest.approx(expected / 2, rel=1e-4)
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ConfigError, match="memory must be 'bank' or 'queue'"):
         CRDTerm(memory="ring")
