@@ -56,30 +56,34 @@ def nce_loss(scores: torch.Tensor, noise_probability: float) -> torch.Tensor:
 
 def class_table(labels: torch.Tensor, classes: int, slots: torch.Tensor | None = None):
     """Per-class index table of the entries `slots` (default 0, 1, ...) labelled `labels` (in [0, classes)):
-    (the slots sorted by class, where each class starts in that order, how many slots it has). Sorts and
-    searches only: no host synchronisation, so it can be rebuilt every step (the queue's)."""
+    (the slots sorted by class, written twice in a row; where each class's block ends in that order; how many
+    slots each class has). Written twice, the slots of every class but one are one contiguous run, starting
+    where that class's block ends. Sorts and searches only: no host synchronisation, so it can be rebuilt
+    every step (the queue's)."""
     sorted_labels, order = torch.sort(labels, stable=True)
     classes_ = torch.arange(classes, device=labels.device)
-    starts = torch.searchsorted(sorted_labels, classes_)
-    sizes = torch.searchsorted(sorted_labels, classes_, right=True) - starts
-    return (order if slots is None else slots[order]), starts, sizes
+    ends = torch.searchsorted(sorted_labels, classes_, right=True)
+    sizes = ends - torch.searchsorted(sorted_labels, classes_)
+    order = order if slots is None else slots[order]
+    return torch.cat([order, order]), ends, sizes
 
 
 def draw_from_table(table, anchor_labels: torch.Tensor, count: int, generator: torch.Generator,
                     other_class: bool) -> torch.Tensor:
     """(B, count) slots drawn independently and uniformly from the table, only from classes other than each
-    anchor's when `other_class`: a uniform position among the candidates, moved past the anchor's class block
-    of the class-sorted order. An anchor whose class fills the whole table draws from all of it."""
-    order, starts, sizes = table
-    total = len(order)
-    uniform = torch.rand((len(anchor_labels), count), generator=generator, device=order.device, dtype=torch.float64)
+    anchor's when `other_class`: a uniform position in the run of other classes' slots that starts where the
+    anchor's class ends. An anchor whose class fills the whole table draws from all of it."""
+    order_twice, ends, sizes = table
+    total, shape = len(order_twice) // 2, (len(anchor_labels), count)
     if not other_class:
-        return order[(uniform * total).long()]
-    skip_start, skip_size = starts[anchor_labels].unsqueeze(1), sizes[anchor_labels].unsqueeze(1)
-    skip_size = torch.where(skip_size == total, 0, skip_size)
-    positions = (uniform * (total - skip_size)).long()  # float64: exact enough for any table size
-    positions += (positions >= skip_start) * skip_size
-    return order[positions]
+        positions = torch.randint(total, shape, generator=generator, device=ends.device)
+    else:
+        first, excluded = ends[anchor_labels].unsqueeze(1), sizes[anchor_labels].unsqueeze(1)
+        first = torch.where(excluded == total, 0, first)  # nothing of another class: all of it
+        candidates = torch.where(excluded == total, total, total - excluded)
+        uniform = torch.rand(shape, generator=generator, device=ends.device, dtype=torch.float64)
+        positions = (uniform * candidates).long().add_(first)  # float64: uniform for any table size
+    return order_twice.index_select(0, positions.view(-1)).view(shape)  # faster than order_twice[positions]
 
 
 class Embed(nn.Module):
@@ -154,7 +158,7 @@ class CRDTerm(DistillTerm):
         if self.memory == "queue":  # the class of each queued embedding, -1 while a slot holds none
             self.register_buffer("memory_labels", torch.full((slots,), -1, dtype=torch.long))
         else:  # the bank's per-class table: fixed, rebuilt from the labels at every setup, so not saved
-            for name, table in zip(("bank_order", "bank_class_starts", "bank_class_sizes"),
+            for name, table in zip(("bank_order_twice", "bank_class_ends", "bank_class_sizes"),
                                    class_table(labels[pool], self.num_classes, pool)):
                 self.register_buffer(name, table, persistent=False)
         self.sampling_seed = int(torch.randint(2**62, ()).item())  # from the run's seed
@@ -176,7 +180,7 @@ class CRDTerm(DistillTerm):
     def _draw_negatives(self, anchor_labels: torch.Tensor) -> torch.Tensor:
         """(B, num_negatives) memory slots for anchors of these classes."""
         if self.memory == "bank":
-            table = (self.bank_order, self.bank_class_starts, self.bank_class_sizes)
+            table = (self.bank_order_twice, self.bank_class_ends, self.bank_class_sizes)
         else:  # empty slots form a class of their own, never an anchor's
             labels = torch.where(self.memory_labels < 0, self.num_classes, self.memory_labels)
             table = class_table(labels, self.num_classes + 1)

@@ -197,7 +197,7 @@ def test_other_class_negatives_need_the_training_labels():
         term.setup({"embedding": torch.Size([2, 6])}, {"embedding": torch.Size([2, 8])}, CLASSES, 20)
     uniform = CRDTerm(feat_dim=4, num_negatives=5, negatives="uniform")
     uniform.setup({"embedding": torch.Size([2, 6])}, {"embedding": torch.Size([2, 8])}, CLASSES, 20)
-    assert uniform.num_train == 20 and len(uniform.bank_order) == 20  # no labels: every slot a candidate
+    assert uniform.num_train == 20 and len(uniform.bank_order_twice) == 40  # no labels: every slot a candidate
     with pytest.raises(ConfigError, match="negatives must be 'other_class'"):
         CRDTerm(negatives="relax")
 
@@ -279,5 +279,5 @@ def test_the_datamodule_knows_which_examples_crd_draws_and_their_labels(data_dir
     outside[pool] = False
     assert (labels[outside] == -1).all() and outside.sum() == len(truth) - 256  # validation and the rest
     term = make_term(num_train=len(labels), labels=labels)
-    assert term.num_train == 256 and torch.equal(term.bank_order.sort().values, pool.sort().values)
+    assert term.num_train == 256 and torch.equal(term.bank_order_twice[:256].sort().values, pool.sort().values)
     assert torch.equal(term.bank_class_sizes, torch.bincount(truth[pool], minlength=CLASSES))
