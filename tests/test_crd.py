@@ -268,7 +268,7 @@ def test_two_processes_update_memory_as_one_process_with_their_joint_batch(memor
 
 def test_the_datamodule_knows_which_examples_crd_draws_and_their_labels(data_dir, tmp_path):
     """What `build_distillation` hands the term: labels of the examples the loader draws, -1 elsewhere."""
-    from tasks.runs import build_datamodule
+    from runs.training import build_datamodule
     from tests.helpers import compose_config, tiny_overrides
     datamodule = build_datamodule(compose_config("distill", tiny_overrides(data_dir, tmp_path)))
     datamodule.setup("fit")
