@@ -112,6 +112,11 @@ class DistillTerm(nn.Module):
         """Read what the term needs from the frozen teacher itself (e.g. OFD's BatchNorm margins) or check
         the input it will see, once, before `setup`. Default: nothing."""
 
+    def bind_training_labels(self, labels: torch.Tensor) -> None:
+        """The label of every example of the original training set (`num_train` of them, int64), -1 for those
+        the train loader never draws (validation, a held-out fold, outside a budget), once, before `setup`:
+        for terms that sample training examples by class (CRD's other-class negatives). Default: nothing."""
+
     def expand_batch(self, inputs: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor):
         """The training batch both models should see (e.g. SSKD's rotated copies), as (inputs, targets,
         indices). Default: unchanged."""
@@ -171,8 +176,12 @@ class DistillationObjective(nn.Module):
             inputs, targets, indices = term.expand_batch(inputs, targets, indices)
         return inputs, targets, indices
 
-    def setup(self, student_shapes, teacher_shapes, num_classes: int, num_train: int) -> None:
+    def setup(self, student_shapes, teacher_shapes, num_classes: int, num_train: int,
+              train_labels: torch.Tensor | None = None) -> None:
+        """Set every term up; `train_labels` (see `DistillTerm.bind_training_labels`) when the data has them."""
         for term in self.terms.values():
+            if train_labels is not None:
+                term.bind_training_labels(train_labels)
             term.setup(student_shapes, teacher_shapes, num_classes, num_train)
 
     def forward(self, batch: DistillBatch, weights: Mapping[str, float] | None = None
