@@ -70,6 +70,22 @@ class ClassGroupedBatches:
             raise ConfigError(f"class-grouped batches need per_class >= 1, got {self.per_class}")
 
 
+# A term input option that reads a model's logits instead of a feature tap (e.g. comparative KD's RKD and CRD arms).
+LOGITS = "logits"
+
+
+def hooked_taps(tap: str) -> tuple[str, ...]:
+    """The feature taps to hook for a term input `tap` (none for the logits)."""
+    return () if tap == LOGITS else (tap,)
+
+
+def read_input(batch: "DistillBatch", tap: str, side: str) -> torch.Tensor:
+    """A term's input from one side ("student" or "teacher") of the batch: its logits or a tapped feature."""
+    if tap == LOGITS:
+        return batch.student_logits if side == "student" else batch.teacher_logits
+    return (batch.student_features if side == "student" else batch.teacher_features)[tap]
+
+
 class DistillTerm(nn.Module):
     """One distillation term. Subclasses return the *unweighted* value; the objective applies `weight`.
 

@@ -25,6 +25,9 @@ negatives without replacement when there are enough (`np.random.choice(..., repl
 sum over negatives, so the expectation of the loss and of its gradient is the same either way (only their
 variance differs), and independent draws cost O(B m) where a draw without replacement costs O(B num_train).
 
+`student_tap` / `teacher_tap`: what each side embeds, "embedding" (RepDistiller's feat[-1], default), another
+feature tap, or "logits" (comparative KD's CRD arm, alextxu/ckd helper/CRDTrainHelpers.py: CRDLoss on the logits).
+
 Several processes (DDP): every process updates the memory and Z with the embeddings of the whole global batch
 and draws the whole global batch's negatives from the same generator state, keeping its own rows, so N
 processes with batch B compute what one process with batch N * B computes (losses/distributed.py).
@@ -38,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from errors import ConfigError
-from losses.base import DistillBatch, DistillTerm
+from losses.base import LOGITS, DistillBatch, DistillTerm, hooked_taps, read_input
 from losses.distributed import gather_rows, sum_over_processes
 
 NCE_EPS = 1e-7
@@ -96,13 +99,14 @@ class Embed(nn.Module):
 
 
 class CRDTerm(DistillTerm):
-    student_taps = ("embedding",)
-    teacher_taps = ("embedding",)
-
     def __init__(self, weight: float = 0.8, feat_dim: int = 128, num_negatives: int = 16384,
                  temperature: float = 0.07, momentum: float = 0.5, memory: str = "bank",
-                 queue_size: int = 16384, negatives: str = "other_class") -> None:
+                 queue_size: int = 16384, negatives: str = "other_class", student_tap: str = "embedding",
+                 teacher_tap: str = "embedding") -> None:
         super().__init__(weight)
+        # What is embedded: the embeddings (RepDistiller's feat[-1]) or, e.g., the logits (comparative KD's CRD arm).
+        self.student_tap, self.teacher_tap = str(student_tap), str(teacher_tap)
+        self.student_taps, self.teacher_taps = hooked_taps(self.student_tap), hooked_taps(self.teacher_tap)
         if memory not in ("bank", "queue"):
             raise ConfigError(f"kd.terms.crd.memory must be 'bank' or 'queue', got '{memory}'")
         if negatives not in NEGATIVES:
@@ -145,8 +149,11 @@ class CRDTerm(DistillTerm):
             raise ConfigError("kd.terms.crd.negatives=other_class needs training examples of at least two classes; "
                               "use kd.terms.crd.negatives=uniform")
         self.num_classes, self.num_train = int(num_classes), len(pool)
-        self.embed_student = Embed(math.prod(student_shapes["embedding"][1:]), self.feat_dim)
-        self.embed_teacher = Embed(math.prod(teacher_shapes["embedding"][1:]), self.feat_dim)
+        width = {LOGITS: num_classes}
+        self.embed_student = Embed(width.get(self.student_tap) or math.prod(student_shapes[self.student_tap][1:]),
+                                   self.feat_dim)
+        self.embed_teacher = Embed(width.get(self.teacher_tap) or math.prod(teacher_shapes[self.teacher_tap][1:]),
+                                   self.feat_dim)
         slots = len(labels) if self.memory == "bank" else self.queue_size
         bound = 1.0 / math.sqrt(self.feat_dim / 3)  # the reference code's uniform init of the bank
         for name in ("memory_student", "memory_teacher"):
@@ -188,8 +195,8 @@ class CRDTerm(DistillTerm):
         return draw_from_table(table, anchor_labels, self.num_negatives, generator, self.negatives == "other_class")
 
     def forward(self, batch: DistillBatch) -> torch.Tensor:
-        student = self.embed_student(batch.student_features["embedding"].float())
-        teacher = self.embed_teacher(batch.teacher_features["embedding"].float())
+        student = self.embed_student(read_input(batch, self.student_tap, "student").float())
+        teacher = self.embed_teacher(read_input(batch, self.teacher_tap, "teacher").float())
         if not self.training:  # no memory at evaluation: the term is a training signal only
             return student.new_zeros(())
         # The global batch (all processes' rows; this process's alone without DDP), for the draw and the update.
@@ -241,4 +248,4 @@ class CRDTerm(DistillTerm):
     def extra_repr(self) -> str:
         return (f"weight={self.weight}, feat_dim={self.feat_dim}, num_negatives={self.num_negatives}, "
                 f"temperature={self.temperature}, momentum={self.momentum}, memory={self.memory}, "
-                f"negatives={self.negatives}")
+                f"negatives={self.negatives}, student_tap={self.student_tap}, teacher_tap={self.teacher_tap}")

@@ -281,3 +281,25 @@ def test_the_datamodule_knows_which_examples_crd_draws_and_their_labels(data_dir
     term = make_term(num_train=len(labels), labels=labels)
     assert term.num_train == 256 and torch.equal(term.bank_order_twice[:256].sort().values, pool.sort().values)
     assert torch.equal(term.bank_class_sizes, torch.bincount(truth[pool], minlength=CLASSES))
+
+
+def test_crd_on_logits_embeds_the_logits_and_hooks_no_feature():
+    """Comparative KD's CRD arm (alextxu/ckd helper/CRDTrainHelpers.py) contrasts the logits: the embeddings take
+    num_classes inputs, no feature is tapped, and the loss equals CRD run on the logits given as features."""
+    labels = torch.arange(40) % 4
+    on_logits = CRDTerm(num_negatives=8, student_tap="logits", teacher_tap="logits")
+    as_features = CRDTerm(num_negatives=8)
+    assert on_logits.student_taps == on_logits.teacher_taps == () and not on_logits.reads_teacher_features
+    for term in (on_logits, as_features):
+        torch.manual_seed(0)
+        term.bind_training_labels(labels)
+        term.setup({"embedding": torch.Size([2, 4])}, {"embedding": torch.Size([2, 4])}, 4, 40)
+    assert on_logits.embed_student.linear.in_features == on_logits.embed_teacher.linear.in_features == 4
+    as_features.load_state_dict(on_logits.state_dict())
+    student, teacher, idx = torch.randn(6, 4), torch.randn(6, 4), torch.arange(6)
+    logit_batch = DistillBatch(inputs=student, targets=labels[idx], indices=idx, student_logits=student,
+                               teacher_logits=teacher)
+    feature_batch = DistillBatch(inputs=student, targets=labels[idx], indices=idx, student_logits=torch.zeros(6, 4),
+                                 teacher_logits=torch.zeros(6, 4), student_features={"embedding": student},
+                                 teacher_features={"embedding": teacher})
+    torch.testing.assert_close(on_logits(logit_batch), as_features(feature_batch))
