@@ -98,7 +98,11 @@ class DistillationTask(ClassificationTask):
         # Fixed at the epoch's start: Lightning may advance current_epoch before the epoch-end LR step.
         self._epoch_phase = self.phase
         if starts_a_phase(self.phases, self.current_epoch):
-            self._start_optimizer_afresh(self.phase)
+            self.start_optimizer_afresh(self.trainer.optimizers, self.phase)
+        self.set_phase_trainability()
+
+    def set_phase_trainability(self) -> None:
+        """Only the parts the current phase trains take gradients and train-mode statistics."""
         learning = self.phase.train if self.phase else ("student", "objective")
         for part, module in (("student", self.model), ("objective", self.objective)):
             module.requires_grad_(part in learning)  # no grad: SGD skips it, momentum and decay included
@@ -106,12 +110,13 @@ class DistillationTask(ClassificationTask):
         # phase that froze it (Lightning restores the modes it found, it does not reset them per epoch).
         self.model.train("student" in learning)
 
-    def _start_optimizer_afresh(self, phase: Phase | None) -> None:
+    @staticmethod
+    def start_optimizer_afresh(optimizers, phase: Phase | None) -> None:
         """A phase's own optimizer, as RepDistiller's pre-training builds one: the same kind and settings, no
         state carried over (momentum buffers), at the phase's lr (the main phase: the configured lr, which the
         schedule has not moved yet: it counts main-phase epochs only). A run resumed inside a phase keeps the
         state its checkpoint holds; one resumed at a boundary starts it afresh here, as the unkilled run did."""
-        for optimizer in self.trainer.optimizers:
+        for optimizer in optimizers:
             optimizer.state.clear()
             for group in optimizer.param_groups:
                 group["lr"] = phase.lr if phase is not None and phase.lr is not None else group["main_lr"]

@@ -176,9 +176,10 @@ def one_training_step(cfg) -> dict:
     """One optimizer step of the cell's distillation task, outside the Lightning loop."""
     datamodule, task, info = runs.build_distillation(cfg)
     batch = next(iter(datamodule.train_dataloader()))
-    task.on_train_epoch_start()  # the first phase's trainable parts (pre-training phases start the run)
     optimizers = task.configure_optimizers()
     optimizer = optimizers["optimizer"] if isinstance(optimizers, dict) else optimizers
+    task.start_optimizer_afresh([optimizer], task.phase)  # the first phase's lr (pre-training phases start the run)
+    task.set_phase_trainability()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer to log to
         loss = task.training_step(batch, 0)

@@ -11,7 +11,10 @@ from torch import nn
 
 from datamodules.tensor_data import TensorDataModule
 from losses import DistillBatch, DistillTerm
+import pytest
+
 from models import register_model
+from models.registry import _REGISTRY
 from runs.configs import compose
 from runs.sweep import parameter_space
 from runs.training import run_distill
@@ -38,9 +41,17 @@ class TwoLayer(nn.Module):
         return self.head(self.body(x))
 
 
-@register_model("test_two_layer")
 def two_layer(num_classes, input_shape, hidden: int = 32):
     return TwoLayer(num_classes, input_shape, hidden)
+
+
+@pytest.fixture
+def registered_two_layer():
+    """register_model("test_two_layer") as a decorator would at import, undone after the test so the suite's
+    model tests see the project's models only."""
+    register_model("test_two_layer")(two_layer)
+    yield
+    del _REGISTRY["test_two_layer"]
 
 
 # 3. A dataset: a datamodule that makes (x_train, y_train, x_test, y_test); splits, loaders and indices come free.
@@ -102,7 +113,7 @@ def write_config_folder(folder):
     os.symlink("../model", folder / "teacher" / "model")
 
 
-def test_a_method_model_and_dataset_added_from_outside_run_end_to_end(tmp_path):
+def test_a_method_model_and_dataset_added_from_outside_run_end_to_end(tmp_path, registered_two_layer):
     configs = tmp_path / "configs"
     write_config_folder(configs)
     cfg = compose("distill", [f"hydra.searchpath=[file://{configs}]", "~experiment", "data=rings", "kd=cosine",

@@ -16,10 +16,10 @@ from tests.test_experiments import one_training_step
 METHODS = sorted(p.stem for p in (Path(CFG_DIR) / "kd").glob("*.yaml"))
 # Methods the 1-D pair cannot serve (an MLP student: two flat stages, no positions, no pre-activations; 1-D
 # inputs), with the reason each gives.
-REFUSED = {"ab": "feature tap 'preact:-3' does not exist on mlp1d",
+REFUSED = {"ab": "AB connects 1-d or 2-d feature maps of the same kind",
            "at": "AT compares feature maps over positions",
            "fitnet": "feature tap 'stage:2' does not exist on mlp1d",
-           "fsp": "feature tap 'stage:2' does not exist on mlp1d",
+           "fsp": "FSP needs equal student and teacher channel counts",
            "ft": "FT's paraphraser and translator are 2-d convolutions",
            "kdsvd": "KD-SVD relates consecutive stages",
            "nst": "NST compares feature maps over positions",
