@@ -7,7 +7,8 @@
 # RepDistiller's released ones instead, fetch them (its scripts/fetch_pretrained_teachers.sh) and run a column
 # with e.g. --only '*_resnet32x4_*' -- teacher.checkpoint=save/models/resnet32x4_vanilla/ckpt_epoch_240.pth
 # The KD cells also train the student from scratch (baseline=true: once per student and seed, reused), which
-# fills the tables' "Student" row. Tables: last epoch (RepDistiller issue #16), in $OUT/table_last.md.
+# fills the tables' "Student" row. Table: last epoch (RepDistiller issue #16), each cell against its published value
+# (make_table.py --published), in $OUT/table.md.
 PAPER=repdistiller
 DEFAULT_SEEDS="0 1 2"
 cell_args() { case "$1" in repdistiller/kd_*) echo baseline=true ;; esac; }
@@ -20,6 +21,6 @@ make_tables() {
            )resnet32x4/shufflenetv1,resnet32x4/shufflenetv2,wrn_40_2/shufflenetv1")
   fi
   table --rows kd.name --cols teacher.model.name,student.name --epoch last --baselines --label "-=scratch" \
-    "${order[@]}" --out "$OUT/table"
+    "${order[@]}" --published --out "$OUT/table"
 }
 source "$(dirname "$0")/reproduce_common.sh"

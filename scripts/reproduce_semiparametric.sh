@@ -10,8 +10,8 @@ DEFAULT_SEEDS="0 1 2 3 4"
 make_tables() {
   local order=()
   if [ "$FULL" -eq 1 ]; then order=(--col-order resnet8,resnet14,resnet20,resnet32,resnet44,resnet56); fi
-  table --rows teacher.kind,kd.name --cols teacher.model.name --epoch last "${order[@]}" --out "$OUT/table"
   table --rows teacher.kind,kd.name --cols teacher.model.name --epoch last --metric test/nll "${order[@]}" \
     --out "$OUT/table_nll"
+  table --rows teacher.kind,kd.name --cols teacher.model.name --epoch last "${order[@]}" --published --out "$OUT/table"
 }
 source "$(dirname "$0")/reproduce_common.sh"

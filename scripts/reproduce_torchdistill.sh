@@ -10,6 +10,6 @@ DEFAULT_SEEDS="0"
 make_tables() {
   local order=()
   if [ "$FULL" -eq 1 ]; then order=(--row-order kd,at,ft,crd,tfkd_self,sskd,reviewkd,dist); fi
-  table --rows kd.name --cols student.name "${order[@]}" --out "$OUT/table"
+  table --rows kd.name --cols student.name "${order[@]}" --published --out "$OUT/table"
 }
 source "$(dirname "$0")/reproduce_common.sh"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from errors import UserError
 from runs import training as runs
@@ -280,6 +280,20 @@ def test_repdistiller_recipe_and_weights():
     assert (crd.kd.terms.ce.weight, crd.kd.terms.crd.weight) == (1.0, 0.8)
     dkd = compose_config("distill", ["experiment=mdistiller/dkd_resnet56_resnet20"])
     assert (dkd.kd.terms.dkd.weight_nckd, dkd.kd.terms.dkd.warmup_epochs, dkd.kd.terms.dkd.temperature) == (2.0, 20, 4.0)
+
+
+def test_the_published_block_does_not_change_the_run_hash():
+    """A cell's published result says what to expect, not what to compute: with or without it (or with another
+    value) the run has the same folder, so runs from before the block existed are found again."""
+    from runs.folders import config_digest
+    cfg = compose_config("distill", ["experiment=repdistiller/kd_resnet32x4_resnet8x4"])
+    assert cfg.published.value == 73.33 and cfg.published.teacher == 79.42 and cfg.published.epoch == "last"
+    digest = config_digest(cfg)
+    cfg.published.value = 99.0
+    assert config_digest(cfg) == digest
+    with open_dict(cfg):
+        del cfg["published"]
+    assert config_digest(cfg) == digest
 
 
 # -- bad input -------------------------------------------------------------------------------------------

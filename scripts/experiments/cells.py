@@ -163,3 +163,30 @@ def sgd(cell: Cell, lr: float, weight_decay: float, source: str, lr_note: str = 
     cell.set("optimizer.momentum", 0.9, source)
     cell.set("optimizer.weight_decay", weight_decay, source)
     cell.set("optimizer.nesterov", nesterov, source)
+
+
+# ----------------------------------------------------------------------------------------------- published
+@dataclass(frozen=True)
+class Published:
+    """An anchor's published result for one cell, written as the cell's `published:` block. The block travels
+    into every run record's config, where scripts/make_table.py --published finds it; it is not part of the
+    run's hash (runs/folders.py NOT_HASHED): it says what to expect, not what to compute."""
+    value: float                  # in the units make_table shows: percent for accuracies
+    source: str                   # the anchor repository and file (or paper table) the value comes from
+    teacher: float | None = None  # the teacher's published accuracy, where the anchor gives one
+    std: float | None = None      # the anchor's own reported spread, where given
+    epoch: str | None = None      # the epoch the anchor reports: last or best
+    metric: str = "test/top1"
+    teacher_note: str = ""        # where the teacher's figure comes from, if not from `source`
+
+
+def publish(cell: Cell, published: Published) -> None:
+    cell.set("published.metric", published.metric, "the record metric the published value is comparable with")
+    cell.set("published.value", published.value)
+    if published.std is not None:
+        cell.set("published.std", published.std)
+    if published.teacher is not None:
+        cell.set("published.teacher", published.teacher, published.teacher_note)
+    if published.epoch is not None:
+        cell.set("published.epoch", published.epoch)
+    cell.set("published.source", published.source)

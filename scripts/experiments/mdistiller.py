@@ -2,11 +2,13 @@
 CIFAR-100 DKD table (RepDistiller's recipe and teachers) and its ImageNet cells."""
 from __future__ import annotations
 
-from scripts.experiments.cells import Cell, check_kd_defaults, multistep, sgd
+from scripts.experiments.cells import Cell, Published, check_kd_defaults, multistep, publish, sgd
 from scripts.experiments.imagenet import imagenet_common, imagenet_header, torchvision_pair
-from scripts.experiments.repdistiller import cifar100_recipe, rd_name, released_teacher, teacher_lines
+from scripts.experiments.repdistiller import (RD_CROSS, RD_README, RD_SAME, cifar100_recipe, rd_name, released_teacher,
+                                             teacher_lines)
 
 MD = "mdistiller configs/cifar100/dkd/"
+MD_README = "megvii-research/mdistiller README.md"
 # (teacher, student) -> (config file, NCKD beta, published DKD accuracy, README KD accuracy)
 MD_DKD = {
     ("resnet56", "resnet20"): ("res56_res20.yaml", 2.0, 71.97, 70.66),
@@ -56,6 +58,9 @@ def cifar_cell(teacher: str, student: str, file: str, beta: float, published: fl
     beta_note = f"{file} DKD.BETA" if beta != 8.0 else "engine/cfg.py DKD.BETA (the config file keeps the default)"
     cell.set_rows("kd.terms", dkd_terms((beta, beta_note), (4.0, "engine/cfg.py DKD.T"),
                                         (20, "engine/cfg.py DKD.WARMUP"), "engine/cfg.py DKD.CE_WEIGHT"))
+    teacher_acc = {**RD_SAME, **RD_CROSS}[teacher, student][0]
+    publish(cell, Published(published, f"{MD_README}, CIFAR-100 DKD table (mean of 5 runs)", teacher=teacher_acc,
+                            epoch="best", teacher_note=f"{RD_README}: mdistiller distils from RepDistiller's teachers"))
     return cell
 
 

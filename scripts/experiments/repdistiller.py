@@ -2,9 +2,11 @@
 published number. Also the CIFAR-100 recipe and teachers that mdistiller and CKD reuse."""
 from __future__ import annotations
 
-from scripts.experiments.cells import Cell, check_kd_defaults, check_phase_epochs, multistep, pin_weights, sgd
+from scripts.experiments.cells import (Cell, Published, check_kd_defaults, check_phase_epochs, multistep, pin_weights,
+                                      publish, sgd)
 
 RD_RECIPE = "RepDistiller train_student.py"
+RD_README = "HobbitLong/RepDistiller README.md"
 # README.md tables: (teacher, student) -> teacher / scratch-student accuracy, and each method's accuracy.
 RD_SAME = {
     ("wrn_40_2", "wrn_16_2"): (75.61, 73.26), ("wrn_40_2", "wrn_40_1"): (75.61, 71.98),
@@ -119,6 +121,7 @@ def cell_for(method: str, teacher: str, student: str, published: float) -> Cell:
     if method == "crd":
         check_kd_defaults("crd", "crd", {key: value for key, value, _ in RD_CRD}, "RepDistiller train_student.py")
         cell.set_rows("kd.terms.crd", [(key, value, f"train_student.py {flag}") for key, value, flag in RD_CRD])
+    publish(cell, Published(published, f"{RD_README}, {table} table", teacher=t_acc, epoch="last"))
     return cell
 
 
