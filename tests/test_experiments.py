@@ -258,10 +258,11 @@ def test_check_byte_checks_every_cell(monkeypatch, capsys):
 
 
 def test_every_published_cell_has_an_experiment():
-    """Each number of RepDistiller's two tables and of mdistiller's DKD tables is one experiment, no more."""
+    """Each number of RepDistiller's two tables (and the CRD paper's CRD+KD row) and of mdistiller's DKD tables is
+    one experiment, no more."""
     rd = [n for n in EXPERIMENTS if n.startswith("repdistiller/")]
     published = sum(v is not None for row in repdistiller.RD_RESULTS.values() for v in row)
-    assert len(rd) == published == 13 * 13 - 1 - 6  # FSP: N/A on wrn-40-2 -> wrn-40-1, no cross-architecture row
+    assert len(rd) == published == 14 * 13 - 1 - 6  # FSP: N/A on wrn-40-2 -> wrn-40-1, no cross-architecture row
     assert "repdistiller/kd_resnet32x4_resnet8x4" in rd and "repdistiller/fsp_wrn_40_2_wrn_40_1" not in rd
     assert not [n for n in rd if n.startswith("repdistiller/fsp_") and "mobilenetv2" in n]
     assert sum(n.startswith("mdistiller/dkd_") for n in EXPERIMENTS) == len(mdistiller.MD_DKD) + 1
@@ -278,8 +279,25 @@ def test_repdistiller_recipe_and_weights():
     crd = compose_config("distill", ["experiment=repdistiller/crd_vgg13_mobilenetv2"])
     assert crd.optimizer.lr == 0.01 and crd.teacher.recipe.optimizer.lr == 0.05  # small-lr student, lr-0.05 teacher
     assert (crd.kd.terms.ce.weight, crd.kd.terms.crd.weight) == (1.0, 0.8)
+    crd_kd = compose_config("distill", ["experiment=repdistiller/crd_kd_resnet32x4_resnet8x4"])  # -a 1 -b 0.8
+    assert crd_kd.kd.name == "crd_kd" and crd_kd.published.value == 75.46
+    assert (crd_kd.kd.terms.ce.weight, crd_kd.kd.terms.crd.weight, crd_kd.kd.terms.kd.weight) == (1.0, 0.8, 1.0)
+    for cell in ("kd_resnet32x4_resnet8x4", "crd_vgg13_mobilenetv2"):  # fp32 even when launched with trainer=gpu
+        cfg = compose_config("distill", [f"experiment=repdistiller/{cell}", "trainer=gpu"])
+        assert cfg.trainer.precision == "32-true"
     dkd = compose_config("distill", ["experiment=mdistiller/dkd_resnet56_resnet20"])
     assert (dkd.kd.terms.dkd.weight_nckd, dkd.kd.terms.dkd.warmup_epochs, dkd.kd.terms.dkd.temperature) == (2.0, 20, 4.0)
+
+
+@pytest.mark.parametrize("cell, lr", [("ft_resnet32x4_resnet8x4", 0.01), ("ft_wrn_40_2_wrn_16_2", 0.01),
+                                      ("ft_vgg13_vgg8", None), ("ft_resnet32x4_shufflenetv1", None)])
+def test_repdistiller_ft_pretrains_at_its_own_lr(cell, lr):
+    """helper/pretrain.py: FT's paraphraser pre-training runs a fresh SGD at lr 0.01 for ResNet/WRN students, at
+    the main lr (null: the optimizer's) for the others; AB and FSP keep the main lr."""
+    cfg = compose_config("distill", [f"experiment=repdistiller/{cell}"])
+    assert [phase.get("lr") for phase in cfg.kd.phases] == [lr] and cfg.kd.phases[0].epochs == 30
+    ab = compose_config("distill", ["experiment=repdistiller/ab_resnet32x4_resnet8x4"])
+    assert all(phase.get("lr") is None for phase in ab.kd.phases)
 
 
 def test_the_published_block_does_not_change_the_run_hash():

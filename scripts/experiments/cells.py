@@ -153,6 +153,25 @@ def check_phase_epochs(method: str, epochs: int, source: str) -> None:
                              f"{source} uses {epochs}")
 
 
+def phases_with(method: str, **changes) -> list[dict]:
+    """cfg/kd/<method>.yaml's pre-training phases with `changes` set in each (e.g. lr, epochs): a cell that needs
+    one phase setting writes the whole list (YAML lists do not merge), read from cfg/kd so it cannot drift."""
+    phases = kd_defaults(method).get("phases") or []
+    if not phases:
+        raise GeneratorError(f"cfg/kd/{method}.yaml has no phases to set {sorted(changes)} in")
+    return [{**phase, **changes} for phase in phases]
+
+
+# Every anchor trained in fp32; trainer=gpu alone would run bf16-mixed, so reproduction cells pin the precision.
+FP32_NOTE = "fp32 as the anchor trained; trainer.precision=bf16-mixed is an opt-in speed switch"
+FP32_LINE = ("Precision: fp32, as the anchor trained (the cell sets trainer.precision, also under trainer=gpu); "
+             "trainer.precision=bf16-mixed trades that for speed.")
+
+
+def fp32(cell: Cell) -> None:
+    cell.set("trainer.precision", "32-true", FP32_NOTE)
+
+
 def multistep(cell: Cell, milestones: list[int], gamma: float, source: str) -> None:
     cell.set("scheduler.milestones", milestones, source)
     cell.set("scheduler.gamma", gamma, source)
