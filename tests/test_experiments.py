@@ -38,7 +38,8 @@ EXPERIMENTS = sorted(str(p.relative_to(EXPERIMENT_DIR).with_suffix("")) for p in
 ONE_STEP = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
             "trainer.limit_test_batches=1", "+trainer.num_sanity_val_steps=0", "+trainer.check_val_every_n_epoch=10",
             "+callbacks.last_checkpoint.save_on_train_epoch_end=true",
-            "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+            "trainer.accelerator=cpu", "trainer.devices=1", "++trainer.strategy=auto", "++trainer.sync_batchnorm=false",
+            "trainer.enable_progress_bar=false",
             "data.batch_size=2", "data.eval_batch_size=null", "data.num_workers=0", "~logger"]
 # Per data set: the settings that fit its fake data (the fixture adds where the data is).
 DATA = {"cifar10": {"data.val_size": 0}, "cifar100": {"data.val_size": 0},
@@ -265,7 +266,8 @@ def test_every_published_cell_has_an_experiment():
     assert len(rd) == published == 14 * 13 - 1 - 6  # FSP: N/A on wrn-40-2 -> wrn-40-1, no cross-architecture row
     assert "repdistiller/kd_resnet32x4_resnet8x4" in rd and "repdistiller/fsp_wrn_40_2_wrn_40_1" not in rd
     assert not [n for n in rd if n.startswith("repdistiller/fsp_") and "mobilenetv2" in n]
-    assert sum(n.startswith("mdistiller/dkd_") for n in EXPERIMENTS) == len(mdistiller.MD_DKD) + 1
+    assert sum(n.startswith("mdistiller/dkd_") for n in EXPERIMENTS) == len(mdistiller.MD_DKD) + len(mdistiller.MD_IMAGENET)
+    assert {"mdistiller/kd_resnet34_resnet18", "mdistiller/kd_resnet50_mobilenetv1"} <= set(EXPERIMENTS)
     for method in ("kd", "crossfit_kd", "enhanced_kd"):
         for depth in semiparametric.SP_DEPTHS:
             assert f"semiparametric/{method}_resnet{depth}_cnn5" in EXPERIMENTS
@@ -312,6 +314,18 @@ def test_the_published_block_does_not_change_the_run_hash():
     with open_dict(cfg):
         del cfg["published"]
     assert config_digest(cfg) == digest
+
+
+@pytest.mark.parametrize("cell, devices, batch, lr, sync", [
+    ("kd_resnet34_resnet18", 3, 256, 0.3, False),  # log: world_size=3, -adjust_lr: 0.1 x 3
+    ("crd_resnet34_resnet18", 3, 85, 0.1, True),  # log: world_size=3, sync_bn=True, no -adjust_lr
+    ("reviewkd_resnet34_resnet18", 3, 64, 0.075, False),  # log: 6673 iterations per epoch = 3 x 64, lr 0.025 x 3
+    ("ft_resnet34_resnet18", 1, 256, 0.1, None)])  # log: world_size=1
+def test_torchdistill_cells_run_the_published_process_layout(cell, devices, batch, lr, sync):
+    cfg = compose_config("distill", [f"experiment=torchdistill/{cell}"])
+    assert (cfg.trainer.devices, cfg.data.batch_size, cfg.optimizer.lr) == (devices, batch, lr)
+    assert cfg.trainer.get("sync_batchnorm") == sync and cfg.trainer.precision == "32-true"
+    assert cfg.trainer.get("strategy") == ("ddp" if devices > 1 else None)
 
 
 # -- bad input -------------------------------------------------------------------------------------------
