@@ -144,6 +144,8 @@ def cell_config(name: str, fake_data, outputs, teachers):
     if config_name == "distill":
         apply(cfg, {f"kd.phases.{i}.epochs": 1 for i in range(len(cfg.kd.get("phases") or []))})
         apply(cfg, teacher_settings(cfg, teachers))
+        if cfg.get("student_init_checkpoint"):  # PAD-L2's L2 student: a one-step run of its architecture stands in
+            apply(cfg, {"student_init_checkpoint": teachers(cfg, cfg.student)})
     return config_name, cfg
 
 
@@ -203,6 +205,8 @@ def step_sample(names: list[str]) -> list[str]:
         elif paper == "semiparametric" and "resnet8_" in cell:
             chosen.add(name)
         elif paper == "mdistiller" and cell.endswith("resnet56_resnet20"):
+            chosen.add(name)
+        elif paper == "torchdistill" and cell.startswith("pad_l2_"):  # a student started from a checkpoint
             chosen.add(name)
     return sorted(n for n in names if n in chosen)
 
@@ -332,6 +336,13 @@ def test_torchdistill_cells_run_the_published_process_layout(cell, devices, batc
 def test_imagenet_cell_without_data_root_names_the_fix(outputs):
     cfg = compose_config("distill", ["experiment=torchdistill/kd_resnet34_resnet18", f"paths.output_dir={outputs}"])
     with pytest.raises(UserError, match=r"data\.root=PATH"):
+        run_distill(cfg, quiet=True)
+
+
+def test_pad_l2_cell_without_its_l2_student_names_the_key(outputs):
+    cfg = compose_config("distill", ["experiment=torchdistill/pad_l2_resnet34_resnet18", f"paths.output_dir={outputs}"])
+    with pytest.raises(UserError, match=r"student_init_checkpoint=<the L2 cell's run folder>/checkpoints/best.ckpt "
+                                        r"is not a file; pass the checkpoint the student starts from"):
         run_distill(cfg, quiet=True)
 
 

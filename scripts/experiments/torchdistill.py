@@ -38,6 +38,7 @@ class Row:
     sync_bn: bool = False
     logged: bool = True             # the config's .log beside it is the published run
     before: str = ""                # what runs before the main phase, in words
+    settings: tuple[tuple[str, object, str], ...] = ()  # top-level keys: (key, value, note)
 
     @property
     def lr(self) -> float:
@@ -112,6 +113,24 @@ ROWS = (
         (("terms.ce.weight", 1.0, "ce weight 1.0"), ("terms.dist.weight", 2.0, "dist weight 2.0"),
          ("terms.dist.weight_inter", 1.0, "DISTLoss beta 1.0"), ("terms.dist.weight_intra", 1.0, "DISTLoss gamma 1.0"),
          ("terms.dist.temperature", 1.0, "DISTLoss tau 1.0")), logged=False),
+    Row("l2", "l2_embedding", "resnet34", "rrpr2020/ce_l2-resnet18_from_resnet34.yaml", "L2 (CE + L2)",
+        ("70.90", 71.08), "CE 1 + 15 x MSELoss between the student's and the teacher's avgpool outputs (512-d).",
+        90, 3, 171, 0.2, 1.0e-4, (30, 60),
+        (("terms.ce.weight", 1.0, "ce weight 1.0"), ("terms.l2.weight", 15.0, "l2based weight 15.0"),
+         ("terms.l2.tap", "embedding", "l2based MSELoss on avgpool outputs"))),
+    Row("pad_l2", "pad_l2_embedding", "resnet34", "rrpr2020/pad_l2-resnet18_from_resnet34.yaml", "PAD-L2",
+        ("71.71", 71.71),
+        "CE 1 + PADL2Loss 1 (eps 1e-6) between the avgpool outputs, the log variance from VarianceBranch4PAD "
+        "(Linear 512 -> 512 + BatchNorm1d) on the student's.",
+        30, 3, 171, 0.002, 1.0e-4, (30,),
+        (("terms.ce.weight", 1.0, "ce weight 1.0"), ("terms.pad_l2.weight", 1.0, "pad_l2 weight 1.0"),
+         ("terms.pad_l2.eps", 1.0e-6, "PADL2Loss eps 0.000001"),
+         ("terms.pad_l2.tap", "embedding", "PADL2Loss on student_model.avgpool / avgpool outputs")),
+        before="the student starts from the L2 cell's student (torchdistill/l2_resnet34_resnet18; src_ckpt is the "
+               "ce_l2 run's saved, i.e. best-epoch, checkpoint): pass student_init_checkpoint=<that run>/checkpoints/"
+               "best.ckpt (scripts/reproduce_torchdistill.sh does); then ",
+        settings=(("student_init_checkpoint", "<the L2 cell's run folder>/checkpoints/best.ckpt",
+                   "required: the L2 cell's best checkpoint (pad_l2 src_ckpt)"),)),
 )
 
 
@@ -163,6 +182,7 @@ def cell_for(row: Row) -> Cell:
     sgd(cell, row.lr, row.weight_decay, row.file, lr_note)
     multistep(cell, list(row.milestones), 0.1, row.file)
     cell.set_rows("kd", row.terms)
+    cell.set_rows("", row.settings)
     teacher_note = (f"{row.log}: the teacher's top-1 as the run evaluated it" if row.logged else
                     "torchvision's figure for these weights (no log of this run is published)")
     publish(cell, Published(row.published[1], f"yoshitomo-matsubara/torchdistill {TD_TABLE}",
