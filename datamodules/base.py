@@ -71,9 +71,9 @@ class KDDataModule(pl.LightningDataModule):
     true_num_classes: int | None = None
     true_input_shape: tuple[int, ...] | None = None
     train_transform = None
+    eval_transform = None
     # Whether the whole dataset is held in memory as tensors, so `data.device_resident=true` can serve it.
     holds_whole_tensors = False
-    eval_transform = None
 
     def __init__(self, name: str, num_classes: int, input_shape: Sequence[int], data_dir: str = "data",
                  batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0,

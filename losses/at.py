@@ -25,6 +25,10 @@ class ATTerm(StagewiseTerm):
         if not self.p > 0:
             raise ConfigError(f"kd.terms.at.p must be > 0, got {p}; use p=2 (the paper's and RepDistiller's)")
 
+    def setup(self, student_shapes, teacher_shapes, num_classes, num_train) -> None:
+        super().setup(student_shapes, teacher_shapes, num_classes, num_train)
+        self.require_feature_maps(student_shapes, teacher_shapes, "AT")
+
     def forward(self, batch: DistillBatch):
         self.check_bound()
         total = 0.0

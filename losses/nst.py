@@ -19,6 +19,10 @@ class NSTTerm(StagewiseTerm):
     def __init__(self, weight: float = 50.0, stages=None) -> None:
         super().__init__(weight, stages, "kd.terms.nst.stages")
 
+    def setup(self, student_shapes, teacher_shapes, num_classes, num_train) -> None:
+        super().setup(student_shapes, teacher_shapes, num_classes, num_train)
+        self.require_feature_maps(student_shapes, teacher_shapes, "NST")
+
     def forward(self, batch: DistillBatch):
         self.check_bound()
         total = 0.0

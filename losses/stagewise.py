@@ -1,4 +1,5 @@
-"""`StagewiseTerm`: the base of the terms over a list of feature stages (AT, VID, NST, KD-SVD, ReviewKD)."""
+"""Feature-stage selection for terms: one stage (`one_stage_tap`: FitNet, SP) or a list of them
+(`StagewiseTerm`, the base of the terms over several stages: AT, VID, NST, KD-SVD, ReviewKD)."""
 from __future__ import annotations
 
 from torch import nn
@@ -6,6 +7,13 @@ from torch import nn
 from errors import ConfigError
 from losses.base import DistillTerm
 from models.registry import feature_spec
+
+
+def one_stage_tap(stage, key: str, example: str) -> str:
+    """The `stage:<i>` tap of one stage index typed as `key`; `example` is a value that works, with its reason."""
+    if isinstance(stage, bool) or not isinstance(stage, int):
+        raise ConfigError(f"{key} must be one stage index, got {stage!r}; use e.g. {example}")
+    return f"stage:{stage}"
 
 
 def parse_stage_indices(stages, key: str) -> list[int] | None:
@@ -57,3 +65,13 @@ class StagewiseTerm(DistillTerm):
 
     def setup(self, student_shapes, teacher_shapes, num_classes, num_train) -> None:
         self.check_bound()
+
+    def require_feature_maps(self, student_shapes, teacher_shapes, method: str) -> None:
+        """For terms over positions (AT's attention maps, NST's channel maps): every tapped feature must keep
+        its positions, (B, C, L) or (B, C, H, W); a flat vector (an MLP's stage) has none."""
+        for tap in self.student_taps:
+            for who, shapes in (("student", student_shapes), ("teacher", teacher_shapes)):
+                if len(shapes[tap]) < 3:
+                    raise ConfigError(f"{method} compares feature maps over positions, but the {who}'s feature '{tap}' "
+                                      f"has shape {tuple(shapes[tap])} (no positions); use {method} on convolutional "
+                                      f"models or pick another method (e.g. kd=rkd)")

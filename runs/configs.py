@@ -5,6 +5,7 @@ from pathlib import Path
 
 from hydra import compose as hydra_compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,3 +32,17 @@ def model_node(name: str) -> DictConfig:
         known = sorted(p.stem for p in (CFG_DIR / "model").glob("*.yaml"))
         raise ConfigError(f"teacher.models names '{name}', which is not a model config; use some of {known}")
     return OmegaConf.load(path)
+
+
+def experiment_in_use(choice: str | None) -> str:
+    """The experiment a composition applied, from Hydra's choice for the group: its name, or "none" (none was
+    chosen, or the data set named by the recipe interpolation has no recipe file)."""
+    return choice if choice and (CFG_DIR / "experiment" / f"{choice}.yaml").is_file() else "none"
+
+
+def chosen_experiment() -> str | None:
+    """The experiment the running Hydra app composed (named on the command line, or the data set's recipe), or
+    "none"; None when the config was not composed by the app (Ray trials, scripts and tests compose their own)."""
+    if not HydraConfig.initialized():
+        return None
+    return experiment_in_use(HydraConfig.get().runtime.choices.get("experiment"))

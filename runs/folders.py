@@ -23,7 +23,7 @@ from runs.records import aside_folder, read_record
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 # Config keys that do not change what a run computes.
-NOT_HASHED = ("run_dir", "run_name", "resume", "rerun", "paths", "logger", "callbacks", "hydra",
+NOT_HASHED = ("run_dir", "run_name", "resume", "rerun", "paths", "logger", "callbacks", "hydra", "verbose",
               "compile", "channels_last",  # speed settings: the same arithmetic, faster
               "published")  # an experiment cell's published result: what to expect, not what to compute
 NOT_HASHED_NESTED = {"trainer": ("enable_progress_bar", "log_every_n_steps", "enable_model_summary"),

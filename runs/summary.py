@@ -42,3 +42,45 @@ def print_comparison(record: dict, console: Console | None = None) -> None:
     table.add_row(f"{100 * last['test/teacher_top1']:.2f}", f"{100 * scratch['test/top1']:.2f}",
                   f"{100 * last['test/top1']:.2f}", f"{100 * last['test/agreement']:.2f}", f"{last['test/kl']:.4f}")
     console.print(table)
+
+
+def composed_run_line(cfg, experiment: str | None, folder, finished: bool) -> str:
+    """What a run was composed from and where it lives, in one line (every CLI run prints it first).
+    `experiment`: the chosen experiment or recipe, "none", or None when unknown (not composed by the CLI)."""
+    parts = [str(cfg.task), f"experiment {experiment or '?'}", f"data {cfg.data.name}"]
+    if cfg.task == "distill":
+        parts += [f"teacher {teacher_description(cfg)}", f"student {cfg.student.name}", f"method {cfg.kd.name}"]
+    else:
+        parts.append(f"model {cfg.model.name}")
+    if cfg.get("test_only"):
+        parts.append(f"evaluates {cfg.get('ckpt')}")
+    else:
+        optimizer = str(cfg.optimizer._target_).rsplit(".", 1)[-1]
+        parts += [epochs(cfg.trainer.max_epochs), f"{optimizer} lr {cfg.optimizer.get('lr')}"]
+    parts.append(f"run folder {folder}" + (" (finished before: its record; rerun=true trains again)" if finished else ""))
+    return " | ".join(parts)
+
+
+def epochs(count) -> str:
+    return f"{count} epoch" + ("" if count == 1 else "s")
+
+
+def teacher_description(cfg) -> str:
+    """e.g. "cnn1d (trained 40 epochs)", "ckpt_epoch_240.pth", "ensemble 3x resnet32x4 (trained 240 epochs)"."""
+    teacher = cfg.teacher
+    kind = str(teacher.kind)
+    source = str(teacher.get("source") or "single") if kind == "cached" else kind
+    given = teacher.get("checkpoint") if source == "single" else teacher.get("checkpoints")
+    if given:
+        described = str(given).rsplit("/", 1)[-1] if source == "single" else f"{len(given)} checkpoints"
+    else:
+        model = teacher.model.name
+        if source == "ensemble":
+            described = "+".join(teacher.models) if teacher.get("models") else f"{teacher.size}x {model}"
+        elif source == "crossfit":
+            described = f"{teacher.folds} folds x {model}"
+        else:
+            described = str(model)
+        recipe_epochs = ((teacher.get("recipe") or {}).get("trainer") or {}).get("max_epochs")
+        described += f" (trained {epochs(recipe_epochs or cfg.trainer.max_epochs)})"
+    return described if kind == "single" else f"{kind} {described}"

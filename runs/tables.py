@@ -174,13 +174,13 @@ def with_metric(records: Sequence[Record], epoch: str, metrics: Sequence[str]) -
     return kept
 
 
-def teacher_accuracies(records: list[Record], epoch: str) -> list[float]:
-    """Teacher test top-1 % of these runs, one value per teacher (identified by its training run or
-    checkpoint): runs that share a teacher (several KD methods on one trained teacher) would otherwise
-    weigh it several times and shrink its error bar."""
+def teacher_accuracies(records: list[Record], epoch: str, metric: str = TEACHER_METRIC) -> list[float]:
+    """Teacher test top-1 % of these runs (or another split's: `metric`), one value per teacher (identified
+    by its training run or checkpoint): runs that share a teacher (several KD methods on one trained teacher)
+    would otherwise weigh it several times and shrink its error bar."""
     by_teacher = {}
     for record in records:
-        value = record.metric(epoch, TEACHER_METRIC)
+        value = record.metric(epoch, metric)
         if value is None:
             continue
         teacher = record.data.get("teacher_run") or record.data.get("teacher_checkpoint") or record.path

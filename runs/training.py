@@ -24,18 +24,19 @@ from tasks.callbacks import TrainThroughput
 from tasks.classification import ClassificationTask
 from tasks.distillation import DistillationTask
 from tasks.metrics import fidelity_settings
-from runs.configs import model_node
-from runs.folders import claim_run_folder, config_digest, git_state, run_folder_lock
-from runs.records import write_record
+from runs.configs import chosen_experiment, model_node
+from runs.console import hide_evaluation_bars
+from runs.folders import claim_run_folder, config_digest, git_state, run_folder, run_folder_lock
+from runs.records import read_record, write_record
 from tasks.phases import parse_phases, pre_training_epochs
 from runs.teacher_cache import cached_teacher
-from runs.summary import print_comparison, print_record
+from runs.summary import composed_run_line, print_comparison, print_record
 
 log = logging.getLogger(__name__)
 
 # Keys of the training recipe that teachers and baselines derive from a distillation config.
 RECIPE_KEYS = ("data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "seed", "compile",
-               "channels_last")
+               "channels_last", "verbose")
 
 
 # ----------------------------------------------------------------------------------------------- building
@@ -111,6 +112,13 @@ def checkpoint_callbacks(trainer: pl.Trainer) -> tuple[pl.callbacks.ModelCheckpo
 
 
 # ----------------------------------------------------------------------------------------------- running
+def announce(cfg: DictConfig) -> None:
+    """The composed-run line, before anything else the run prints."""
+    folder = run_folder(cfg)
+    finished = not cfg.get("rerun") and read_record(folder) is not None
+    print(composed_run_line(cfg, chosen_experiment(), folder, finished), flush=True)
+
+
 def _check_student_init(cfg: DictConfig) -> None:
     """Before anything runs: a student_init_checkpoint that is not a file (e.g. the PAD-L2 cell's placeholder for
     the L2 run it starts from) stops with the key to set."""
@@ -146,6 +154,7 @@ def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folde
     best_callback, last_callback = checkpoint_callbacks(trainer)
     last_path = last_callback.best_model_path or str(folder / "checkpoints" / "last.ckpt")
     best_path = best_callback.best_model_path or last_path
+    hide_evaluation_bars(trainer, bool(cfg.get("verbose")))
     last = _evaluate(trainer, task, datamodule, last_path)
     best = _evaluate(trainer, task, datamodule, best_path)
     record = {
@@ -166,6 +175,8 @@ def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folde
 
 def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None) -> dict:
     """Train cfg.model on cfg.data; returns the run record (reused if this config already finished)."""
+    if not quiet:
+        announce(cfg)
     if cfg.get("test_only"):
         return run_test_only(cfg, quiet)
     with run_folder_lock(cfg):
@@ -374,6 +385,8 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
 
 def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None) -> dict:
     _check_student_init(cfg)
+    if not quiet:
+        announce(cfg)
     if cfg.get("test_only"):
         return run_test_only(cfg, quiet)
     with run_folder_lock(cfg):
@@ -416,6 +429,7 @@ def _test_checkpoint(cfg: DictConfig, folder: Path) -> dict:
         check_classes(model, datamodule.num_classes, "checkpoint's model", "evaluate it on the data it was trained on")
         task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer), None, config)
     trainer = build_trainer(cfg, [])
+    hide_evaluation_bars(trainer, bool(cfg.get("verbose")))
     metrics = trainer.test(task, datamodule, verbose=False)[0]
     record = {"task": f"{cfg.task}-test", "run_dir": str(folder), "checkpoint": str(cfg.ckpt),
               "model": config.get("name"), **git_state(), "config": OmegaConf.to_container(cfg, resolve=True),

@@ -1,4 +1,4 @@
-"""Run the quickstart (distill_train.py's default experiment) over several seeds and write its table.
+"""Run the quickstart (distill_train.py with no choices: mnist1d's recipe) over several seeds and write its table.
 
     python scripts/quickstart_seeds.py --seeds 0,1,2 [Hydra overrides ...]
 

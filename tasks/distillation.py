@@ -18,7 +18,7 @@ from models.teachers import FrozenTeacher
 from tasks.classification import ClassificationTask
 from models.features import FeatureTaps
 from tasks.metrics import CKATaps, FidelityMetrics, FidelitySettings, fidelity_settings
-from tasks.phases import Phase, phase_at
+from tasks.phases import Phase, phase_at, starts_a_phase
 
 
 class DistillationTask(ClassificationTask):
@@ -93,11 +93,30 @@ class DistillationTask(ClassificationTask):
     def on_train_epoch_start(self) -> None:
         # Fixed at the epoch's start: Lightning may advance current_epoch before the epoch-end LR step.
         self._epoch_phase = self.phase
+        if starts_a_phase(self.phases, self.current_epoch):
+            self._start_optimizer_afresh(self.phase)
         learning = self.phase.train if self.phase else ("student", "objective")
         for part, module in (("student", self.model), ("objective", self.objective)):
             module.requires_grad_(part in learning)  # no grad: SGD skips it, momentum and decay included
         if "student" not in learning:
             self.model.eval()  # a frozen student's BatchNorm statistics stay put too
+
+    def _start_optimizer_afresh(self, phase: Phase | None) -> None:
+        """A phase's own optimizer, as RepDistiller's pre-training builds one: the same kind and settings, no
+        state carried over (momentum buffers), at the phase's lr (the main phase: the configured lr, which the
+        schedule has not moved yet: it counts main-phase epochs only). A run resumed inside a phase keeps the
+        state its checkpoint holds; one resumed at a boundary starts it afresh here, as the unkilled run did."""
+        for optimizer in self.trainer.optimizers:
+            optimizer.state.clear()
+            for group in optimizer.param_groups:
+                group["lr"] = phase.lr if phase is not None and phase.lr is not None else group["main_lr"]
+
+    def configure_optimizers(self):
+        configured = super().configure_optimizers()
+        optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
+        for group in optimizer.param_groups:
+            group["main_lr"] = group["lr"]  # kept in the optimizer's state dict, so a resumed run has it too
+        return configured
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
         if getattr(self, "_epoch_phase", None) is None:  # the schedule counts main-phase epochs only

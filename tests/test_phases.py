@@ -68,3 +68,31 @@ def test_pre_training_phase_trains_only_what_it_names(data_dir, tmp_path):
     # and milestone 1 is reached only after it.
     assert rates == pytest.approx([0.05, 0.05])
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.005)
+
+
+def test_each_phase_starts_a_fresh_optimizer_at_its_own_lr(data_dir, tmp_path):
+    """RepDistiller's pre-training builds its own SGD (e.g. at lr 0.01 for FT), and the main loop another: no
+    momentum crosses a phase boundary, and the main phase runs at the configured lr."""
+    cfg = compose_config("distill", tiny_overrides(
+        data_dir, tmp_path, "~experiment", "kd=crd", "student=mlp1d", "teacher/model=mlp1d", "optimizer.lr=0.05", "scheduler=none",
+        "kd.terms.crd.num_negatives=16", "trainer.max_epochs=2",
+        "+kd.phases=[{name: a, epochs: 1, terms: {crd: 1.0}, train: [objective], lr: 0.01},"
+        "{name: b, epochs: 1, terms: {crd: 1.0}, train: [objective, student]}]"))
+    cfg.run_dir = str(tmp_path / "run")
+    datamodule, task, _ = build_distillation(cfg)
+    seen = []
+
+    class Watch(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            optimizer = trainer.optimizers[0]
+            seen.append((trainer.current_epoch, batch_idx, optimizer.param_groups[0]["lr"], len(optimizer.state)))
+
+    trainer = build_trainer(cfg, [Watch()], extra_epochs=2)
+    trainer.fit(task, datamodule)
+    firsts = [(epoch, lr, state) for epoch, batch, lr, state in seen if batch == 0]
+    assert firsts == [(0, pytest.approx(0.01), 0), (1, pytest.approx(0.05), 0), (2, pytest.approx(0.05), 0),
+                      (3, pytest.approx(0.05), firsts[3][2])]
+    assert firsts[3][2] > 0, "inside the main phase the optimizer keeps its momentum from epoch to epoch"
+    assert all(state > 0 for epoch, batch, lr, state in seen if batch > 0), "state builds up within a phase"
+    with pytest.raises(ConfigError, match=r"kd.phases\[0\].lr \(a\) must be a learning rate > 0"):
+        parse_phases({"phases": [{"name": "a", "epochs": 1, "terms": {"crd": 1.0}, "lr": -1}]}, ["crd"])

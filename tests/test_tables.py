@@ -1,4 +1,4 @@
-"""scripts/make_table.py and scripts/plots.py on hand-made run records with known means and stds."""
+"""scripts/make_table.py on hand-made run records with known means and stds (plots: test_plots.py)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from scripts import make_table, plots
+from scripts import make_table
 from tests.helpers import compose_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,35 +201,6 @@ def test_bad_options_name_the_problem(runs, capsys):
         with pytest.raises(SystemExit) as exit_info:
             make_table.main(argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
-
-
-# ----------------------------------------------------------------------------------------------- plots
-def assert_figures(prefix: Path) -> None:
-    png, pdf = prefix.with_name(prefix.name + ".png"), prefix.with_name(prefix.name + ".pdf")
-    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 1000
-    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 1000
-
-
-@pytest.mark.parametrize("argv", [
-    ["capacity", "--x", "teacher.model.name", "--group", "teacher.kind,kd.name", "--teacher",
-     "--label", "single / kd=KD", "--label", "crossfit / kd=cross-fit KD"],
-    ["fidelity", "--group", "kd.name"],
-    ["fidelity", "--group", "kd.name", "--mean", "--epoch", "best"],
-    ["methods", "--rows", "kd.name", "--group", "teacher.model.name,student.name"],
-], ids=["capacity", "fidelity-points", "fidelity-means", "methods"])
-def test_plots_write_png_and_pdf(runs, tmp_path, argv):
-    for seed, top1 in enumerate([0.73, 0.74, 0.76]):  # a cross-fit KD line for the capacity plot
-        write(runs, distill_record("kd", PAIR_A, seed, top1, top1, 0.78, kind="crossfit"))
-    prefix = tmp_path / "figures" / argv[0]
-    paths = plots.main([argv[0], str(runs), "--out", str(prefix), *argv[1:]])
-    assert [path.suffix for path in paths] == [".png", ".pdf"]
-    assert_figures(prefix)
-
-
-def test_capacity_refuses_teacher_line_on_a_non_accuracy_axis(runs, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        plots.main(["capacity", str(runs), "--out", str(tmp_path / "c"), "--metric", "test/kl", "--teacher"])
-    assert exit_info.value.code == 2 and "--teacher draws the teachers' top-1 %" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------- published
