@@ -168,13 +168,26 @@ FULL_RUNS = {
 }
 
 
+class EpochStartTrainer:
+    """What the task's epoch start reads from its Trainer: the optimizers a starting phase resets (its own lr,
+    no state), at epoch 0 of the fit."""
+
+    def __init__(self, optimizer) -> None:
+        self.optimizers, self.current_epoch, self.global_step = [optimizer], 0, 0
+
+
 def one_training_step(cfg) -> dict:
     """One optimizer step of the cell's distillation task, outside the Lightning loop."""
     datamodule, task, info = runs.build_distillation(cfg)
     batch = next(iter(datamodule.train_dataloader()))
-    task.on_train_epoch_start()  # the first phase's trainable parts (pre-training phases start the run)
     optimizers = task.configure_optimizers()
     optimizer = optimizers["optimizer"] if isinstance(optimizers, dict) else optimizers
+    task.trainer = EpochStartTrainer(optimizer)  # for the epoch start only: the step itself has no Trainer
+    task.on_train_epoch_start()  # the first phase's lr and trainable parts (pre-training phases start the run)
+    task.trainer = None
+    phases = cfg.kd.get("phases") or []
+    if phases and phases[0].get("lr") is not None:
+        assert all(group["lr"] == phases[0].lr for group in optimizer.param_groups)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer to log to
         loss = task.training_step(batch, 0)
