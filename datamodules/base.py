@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.device_data import DeviceBatches, DeviceData, check_supported
 from datamodules.sampling import EpochSeededDrawSampler, EpochSeededRandomSampler
+from datamodules.tuples import ClassGroupedBatchSampler, TermBatchSampler, TupleBatchSampler
 from datamodules.views import EpochSeededViewSampler, ViewDataset, seeded_transform, view_seed
 from errors import ConfigError, UserError
 
@@ -108,6 +109,7 @@ class KDDataModule(pl.LightningDataModule):
         # Opt-in: whole sets as tensors on the model's device, batches cut and augmented there (device_data.py).
         self.device_resident = check_supported(self, device_resident)
         self._device_data: DeviceData | None = None
+        self._term_batches: TermBatchSampler | None = None
 
     def _check_against_truth(self) -> None:
         """One clear error when a config override contradicts what a fixed dataset is."""
@@ -212,6 +214,9 @@ class KDDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # Order is a pure function of (seed, epoch): a resumed run replays the uninterrupted run's batches.
+        if self._term_batches is not None:
+            return DataLoader(self.train_set, batch_sampler=self._term_batches, num_workers=self.num_workers,
+                              pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
         if isinstance(self.train_set, ViewDataset):
             sampler = EpochSeededViewSampler(len(self.train_set.examples), self.train_set.views, self.seed)
         else:
@@ -231,6 +236,41 @@ class KDDataModule(pl.LightningDataModule):
         if not isinstance(self.train_set, ViewDataset):
             self.train_set = ViewDataset(self.train_set, views, seed)
         return self.train_set
+
+    # -- batches a distillation term makes its own (datamodules/tuples.py) -------------------------------
+    def _term_batch_settings(self, what: str) -> dict:
+        """(count, batch_size, seed, views, fresh_draws) for a term's batch sampler; after `setup` and after a
+        cached teacher has fixed its views."""
+        if self.train_set is None:
+            raise RuntimeError(f"{what} must be set up after setup()")
+        views = self.train_set.views if isinstance(self.train_set, ViewDataset) else 1
+        if self.device_resident and views == 1:
+            raise ConfigError(f"{what} are drawn by a batch sampler, which data.device_resident=true does not serve; "
+                              f"set data.device_resident=false")
+        count = len(self.train_set) // views
+        return {"count": count, "batch_size": self.batch_size, "seed": self.seed, "views": views,
+                "fresh_draws": views == 1 and self.augments}
+
+    def use_tuple_batches(self, positives: int, negatives: int, pool_size: int) -> None:
+        """Train on tuples of examples from a fixed pool (comparative KD's CKDSample; datamodules/tuples.py)."""
+        settings = self._term_batch_settings("tuple batches (kd.terms.ckd pairs: pool)")
+        self._term_batches = TupleBatchSampler(**settings, positives=positives, negatives=negatives,
+                                               pool_size=pool_size)
+
+    def use_class_grouped_batches(self, per_class: int) -> None:
+        """Train on batches of `per_class` examples of random classes (comparative KD's RKDSampler)."""
+        settings = self._term_batch_settings("class-grouped batches")
+        examples = self.train_set.examples if isinstance(self.train_set, ViewDataset) else self.train_set
+        self._term_batches = ClassGroupedBatchSampler(**settings, labels=self._labels_of(examples),
+                                                      per_class=per_class)
+
+    @staticmethod
+    def _labels_of(dataset: IndexedDataset) -> np.ndarray:
+        """The labels of an IndexedDataset's examples, without decoding inputs where the base keeps `targets`."""
+        targets = getattr(dataset.base, "targets", None)
+        if targets is not None:
+            return np.asarray(targets)[dataset.indices]
+        return np.asarray([int(dataset.base[int(i)][1]) for i in dataset.indices])
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size)

@@ -26,6 +26,48 @@ class DistillBatch:
     global_step: int = 0
     phase: str | None = None  # the pre-training phase's name, None in the main phase
     soft_targets: torch.Tensor | None = None  # (B, K) label mixtures under mixup / cutmix, else None
+    generated: torch.Tensor | None = None  # (B,) bool: rows an augmentation generated (augment=synthetic), else None
+
+
+@dataclass(frozen=True)
+class TupleBatches:
+    """Training batches a term makes its own (comparative KD's CKDSample, alextxu/ckd): each step data.batch_size
+    tuples of `positives` + `negatives` distinct training examples, drawn from a pool of at most `pool_size` such
+    tuples fixed once per run; the batch's rows are every tuple's positives (tuple by tuple), then every tuple's
+    negatives. The student sees the two blocks in two forwards, as the anchor's two calls do (BatchNorm batch
+    statistics per block)."""
+
+    positives: int
+    negatives: int
+    pool_size: int
+
+    def __post_init__(self) -> None:
+        if self.positives < 1 or self.negatives < 1 or self.pool_size < 1:
+            raise ConfigError(f"tuple batches need positives, negatives and pool_size >= 1, got {self.positives}, "
+                              f"{self.negatives}, {self.pool_size}")
+
+    @property
+    def size(self) -> int:
+        return self.positives + self.negatives
+
+    def blocks(self, rows: int) -> list[int]:
+        """[positive rows, negative rows] of a batch of `rows` rows."""
+        if rows % self.size:
+            raise RuntimeError(f"a batch of {rows} rows is not made of {self.size}-example tuples")
+        tuples = rows // self.size
+        return [tuples * self.positives, tuples * self.negatives]
+
+
+@dataclass(frozen=True)
+class ClassGroupedBatches:
+    """Training batches of `per_class` random examples from each of randomly ordered classes, cut to
+    data.batch_size rows (comparative KD's RKDSampler, from the RKD authors' sampler)."""
+
+    per_class: int
+
+    def __post_init__(self) -> None:
+        if self.per_class < 1:
+            raise ConfigError(f"class-grouped batches need per_class >= 1, got {self.per_class}")
 
 
 class DistillTerm(nn.Module):
@@ -42,6 +84,8 @@ class DistillTerm(nn.Module):
 
     student_taps: tuple[str, ...] = ()
     teacher_taps: tuple[str, ...] = ()
+    # The training batches the term needs instead of the loader's shuffled ones (None: those).
+    train_batches: TupleBatches | ClassGroupedBatches | None = None
 
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()
@@ -113,6 +157,14 @@ class DistillationObjective(nn.Module):
     @property
     def teacher_taps(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(tap for term in self.terms.values() for tap in term.teacher_taps))
+
+    @property
+    def train_batches(self) -> TupleBatches | ClassGroupedBatches | None:
+        """The one batch layout the terms ask for, or None."""
+        plans = {name: term.train_batches for name, term in self.terms.items() if term.train_batches is not None}
+        if len(set(plans.values())) > 1:
+            raise ConfigError(f"terms {sorted(plans)} each make their own training batches ({plans}); keep one")
+        return next(iter(plans.values()), None)
 
     def expand_batch(self, inputs: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor):
         for term in self.terms.values():

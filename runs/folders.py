@@ -34,6 +34,9 @@ NOT_HASHED_NESTED = {"trainer": ("enable_progress_bar", "log_every_n_steps", "en
 HASHED_WHEN_ON = {"data": ("device_resident", "mean", "std")}
 # Top-level keys added later, hashed only away from their default for the same reason.
 HASHED_WHEN_NOT_DEFAULT = {"pre_training_scale": 1.0, "student_init_checkpoint": None}
+# Model options added later, hashed only away from their default, in every model node (model, student,
+# teacher.model), for the same reason.
+MODEL_OPTIONS_HASHED_WHEN_NOT_DEFAULT = {"shortcut": "B"}
 
 
 class RunFolderError(UserError, RuntimeError):
@@ -56,6 +59,11 @@ def hashed_view(cfg: DictConfig) -> dict:
     for key, default in HASHED_WHEN_NOT_DEFAULT.items():
         if resolved.get(key, default) == default:
             resolved.pop(key, None)
+    teacher = resolved.get("teacher") if isinstance(resolved.get("teacher"), dict) else {}
+    for node in (resolved.get("model"), resolved.get("student"), teacher.get("model")):
+        for key, default in MODEL_OPTIONS_HASHED_WHEN_NOT_DEFAULT.items():
+            if isinstance(node, dict) and node.get(key, default) == default:
+                node.pop(key, None)
     return resolved
 
 

@@ -15,6 +15,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from datamodules.views import ViewDataset
+from errors import ConfigError
 from models.teachers import CachedTeacher, FrozenTeacher
 
 log = logging.getLogger(__name__)
@@ -65,11 +67,25 @@ def _compute(inner: FrozenTeacher, dataset, num_train: int, views: int, cfg: Dic
     return table
 
 
+STUDENT_VIEWS = ("fixed", "fresh")
+
+
 def cached_teacher(inner: FrozenTeacher, datamodule, cfg: DictConfig, checkpoints: list[str], kind: str
                    ) -> tuple[CachedTeacher, dict]:
-    views = cfg.teacher.get("views") or (AUGMENTED_VIEWS if datamodule.augments else 1)
+    """`teacher.student_views` (not in teacher/cached.yaml, so earlier runs keep their folders): "fixed" (default)
+    trains the student on the cached views themselves; "fresh" caches one augmented view per example and trains
+    the student on freshly augmented inputs, answered with that view's outputs, as comparative KD's CachedSubset
+    (alextxu/ckd dataset/util.py) does: one teacher call per example, then the training transform at every access."""
+    student_views = cfg.teacher.get("student_views", "fixed")
+    if student_views not in STUDENT_VIEWS:
+        raise ConfigError(f"teacher.student_views must be one of {list(STUDENT_VIEWS)}, got {student_views!r}")
+    fresh = student_views == "fresh"
+    if fresh and cfg.teacher.get("views") not in (None, 1):
+        raise ConfigError(f"teacher.student_views=fresh caches one view per example, but teacher.views="
+                          f"{cfg.teacher.views}; set teacher.views=null (or 1), or teacher.student_views=fixed")
+    views = 1 if fresh else cfg.teacher.get("views") or (AUGMENTED_VIEWS if datamodule.augments else 1)
     seed = int(cfg.teacher.get("view_seed") or 0)
-    dataset = datamodule.use_fixed_views(int(views), seed)
+    dataset = ViewDataset(datamodule.train_set, 1, seed) if fresh else datamodule.use_fixed_views(int(views), seed)
     key, material = cache_key(cfg, checkpoints, datamodule, int(views), seed, kind)
     path = Path(cfg.paths.output_dir) / "teacher_cache" / f"{key}.pt"
     num_train = len(dataset.base)
@@ -84,5 +100,5 @@ def cached_teacher(inner: FrozenTeacher, datamodule, cfg: DictConfig, checkpoint
         torch.save({"logits": table, "key": material}, partial)
         os.replace(partial, path)  # a killed run never leaves a half-written cache behind
     info = {"teacher_cache": {"path": str(path), "reused": calls == 0, "views": int(views),
-                              "examples": len(dataset.examples)}}
+                              "examples": len(dataset.examples), "student_views": student_views}}
     return CachedTeacher(inner, table, calls), info

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from errors import ConfigError, find_user_error
 from losses import DistillationObjective, DistillTerm
+from losses.base import ClassGroupedBatches, TupleBatches
 from models.checkpoints import extract_state_dict, load_weights, model_from_checkpoint, read_checkpoint
 from models.teachers import CrossFitTeacher, FrozenTeacher
 from tasks.callbacks import TrainThroughput
@@ -328,6 +329,16 @@ def build_teacher(cfg: DictConfig, datamodule, objective: DistillationObjective 
     return teacher, {**info, **cache_info}
 
 
+def use_term_batches(datamodule, objective: DistillationObjective) -> None:
+    """Trains on the batches a term makes its own (CKD's tuples, class-grouped batches), if one asks; after the
+    teacher is built (a cached teacher fixes the training views first)."""
+    plan = objective.train_batches
+    if isinstance(plan, TupleBatches):
+        datamodule.use_tuple_batches(plan.positives, plan.negatives, plan.pool_size)
+    elif isinstance(plan, ClassGroupedBatches):
+        datamodule.use_class_grouped_batches(plan.per_class)
+
+
 def build_objective(cfg: DictConfig) -> DistillationObjective:
     terms = cfg.kd.get("terms")
     if not terms:
@@ -366,6 +377,7 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
         datamodule.limit_train_pool(budget)
     datamodule.setup("fit")
     teacher, info = build_teacher(cfg, datamodule, objective, augment)
+    use_term_batches(datamodule, objective)
     pl.seed_everything(cfg.seed, workers=True)  # the student's init must not depend on teacher training
     if student is None:
         student, student_config = initial_student(cfg)

@@ -89,9 +89,11 @@ if [ "$RAY" -eq 1 ]; then
 else
   FAILED=()
   for cell in "${CELLS[@]}"; do
+    entry=distill_train.py  # cells that say `task: train` (e.g. a teacher with a published accuracy) train one model
+    if grep -q '^task: train' "cfg/experiment/$cell.yaml"; then entry=train.py; fi
     for seed in $(cell_seeds "$cell"); do
       # shellcheck disable=SC2046  # cell_args prints whitespace-free overrides
-      if ! run "$PYTHON" distill_train.py "experiment=$cell" "seed=$seed" "paths.output_dir=$OUT" \
+      if ! run "$PYTHON" "$entry" "experiment=$cell" "seed=$seed" "paths.output_dir=$OUT" \
           $(cell_args "$cell" "$seed") "${OVERRIDES[@]}"; then
         FAILED+=("$cell seed=$seed")
       fi

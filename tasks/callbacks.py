@@ -39,7 +39,9 @@ class PlateauRestart(pl.Callback):
     for `patience` epochs, reload the weights of the best checkpoint and multiply every learning rate by
     `factor`; the plateau after `max_decays` decays ends training, on the best weights. The best checkpoint
     (callbacks.checkpoint) is the one reloaded, so the callback and the run record agree on "best". Use it with
-    scheduler=none: a scheduler would overwrite the decayed rates."""
+    scheduler=none: a scheduler would overwrite the decayed rates. CKD's `--lr_decay_times N` counts plateaus,
+    not decays (train_student.py stops at the N-th plateau, after lr phases lr ... lr * factor^(N-1)): it is
+    max_decays = N - 1."""
 
     def __init__(self, monitor: str = "val/top1", mode: str = "max", patience: int = 50, factor: float = 0.1,
                  max_decays: int = 3) -> None:

@@ -14,6 +14,7 @@ from torch import nn
 from datamodules.mixing import BatchMixing
 from errors import ConfigError
 from losses import DistillationObjective, DistillBatch, DistillTerm
+from losses.base import TupleBatches
 from models.teachers import FrozenTeacher
 from tasks.classification import ClassificationTask
 from models.features import FeatureTaps
@@ -34,8 +35,9 @@ class DistillationTask(ClassificationTask):
         self.seed = int(seed)
         expanding = [name for name, term in objective.terms.items()
                      if type(term).expand_batch is not DistillTerm.expand_batch]
-        if self.augment is not None and expanding:
-            raise ConfigError(f"augment={self.augment.name} cannot combine with {expanding}, which make their own "
+        if self.augment is not None and (expanding or objective.train_batches is not None):
+            makers = expanding or [n for n, t in objective.terms.items() if t.train_batches is not None]
+            raise ConfigError(f"augment={self.augment.name} cannot combine with {makers}, which make their own "
                               f"training batch; use augment=none")
         if self.augment is not None and self.augment.interpolates_teacher and teacher.counts_training_calls:
             raise ConfigError(f"augment={self.augment.name} mixes the cached teacher's outputs instead of asking the "
@@ -98,8 +100,9 @@ class DistillationTask(ClassificationTask):
         learning = self.phase.train if self.phase else ("student", "objective")
         for part, module in (("student", self.model), ("objective", self.objective)):
             module.requires_grad_(part in learning)  # no grad: SGD skips it, momentum and decay included
-        if "student" not in learning:
-            self.model.eval()  # a frozen student's BatchNorm statistics stay put too
+        # A frozen student's BatchNorm statistics stay put too; a learning one trains in train mode again after a
+        # phase that froze it (Lightning restores the modes it found, it does not reset them per epoch).
+        self.model.train("student" in learning)
 
     def _start_optimizer_afresh(self, phase: Phase | None) -> None:
         """A phase's own optimizer, as RepDistiller's pre-training builds one: the same kind and settings, no
@@ -145,18 +148,30 @@ class DistillationTask(ClassificationTask):
             self.teacher_calls += len(x)
             real = idx if teacher_labelled is None else idx[~teacher_labelled]  # generated rows are no example
             self.teacher_seen[real.cpu()] = True
-        student_logits = self.model(x)
+        student_logits, student_features = self._student_forward(x)
         distill_batch = DistillBatch(inputs=x, targets=y, indices=idx, student_logits=student_logits,
-                                     teacher_logits=teacher_logits, student_features=self.student_taps.pop(),
+                                     teacher_logits=teacher_logits, student_features=student_features,
                                      teacher_features=teacher_features, epoch=self.current_epoch,
                                      global_step=self.global_step, phase=self.phase.name if self.phase else None,
-                                     soft_targets=soft_targets)
+                                     soft_targets=soft_targets, generated=teacher_labelled)
         with torch.autocast(device_type=x.device.type, enabled=False):  # terms compute in fp32 under bf16-mixed
             total, values = self.objective(distill_batch, self.phase.weights if self.phase else None)
         self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict({f"train/{name}": value.detach() for name, value in values.items()}, on_epoch=True)
         self.log("train/top1", (student_logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
         return total
+
+    def _student_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The student's logits and tapped features on a training batch; a batch of tuples (losses.base.
+        TupleBatches) goes through in its blocks, one forward each, as the anchor's separate calls do."""
+        plan = self.objective.train_batches
+        if not isinstance(plan, TupleBatches):
+            return self.model(x), self.student_taps.pop()
+        logits, features = [], []
+        for block in x.split(plan.blocks(len(x))):
+            logits.append(self.model(block))
+            features.append(self.student_taps.pop())
+        return torch.cat(logits), {tap: torch.cat([f[tap] for f in features]) for tap in features[0]}
 
     def _evaluate(self, batch, stage: str):
         x, y, idx = batch

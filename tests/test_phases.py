@@ -80,12 +80,13 @@ def test_each_phase_starts_a_fresh_optimizer_at_its_own_lr(data_dir, tmp_path):
         "{name: b, epochs: 1, terms: {crd: 1.0}, train: [objective, student]}]"))
     cfg.run_dir = str(tmp_path / "run")
     datamodule, task, _ = build_distillation(cfg)
-    seen = []
+    seen, modes = [], []
 
     class Watch(pl.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             optimizer = trainer.optimizers[0]
             seen.append((trainer.current_epoch, batch_idx, optimizer.param_groups[0]["lr"], len(optimizer.state)))
+            modes.append((trainer.current_epoch, module.model.training))
 
     trainer = build_trainer(cfg, [Watch()], extra_epochs=2)
     trainer.fit(task, datamodule)
@@ -94,5 +95,7 @@ def test_each_phase_starts_a_fresh_optimizer_at_its_own_lr(data_dir, tmp_path):
                       (3, pytest.approx(0.05), firsts[3][2])]
     assert firsts[3][2] > 0, "inside the main phase the optimizer keeps its momentum from epoch to epoch"
     assert all(state > 0 for epoch, batch, lr, state in seen if batch > 0), "state builds up within a phase"
+    assert sorted(set(modes)) == [(0, False), (1, True), (2, True), (3, True)], \
+        "the student is frozen (eval mode) only in the phase that does not train it"
     with pytest.raises(ConfigError, match=r"kd.phases\[0\].lr \(a\) must be a learning rate > 0"):
         parse_phases({"phases": [{"name": "a", "epochs": 1, "terms": {"crd": 1.0}, "lr": -1}]}, ["crd"])

@@ -1,99 +1,181 @@
 """Comparative KD (alextxu/ckd; Wilf et al., WACV 2025): few teacher calls on CIFAR-100 subsets, RepDistiller's
-teachers. No result tables are published (results went to wandb)."""
+teachers, the grid of its sweep files (ckd.yml, relational.yml, mixup.yml): every subset size, every student, every
+arm. No sweep runs plain KD (relational.yml adds KD to rkd, dist and crd), so there is no KD cell. No result tables
+are published (results went to wandb)."""
 from __future__ import annotations
 
-from scripts.experiments.cells import Cell, kd_defaults, sgd
-from scripts.experiments.repdistiller import rd_name, released_teacher
+import inspect
+from dataclasses import dataclass
 
-CKD_SUBSETS = (2000, 4000, 6000)  # ckd.yml / relational.yml / mixup.yml sweep 2000..6000; train_val_frac 0.8
-CKD_METHODS = {
-    # name: (title, cfg/kd, augment, teacher kind, extra KD term weight (relational.yml w_kd), note)
-    "kd": ("KD", "kd", "none", "cached", None, "CE 1 (w_cls) + KD 1 (relational.yml w_kd 1.0) at T 4"),
-    "crd": ("CRD", "crd", "none", "single", 1.0, "CE 1 + KD 1 (relational.yml w_kd 1.0) + CRD 0.8 (w_rel default)"),
-    "dist": ("DIST", "dist", "none", "cached", 1.0, "CE 1 + KD 1 (relational.yml w_kd 1.0) + DIST 2 (w_rel default)"),
-    "ckd": ("CKD", "ckd", "none", "cached", None, "cfg/kd/ckd.yaml: comparative term 1 (w_rel) with label differences 1"),
-    "mixup": ("mixup", "kd", "mixup", "single", None, "CE 1 + teacher-labelled mixup term 1 (mixup.yml: w_kd 0, w_rel 1)"),
-    "mixup_interpolated": ("mixup-interpolated", "kd", "mixup_interpolated", "cached", None,
-                           "as mixup, the teacher's cached logits mixed instead of a teacher call"),
+from scripts.experiments.cells import Cell, kd_defaults, sgd
+from scripts.experiments.repdistiller import released_teacher
+
+CKD = "alextxu/ckd"
+# ckd.yml, relational.yml and mixup.yml sweep these subset sizes; train_val_frac 0.8 of each reaches the teacher.
+CKD_SUBSETS = (2000, 2500, 3000, 3500, 4000, 4500, 5000, 6000)
+# The sweeps' students, each with train_student.py get_corresponding_teacher's teacher.
+CKD_STUDENTS = {"resnet32": "resnet110", "wrn_16_2": "wrn_40_2", "vgg8": "vgg13"}
+LR_DECAY_TIMES = 3  # train_student.py --lr_decay_times: the plateau that stops training
+FP32 = "fp32, as the anchor trained; trainer.precision=bf16-mixed is an opt-in speed switch"
+# What the CRD term needs to read logits (its rewrite adds the option): the cells carry these once it takes them.
+CRD_LOGIT_TAPS = {"student_tap": "logits", "teacher_tap": "logits"}
+
+
+@dataclass(frozen=True)
+class Arm:
+    title: str
+    kd: str            # cfg/kd file
+    augment: str
+    sweep: str         # where the anchor runs it
+    loss: str          # the loss, in the anchor's words
+
+
+ARMS = {
+    "ckd": Arm("CKD (pos_and_neg 2)", "ckd", "none", "ckd.yml relational ckd, pos_and_neg 2",
+               "MSE of the tuples' logit differences to the teacher's (w_rel 1) plus MSE to the label differences "
+               "(w_cls 1: criterion_cls is MSELoss for ckd), no cross-entropy, no KD (w_kd 0)"),
+    "ckd_pn3": Arm("CKD (pos_and_neg 3)", "ckd", "none", "ckd.yml relational ckd, pos_and_neg 3",
+                   "as ckd, on tuples of 2 positives and 1 negative"),
+    "crd": Arm("CRD", "crd", "none", "relational.yml relational crd, w_kd 1.0",
+               "CE 1 (w_cls) + KD 1 at T 4 (w_kd) + CRD 0.8 (w_rel_defaults['crd']) on the logits, negatives of other "
+               "classes (CRDSample, --mode exact), nce_k 16384, nce_t 0.07, nce_m 0.5, feat_dim 128"),
+    "dist": Arm("DIST", "dist", "none", "relational.yml relational dist, w_kd 1.0",
+                "CE 1 + KD 1 at T 4 + DIST 2 (w_rel_defaults['dist']; tau 4, inter = intra = 1) on the logits"),
+    "rkd": Arm("RKD", "rkd", "none", "relational.yml relational rkd, w_kd 1.0",
+               "CE 1 + KD 1 at T 4 + RKD 1 (distance 25, angle 50) on the logits, on RKDSampler batches (5 "
+               "examples of each of randomly ordered classes)"),
+    "mixup": Arm("mixup", "teacher_ce", "mixup_interpolated", "mixup.yml relational mixup, w_kd 0.0",
+                 "lam CE(s, y_i) + (1 - lam) CE(s, y_j) (w_cls 1) + lam CE(s, softmax v_i) + (1 - lam) CE(s, softmax "
+                 "v_j) (w_rel 1, --loss_fn 0, T 1) on the cached outputs of the two components, one lam ~ Beta(1, 1) "
+                 "per batch; no teacher call on the mixed input"),
+    "mixup3": Arm("mixup3", "teacher_ce", "mixup3_interpolated", "mixup.yml relational mixup3, w_kd 0.0",
+                  "as mixup, on three components; the CKD code has no mixup3 (its --relational choices lack it and no "
+                  "sampler or helper implements it; README: \"mixes three samples instead of two\"), so the weights "
+                  "are augment=mixup3's three normalised Beta(1, 1) draws"),
 }
 
 
+def crd_takes_logit_taps() -> bool:
+    from losses.crd import CRDTerm
+    return set(CRD_LOGIT_TAPS) <= set(inspect.signature(CRDTerm).parameters)
+
+
+def header(name: str, arm: Arm, student: str, teacher: str, subset: int, budget: int, crd_on_logits: bool) -> list:
+    lines = [
+        "Comparative KD (Wilf et al., WACV 2025; code alextxu/ckd, built on RepDistiller), CIFAR-100, few teacher",
+        f"calls: {arm.title}, {teacher} -> {student} (train_student.py get_corresponding_teacher), subset_size",
+        f"{subset}:",
+        f"{budget} training examples reach the teacher (teacher.budget), {subset - budget} more are the validation",
+        f"split (train_val_frac 0.8). Anchor run: {arm.sweep}. Loss: {arm.loss}. No result tables are published",
+        "(results went to wandb). Recipe (train_student.py): SGD lr 0.05 (the sweeps also try 0.1 and 0.025)",
+        "momentum 0.9, weight decay 5e-4, batch 64, crop + flip (use_DA 2); up to 1000 \"epochs\" of",
+        "ceil(0.8 x subset_size / 64) steps (eval_every); on a 50-epoch validation plateau the best weights come",
+        "back and the lr drops x0.1, and the third plateau (--lr_decay_times 3) ends training: lr 0.05, 0.005,",
+        "0.0005 (callbacks.plateau_restart, max_decays 2). Reported: test top-1 at the best validation epoch",
+        "(--epoch best). fp32, as CKD trained.",
+        f"Teacher: RepDistiller's {teacher} (CKD README: the same released teachers), trained first with",
+        "RepDistiller's recipe when teacher.checkpoint is null, or from RepDistiller's released checkpoint:",
+        released_teacher(teacher),
+    ]
+    if arm.kd == "crd":
+        lines += ["The teacher is asked every step (teacher=single: the budget's examples only); CKD embeds its",
+                  "cached logits."]
+        if not crd_on_logits:
+            lines += ["CRD reads the embeddings here until kd.terms.crd takes student_tap / teacher_tap (then these",
+                      "cells set both to logits, CKD's s_dim = t_dim = the logits' width)."]
+    else:
+        lines += ["Teacher outputs: cached once, one augmented view per example, and the student trains on fresh",
+                  "augmentations answered with that view's outputs (teacher=cached, teacher.student_views fresh;",
+                  "CKD's dataset/util.py CachedSubset)."]
+    if arm.kd == "ckd":
+        lines += ["Tuples (dataset/sampling/CKDSample.py): 64 a step from a pool of at most 100k (--max_rel_samples)",
+                  "drawn once per run; positives and negatives go through the student in two forwards",
+                  "(helper/CKDTrainHelpers.py)."]
+    if arm.augment != "none":
+        lines += ["Pairs here: each batch mixed with a permutation of itself; CKD's MixupSample draws 64 pairs a",
+                  "step from a pool of at most 100k fixed pairs."]
+    return [*lines, f"  python distill_train.py experiment={name} trainer=gpu"]
+
+
+def teacher_recipe(cell: Cell) -> None:
+    """RepDistiller's teacher recipe: on all training images, never stopped early."""
+    rd = "RepDistiller train_teacher.py"
+    cell.set("teacher.recipe.trainer.max_epochs", 240, rd)
+    cell.set("teacher.recipe.data.batch_size", 64, rd)
+    cell.set("teacher.recipe.data.val_size", 0, f"{rd}: all 50k images, evaluated on test")
+    cell.set("teacher.recipe.scheduler._target_", "torch.optim.lr_scheduler.MultiStepLR", rd)
+    cell.set("teacher.recipe.scheduler._partial_", True)
+    cell.set("teacher.recipe.scheduler.milestones", [150, 180, 210], rd)
+    cell.set("teacher.recipe.scheduler.gamma", 0.1, rd)
+    cell.set("teacher.recipe.callbacks.plateau_restart.patience", 240, "never acts on a 240-epoch teacher")
+    cell.set("teacher.recipe.seed", 0, "one teacher for every student seed (CKD loads one released checkpoint)")
+
+
+def loss(cell: Cell, name: str, arm: Arm, crd_on_logits: bool) -> None:
+    if arm.kd == "ckd":
+        terms = kd_defaults("ckd")["terms"]
+        cell.set("kd.terms.ce.weight", float(terms["ce"]["weight"]), "cfg/kd/ckd.yaml: no cross-entropy for ckd")
+        cell.set("kd.terms.ckd.weight", 1.0, "train_student.py w_rel_defaults['ckd'] 1")
+        cell.set("kd.terms.ckd.weight_label", 1.0, "train_student.py --w_cls 1.0 (MSELoss on label differences)")
+        cell.set("kd.terms.ckd.pairs", "pool", "dataset/sampling/CKDSample.py")
+        cell.set("kd.terms.ckd.pos_and_neg", 3 if name == "ckd_pn3" else 2, "ckd.yml pos_and_neg")
+        cell.set("kd.terms.ckd.pool_size", 100_000, "train_student.py --max_rel_samples 100000")
+        return
+    cell.set("kd.terms.ce.weight", 1.0, "train_student.py --w_cls 1.0 (cross-entropy)")
+    if arm.kd == "teacher_ce":
+        cell.set("kd.terms.teacher_ce.weight", 1.0, "train_student.py w_rel_defaults['mixup'] 1")
+        cell.set("kd.terms.teacher_ce.temperature", 1.0, "--loss_fn 0: CrossEntropyLoss to softmax(v), T 1")
+        cell.set("augment.alpha", 1.0, "helper/MixupTrainHelpers.py np.random.beta(1, 1)")
+        cell.set("augment.teacher_mix", "probabilities", "--loss_fn 0: the components' teacher softmaxes")
+        return
+    cell.set("kd.terms.kd._target_", "losses.KDTerm", "relational.yml w_kd 1.0: KD added to the relational term")
+    cell.set("kd.terms.kd.weight", 1.0, "relational.yml w_kd 1.0")
+    cell.set("kd.terms.kd.temperature", 4.0, "train_student.py --kd_T 4")
+    if arm.kd == "crd":
+        cell.set("kd.terms.crd.weight", 0.8, "train_student.py w_rel_defaults['crd']")
+        if crd_on_logits:
+            for key, value in CRD_LOGIT_TAPS.items():
+                cell.set(f"kd.terms.crd.{key}", value, "helper/CRDTrainHelpers.py: CRDLoss(logit_s, logit_t, ...)")
+    elif arm.kd == "dist":
+        cell.set("kd.terms.dist.weight", 2.0, "train_student.py w_rel_defaults['dist']")
+    elif arm.kd == "rkd":
+        cell.set("kd.terms.rkd.weight", 1.0, "train_student.py w_rel_defaults['rkd']")
+        cell.set("kd.terms.rkd.student_tap", "logits", "helper/TrainHelpers.py get_rel_loss: RKDLoss(logit_s, logit_t)")
+        cell.set("kd.terms.rkd.teacher_tap", "logits", "helper/TrainHelpers.py get_rel_loss")
+        cell.set("kd.terms.rkd.per_class", 5, "dataset/sampling/RKDSampler.py m=5")
+
+
+def ckd_cell(name: str, arm: Arm, student: str, subset: int, crd_on_logits: bool) -> Cell:
+    teacher = CKD_STUDENTS[student]
+    budget = int(subset * 0.8)
+    cell_name = f"ckd/{name}_{student}_budget{budget}"
+    kind = "single" if arm.kd == "crd" else "cached"
+    cell = Cell(cell_name, header(cell_name, arm, student, teacher, subset, budget, crd_on_logits),
+                [("data", "cifar100"), ("student", student), ("teacher", kind), ("teacher/model", teacher),
+                 ("kd", arm.kd), ("augment", arm.augment), ("optimizer", "sgd"), ("scheduler", "none")])
+    cell.set("baseline", False)
+    cell.set("data.batch_size", 64, "train_student.py --batch_size 64")
+    cell.set("data.val_size", subset - budget, "train_val_frac 0.8: 20% of subset_size validates")
+    cell.set("trainer.max_epochs", 1000, "train_student.py --epochs 1000")
+    cell.set("trainer.precision", "32-true", FP32)
+    sgd(cell, 0.05, 5.0e-4, "train_student.py", "train_student.py --learning_rate 0.05 (default)")
+    cell.set("callbacks.plateau_restart._target_", "tasks.callbacks.PlateauRestart")
+    cell.set("callbacks.plateau_restart.monitor", "val/top1", "CKD selects on validation accuracy")
+    cell.set("callbacks.plateau_restart.mode", "max")
+    cell.set("callbacks.plateau_restart.patience", 50, "train_student.py --patience 50")
+    cell.set("callbacks.plateau_restart.factor", 0.1, "--lr_decay_rate 0.1")
+    cell.set("callbacks.plateau_restart.max_decays", LR_DECAY_TIMES - 1,
+             f"--lr_decay_times {LR_DECAY_TIMES}: the {LR_DECAY_TIMES}rd plateau ends training")
+    cell.set("teacher.budget", budget, f"0.8 x subset_size {subset}")
+    if kind == "cached":
+        cell.set("teacher.source", "single")
+        cell.set("teacher.student_views", "fresh", "dataset/util.py CachedSubset: one cached view, fresh inputs")
+    teacher_recipe(cell)
+    loss(cell, name, arm, crd_on_logits)
+    return cell
+
+
 def build() -> list[Cell]:
-    cells = []
-    teacher, student = "resnet110", "resnet32"
-    for method, (title, kd, augment, kind, w_kd, weights) in CKD_METHODS.items():
-        for subset in CKD_SUBSETS:
-            budget, val = int(subset * 0.8), subset - int(subset * 0.8)
-            name = f"ckd/{method}_budget{budget}"
-            header = [
-                "Comparative KD (Wilf et al., WACV 2025; code alextxu/ckd, built on RepDistiller), CIFAR-100, few teacher",
-                f"calls: {title}, {rd_name(teacher)} -> {student} (the first student of ckd.yml's sweep; teacher from",
-                f"train_student.py get_corresponding_teacher), subset_size {subset}: {budget} training examples reach the teacher",
-                f"(teacher.budget), {val} more are the validation split (train_val_frac 0.8). No result tables are published",
-                "(results went to wandb). Recipe (train_student.py defaults, ckd.yml / relational.yml / mixup.yml): SGD lr",
-                "0.05 (swept over 0.1/0.05/0.025) momentum 0.9, weight decay 5e-4, batch 64, crop + flip (use_DA 2), T 4;",
-                f"loss: {weights}. CKD trains up to 1000 \"epochs\" of 0.8*subset_size examples and, on a 50-epoch",
-                "validation plateau, reloads the best weights and decays the lr x0.1, stopping after 3 decays (here",
-                "callbacks.plateau_restart, tasks/callbacks.py PlateauRestart). The reported number is test top-1 at the",
-                "best validation epoch (--epoch best).",
-                f"Teacher: RepDistiller's {teacher} (CKD README: the same released teachers), trained first with",
-                "RepDistiller's recipe when teacher.checkpoint is null, or from RepDistiller's released checkpoint:",
-                released_teacher(teacher),
-            ]
-            if kind == "cached":
-                header.append("Teacher outputs are cached once (teacher=cached), so teacher calls stay within the budget.")
-            elif method == "crd":
-                header.append("CRD reads the teacher's embeddings every step (teacher=single under the budget; CKD's CRD embeds")
-                header.append("cached logits instead), so teacher calls repeat on the same budget examples.")
-            else:
-                header.append("Mixup asks the teacher about every mixed input (teacher=single under the budget).")
-            header.append(f"  python distill_train.py experiment={name} trainer=gpu")
-            cell = Cell(name, header, [("data", "cifar100"), ("student", student), ("teacher", kind),
-                                       ("teacher/model", teacher), ("kd", kd), ("augment", augment),
-                                       ("optimizer", "sgd"), ("scheduler", "none")])
-            cell.set("baseline", False)
-            cell.set("data.batch_size", 64, "train_student.py --batch_size 64")
-            cell.set("data.val_size", val, "train_val_frac 0.8: 20% of subset_size validates")
-            cell.set("trainer.max_epochs", 1000, "train_student.py --epochs 1000")
-            sgd(cell, 0.05, 5.0e-4, "train_student.py", "train_student.py --learning_rate 0.05 (default)")
-            cell.set("callbacks.plateau_restart._target_", "tasks.callbacks.PlateauRestart")
-            cell.set("callbacks.plateau_restart.monitor", "val/top1", "CKD selects on validation accuracy")
-            cell.set("callbacks.plateau_restart.mode", "max")
-            cell.set("callbacks.plateau_restart.patience", 50, "train_student.py --patience 50")
-            cell.set("callbacks.plateau_restart.factor", 0.1, "lr x0.1 at each plateau")
-            cell.set("callbacks.plateau_restart.max_decays", 3, "stops at the plateau after the third decay")
-            cell.set("teacher.budget", budget, f"0.8 x subset_size {subset}")
-            if kind == "cached":
-                cell.set("teacher.source", "single")
-            # The teacher is RepDistiller's: its own recipe, on all training images, never stopped early.
-            rd = "RepDistiller train_teacher.py"
-            cell.set("teacher.recipe.trainer.max_epochs", 240, rd)
-            cell.set("teacher.recipe.data.batch_size", 64, rd)
-            cell.set("teacher.recipe.data.val_size", 0, f"{rd}: all 50k images, evaluated on test")
-            cell.set("teacher.recipe.scheduler._target_", "torch.optim.lr_scheduler.MultiStepLR", rd)
-            cell.set("teacher.recipe.scheduler._partial_", True)
-            cell.set("teacher.recipe.scheduler.milestones", [150, 180, 210], rd)
-            cell.set("teacher.recipe.scheduler.gamma", 0.1, rd)
-            cell.set("teacher.recipe.callbacks.plateau_restart.patience", 240, "never acts on a 240-epoch teacher")
-            cell.set("teacher.recipe.seed", 0, "one teacher for every student seed (CKD loads one released checkpoint)")
-            if kd == "kd":
-                cell.set("kd.terms.ce.weight", 1.0, "train_student.py --w_cls 1.0 (cross-entropy)")
-                cell.set("kd.terms.kd.weight", 1.0,
-                         "relational.yml w_kd 1.0" if method == "kd" else "mixup.yml w_rel 1 (the teacher-labelled mixed term)")
-                cell.set("kd.terms.kd.temperature", 4.0, "train_student.py --kd_T 4")
-            elif kd == "ckd":
-                terms = kd_defaults("ckd")["terms"]
-                cell.set("kd.terms.ce.weight", float(terms["ce"]["weight"]), "cfg/kd/ckd.yaml (CKD's ckd.yml defaults)")
-                cell.set("kd.terms.ckd.weight", float(terms["ckd"]["weight"]), "w_rel_defaults['ckd'] 1")
-                cell.set("kd.terms.ckd.weight_label", float(terms["ckd"]["weight_label"]), "w_cls 1")
-            else:
-                rel = {"crd": ("crd", 0.8), "dist": ("dist", 2.0)}[kd]
-                cell.set("kd.terms.ce.weight", 1.0, "train_student.py --w_cls 1.0")
-                cell.set(f"kd.terms.{rel[0]}.weight", rel[1], f"train_student.py w_rel_defaults['{rel[0]}']")
-                cell.set("kd.terms.kd._target_", "losses.KDTerm", "KD added as the README documents (combining terms)")
-                cell.set("kd.terms.kd.weight", w_kd, "relational.yml w_kd 1.0")
-                cell.set("kd.terms.kd.temperature", 4.0, "train_student.py --kd_T 4")
-            if augment in ("mixup", "mixup_interpolated"):
-                cell.set("augment.alpha", 1.0, "mixup Beta(1, 1)")
-            cells.append(cell)
-    return cells
+    crd_on_logits = crd_takes_logit_taps()
+    return [ckd_cell(name, arm, student, subset, crd_on_logits)
+            for name, arm in ARMS.items() for student in CKD_STUDENTS for subset in CKD_SUBSETS]
