@@ -340,6 +340,15 @@ def test_the_published_block_does_not_change_the_run_hash():
     assert config_digest(cfg) == digest
 
 
+def test_ft_cells_take_their_anchors_form_and_batchnorm():
+    """RepDistiller's FT cells keep cfg/kd/ft.yaml's defaults (its FT.py: channel means, paraphraser without BN,
+    translator with BN); torchdistill's cell sets its FTLoss form and `uses_bn: False` for both modules."""
+    rd = compose_config("distill", ["experiment=repdistiller/ft_resnet32x4_resnet8x4"]).kd.terms.ft
+    assert (rd.form, rd.paraphraser_batchnorm, rd.translator_batchnorm) == ("channel_mean", False, True)
+    td = compose_config("distill", ["experiment=torchdistill/ft_resnet34_resnet18"]).kd.terms.ft
+    assert (td.form, td.paraphraser_batchnorm, td.translator_batchnorm, td.weight) == ("full", False, False, 1000.0)
+
+
 @pytest.mark.parametrize("cell, devices, batch, lr, sync", [
     ("kd_resnet34_resnet18", 3, 256, 0.3, False),  # log: world_size=3, -adjust_lr: 0.1 x 3
     ("crd_resnet34_resnet18", 3, 85, 0.1, True),  # log: world_size=3, sync_bn=True, no -adjust_lr

@@ -63,11 +63,14 @@ ROWS = (
          ("terms.at.stages", [2, 3], "at_pairs: layer3, layer4"),
          ("terms.at.p", 2.0, "ATLoss mode 'code' squares the activations")), adjust_lr=True),
     Row("ft", "ft", "resnet34", "rrpr2020/ft-resnet18_from_resnet34.yaml", "FT", ("71.43 (ILSVRC 2015)", 71.56),
-        "CE 1 + FTLoss 1000, p 1.",
+        "CE 1 + FTLoss 1000, p 1, on the whole flattened factors (FTLoss; RepDistiller's default takes channel means); "
+        "paraphraser and translator without BatchNorm (uses_bn: False).",
         90, 1, 256, 0.1, 1.0e-4, (30, 60, 90),
         (("terms.ce.weight", 1.0, "stage2 ce weight 1.0"),
          ("terms.ft.weight", 1000.0, "stage2 factor_transfer weight 1000.0"),
          ("terms.ft.rate", 0.5, "paraphraser k 0.5"), ("terms.ft.p", 1, "FTLoss p 1"), ("terms.ft.stage", -1, "layer4"),
+         ("terms.ft.form", "full", "FTLoss: the L2-normalised whole flattened factors"),
+         ("terms.ft.translator_batchnorm", False, "translator uses_bn: False (the paraphraser's default is already off)"),
          ("phases", phases_with("ft", epochs=1, lr=0.01), "stage1: num_epochs 1, lr 0.01, reconstruction loss only")),
         before="stage 1: the paraphraser (k 0.5) on layer4 for 1 epoch at lr 0.01 (a pre-training phase with its "
                "own lr); stage 2: "),
