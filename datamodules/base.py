@@ -180,6 +180,21 @@ class KDDataModule(pl.LightningDataModule):
             pool = np.sort(np.random.default_rng([self.split_seed, self.pool_limit]).permutation(pool)[: self.pool_limit])
         return pool
 
+    def train_labels(self) -> torch.Tensor:
+        """The label of every example of the original training set (int64), -1 for those the train loader
+        never draws (validation, a held-out fold, outside a teacher budget): what a term that samples
+        training examples by class needs (CRD's other-class negatives). After `setup`."""
+        base, pool = self.train_set.base, self.train_set.indices
+        if hasattr(base, "targets"):  # torchvision sets (CIFAR, ImageFolder)
+            known = torch.as_tensor(np.asarray(base.targets), dtype=torch.int64)[pool]
+        elif hasattr(base, "tensors"):  # TensorDataset (mnist1d, digits, synthetic, text, tabular)
+            known = torch.as_tensor(base.tensors[1], dtype=torch.int64)[pool]
+        else:  # any other indexable set: read the pool's labels once
+            known = torch.tensor([int(base[int(i)][1]) for i in pool], dtype=torch.int64)
+        labels = torch.full((len(base),), -1, dtype=torch.int64)
+        labels[torch.as_tensor(pool)] = known
+        return labels
+
     def _test_indices(self, n_test: int) -> np.ndarray:
         if self.test_subset is None:
             return np.arange(n_test)

@@ -70,6 +70,22 @@ class ClassGroupedBatches:
             raise ConfigError(f"class-grouped batches need per_class >= 1, got {self.per_class}")
 
 
+# A term input option that reads a model's logits instead of a feature tap (e.g. comparative KD's RKD and CRD arms).
+LOGITS = "logits"
+
+
+def hooked_taps(tap: str) -> tuple[str, ...]:
+    """The feature taps to hook for a term input `tap` (none for the logits)."""
+    return () if tap == LOGITS else (tap,)
+
+
+def read_input(batch: "DistillBatch", tap: str, side: str) -> torch.Tensor:
+    """A term's input from one side ("student" or "teacher") of the batch: its logits or a tapped feature."""
+    if tap == LOGITS:
+        return batch.student_logits if side == "student" else batch.teacher_logits
+    return (batch.student_features if side == "student" else batch.teacher_features)[tap]
+
+
 class DistillTerm(nn.Module):
     """One distillation term. Subclasses return the *unweighted* value; the objective applies `weight`.
 
@@ -111,6 +127,11 @@ class DistillTerm(nn.Module):
     def bind_teacher(self, teacher: nn.Module, example_input: torch.Tensor) -> None:
         """Read what the term needs from the frozen teacher itself (e.g. OFD's BatchNorm margins) or check
         the input it will see, once, before `setup`. Default: nothing."""
+
+    def bind_training_labels(self, labels: torch.Tensor) -> None:
+        """The label of every example of the original training set (`num_train` of them, int64), -1 for those
+        the train loader never draws (validation, a held-out fold, outside a budget), once, before `setup`:
+        for terms that sample training examples by class (CRD's other-class negatives). Default: nothing."""
 
     def expand_batch(self, inputs: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor):
         """The training batch both models should see (e.g. SSKD's rotated copies), as (inputs, targets,
@@ -171,8 +192,12 @@ class DistillationObjective(nn.Module):
             inputs, targets, indices = term.expand_batch(inputs, targets, indices)
         return inputs, targets, indices
 
-    def setup(self, student_shapes, teacher_shapes, num_classes: int, num_train: int) -> None:
+    def setup(self, student_shapes, teacher_shapes, num_classes: int, num_train: int,
+              train_labels: torch.Tensor | None = None) -> None:
+        """Set every term up; `train_labels` (see `DistillTerm.bind_training_labels`) when the data has them."""
         for term in self.terms.values():
+            if train_labels is not None:
+                term.bind_training_labels(train_labels)
             term.setup(student_shapes, teacher_shapes, num_classes, num_train)
 
     def forward(self, batch: DistillBatch, weights: Mapping[str, float] | None = None

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from errors import ConfigError
-from losses.base import ClassGroupedBatches, DistillBatch, DistillTerm
+from losses.base import ClassGroupedBatches, DistillBatch, DistillTerm, hooked_taps, read_input
 
 # clamp before the square root: its gradient at 0 (the diagonal) would be infinite
 DISTANCE_EPS = 1e-12
@@ -34,16 +34,12 @@ def angles(e: torch.Tensor) -> torch.Tensor:
     return torch.bmm(differences, differences.transpose(1, 2)).flatten()
 
 
-LOGITS = "logits"
-
-
 class RKDTerm(DistillTerm):
     def __init__(self, weight: float = 1.0, weight_distance: float = 25.0, weight_angle: float = 50.0,
                  student_tap: str = "embedding", teacher_tap: str = "embedding", per_class: int | None = None) -> None:
         super().__init__(weight)
         self.student_tap, self.teacher_tap = str(student_tap), str(teacher_tap)
-        self.student_taps = () if self.student_tap == LOGITS else (self.student_tap,)
-        self.teacher_taps = () if self.teacher_tap == LOGITS else (self.teacher_tap,)
+        self.student_taps, self.teacher_taps = hooked_taps(self.student_tap), hooked_taps(self.teacher_tap)
         if per_class is not None:
             if isinstance(per_class, bool) or int(per_class) != per_class or per_class < 1:
                 raise ConfigError(f"kd.terms.rkd.per_class must be a positive integer or null, got {per_class!r}; "
@@ -55,10 +51,8 @@ class RKDTerm(DistillTerm):
                               f"{weight_distance}, {weight_angle}; use 25 and 50 (the paper's and RepDistiller's)")
 
     def forward(self, batch: DistillBatch):
-        student = (batch.student_logits if self.student_tap == LOGITS
-                   else batch.student_features[self.student_tap]).float().flatten(1)
-        teacher = (batch.teacher_logits if self.teacher_tap == LOGITS
-                   else batch.teacher_features[self.teacher_tap]).float().flatten(1)
+        student = read_input(batch, self.student_tap, "student").float().flatten(1)
+        teacher = read_input(batch, self.teacher_tap, "teacher").float().flatten(1)
         distance = F.smooth_l1_loss(normalised_distances(student), normalised_distances(teacher))
         angle = F.smooth_l1_loss(angles(student), angles(teacher))
         return self.weight_distance * distance + self.weight_angle * angle

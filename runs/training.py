@@ -385,7 +385,8 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     example_input = datamodule.train_set[0][0].unsqueeze(0).repeat(2, *[1] * len(datamodule.input_shape))
     task = DistillationTask(student, teacher, objective, datamodule.num_classes, instantiate(cfg.optimizer),
                             instantiate(cfg.scheduler) if cfg.get("scheduler") else None, student_config,
-                            example_input=example_input, num_train=len(datamodule.train_set.base), phases=phases,
+                            example_input=example_input, num_train=len(datamodule.train_set.base),
+                            train_labels=datamodule.train_labels(), phases=phases,
                             fidelity=fidelity, augment=augment, channels_last=bool(cfg.get("channels_last")),
                             seed=cfg.seed)
     # After the task has hooked its feature taps, which a compiled module would not see if added later;

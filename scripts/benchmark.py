@@ -138,9 +138,12 @@ def build_models(args, method: str, example):
     teacher = FrozenTeacher(build_model(args.teacher, 100))
     student = build_model(args.student, 100)
     objective = objective_for(method)
+    # CRD's memory holds a CIFAR-100-sized training set: the loader's images with their labels, then others
+    train_labels = torch.arange(CIFAR100_TRAIN) % 100
+    train_labels[: images_needed(args)] = random_cifar100(images_needed(args))[1]
     # the task probes shapes and sets up the terms (CRD's embeddings and memory) for both sides
     task = DistillationTask(student, teacher, objective, 100, lambda p: torch.optim.SGD(p, lr=0.05),
-                            example_input=example, num_train=CIFAR100_TRAIN,
+                            example_input=example, num_train=CIFAR100_TRAIN, train_labels=train_labels,
                             channels_last=args.fast)
     return task
 

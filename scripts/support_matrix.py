@@ -44,7 +44,8 @@ def one_step(method: str, teacher_name: str, student_name: str, batch_size: int 
         teacher = FrozenTeacher(build_model(teacher_name, 100))
         student = build_model(student_name, 100)
         x = torch.randn(batch_size, 3, 32, 32)
-        task = DistillationTask(student, teacher, objective, 100, torch.optim.SGD, example_input=x[:2], num_train=64)
+        task = DistillationTask(student, teacher, objective, 100, torch.optim.SGD, example_input=x[:2], num_train=64,
+                                train_labels=torch.arange(64) % 100)
         task.train()
         loss = task.training_step((x, torch.randint(100, (batch_size,)), torch.arange(batch_size)), 0)
         loss.backward()

@@ -27,7 +27,8 @@ class DistillationTask(ClassificationTask):
                  num_classes: int, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, model_config: dict | None = None,
                  example_input: torch.Tensor | None = None, num_train: int = 0,
-                 phases: list[Phase] | None = None, fidelity: FidelitySettings | dict | None = None,
+                 train_labels: torch.Tensor | None = None, phases: list[Phase] | None = None,
+                 fidelity: FidelitySettings | dict | None = None,
                  augment: BatchMixing | None = None, seed: int = 0, channels_last: bool = False) -> None:
         super().__init__(student, num_classes, optimizer, scheduler, model_config, channels_last)
         self.phases = phases or []
@@ -56,7 +57,7 @@ class DistillationTask(ClassificationTask):
         self.student_taps = FeatureTaps(student, objective.student_taps)
         teacher.capture(objective.teacher_taps)
         if example_input is not None:
-            self._probe(example_input, num_train)
+            self._probe(example_input, num_train, train_labels)
         fidelity = fidelity_settings(fidelity)  # None: agreement, KL, teacher top-1; no CKA
         # Hooked after the probe, apart from the objective's taps: training batches carry no extra feature.
         self.cka_taps = CKATaps(teacher.model, student, fidelity) if fidelity.cka else None
@@ -64,9 +65,10 @@ class DistillationTask(ClassificationTask):
         self.test_fidelity = FidelityMetrics(num_classes, "test/", fidelity)
 
     @torch.no_grad()
-    def _probe(self, example_input: torch.Tensor, num_train: int) -> None:
+    def _probe(self, example_input: torch.Tensor, num_train: int, train_labels: torch.Tensor | None) -> None:
         """One forward of both models (student in eval mode: BatchNorm statistics stay put) to give the
-        objective's terms the feature shapes they build their trainable parts from."""
+        objective's terms the feature shapes they build their trainable parts from (and, where known, the
+        training labels: see `DistillTerm.bind_training_labels`)."""
         was_training = self.model.training
         self.model.eval()
         self.model(example_input)
@@ -76,7 +78,7 @@ class DistillationTask(ClassificationTask):
         for term in self.objective.terms.values():
             term.bind_teacher(self.teacher.model, example_input)
         self.objective.setup(student_shapes, {tap: f.shape for tap, f in teacher_features.items()},
-                             self.num_classes, num_train)
+                             self.num_classes, num_train, train_labels)
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

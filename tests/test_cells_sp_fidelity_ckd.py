@@ -91,8 +91,7 @@ def test_ckd_arms(name, check):
     assert cfg.trainer.precision == "32-true"
 
 
-def test_ckd_crd_cells_read_logits_once_the_term_takes_taps():
+def test_ckd_crd_cells_read_logits_from_the_cached_teacher():
     cfg = cell("ckd/crd_resnet32_budget1600")
-    on_logits = ckd.crd_takes_logit_taps()
-    assert all((cfg.kd.terms.crd.get(key) == value) == on_logits for key, value in ckd.CRD_LOGIT_TAPS.items())
-    assert cfg.teacher.kind == "single" and cfg.kd.terms.crd.weight == 0.8 and cfg.kd.terms.kd.weight == 1.0
+    assert (cfg.kd.terms.crd.student_tap, cfg.kd.terms.crd.teacher_tap) == ("logits", "logits")
+    assert cfg.teacher.kind == "cached" and cfg.kd.terms.crd.weight == 0.8 and cfg.kd.terms.kd.weight == 1.0

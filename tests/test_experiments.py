@@ -171,7 +171,7 @@ FULL_RUNS = {
     "fidelity/kd_mixup_ens3_preresnet20_preresnet20": "an ensemble teacher on mixup inputs",
     "fidelity/kd_ens3_lstm_lstm_imdb": "text: an LSTM ensemble",
     "ckd/mixup_resnet32_budget1600": "a cached teacher under a budget with fresh student views, early stopping",
-    "ckd/crd_resnet32_budget1600": "a budget on a single teacher, CRD plus an added KD term",
+    "ckd/crd_resnet32_budget1600": "a budget on a cached teacher, CRD on the logits plus an added KD term",
 }
 
 

@@ -4,7 +4,6 @@ arm. No sweep runs plain KD (relational.yml adds KD to rkd, dist and crd), so th
 are published (results went to wandb)."""
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 from scripts.experiments.cells import Cell, kd_defaults, sgd
@@ -17,8 +16,6 @@ CKD_SUBSETS = (2000, 2500, 3000, 3500, 4000, 4500, 5000, 6000)
 CKD_STUDENTS = {"resnet32": "resnet110", "wrn_16_2": "wrn_40_2", "vgg8": "vgg13"}
 LR_DECAY_TIMES = 3  # train_student.py --lr_decay_times: the plateau that stops training
 FP32 = "fp32, as the anchor trained; trainer.precision=bf16-mixed is an opt-in speed switch"
-# What the CRD term needs to read logits (its rewrite adds the option): the cells carry these once it takes them.
-CRD_LOGIT_TAPS = {"student_tap": "logits", "teacher_tap": "logits"}
 
 
 @dataclass(frozen=True)
@@ -55,12 +52,7 @@ ARMS = {
 }
 
 
-def crd_takes_logit_taps() -> bool:
-    from losses.crd import CRDTerm
-    return set(CRD_LOGIT_TAPS) <= set(inspect.signature(CRDTerm).parameters)
-
-
-def header(name: str, arm: Arm, student: str, teacher: str, subset: int, budget: int, crd_on_logits: bool) -> list:
+def header(name: str, arm: Arm, student: str, teacher: str, subset: int, budget: int) -> list:
     lines = [
         "Comparative KD (Wilf et al., WACV 2025; code alextxu/ckd, built on RepDistiller), CIFAR-100, few teacher",
         f"calls: {arm.title}, {teacher} -> {student} (train_student.py get_corresponding_teacher), subset_size",
@@ -78,15 +70,11 @@ def header(name: str, arm: Arm, student: str, teacher: str, subset: int, budget:
         released_teacher(teacher),
     ]
     if arm.kd == "crd":
-        lines += ["The teacher is asked every step (teacher=single: the budget's examples only); CKD embeds its",
-                  "cached logits."]
-        if not crd_on_logits:
-            lines += ["CRD reads the embeddings here until kd.terms.crd takes student_tap / teacher_tap (then these",
-                      "cells set both to logits, CKD's s_dim = t_dim = the logits' width)."]
-    else:
-        lines += ["Teacher outputs: cached once, one augmented view per example, and the student trains on fresh",
-                  "augmentations answered with that view's outputs (teacher=cached, teacher.student_views fresh;",
-                  "CKD's dataset/util.py CachedSubset)."]
+        lines += ["CRD embeds the logits (kd.terms.crd.student_tap / teacher_tap: logits; CKD's s_dim = t_dim = the",
+                  "logits' width), so it reads the teacher's cached outputs like the other arms."]
+    lines += ["Teacher outputs: cached once, one augmented view per example, and the student trains on fresh",
+              "augmentations answered with that view's outputs (teacher=cached, teacher.student_views fresh;",
+              "CKD's dataset/util.py CachedSubset)."]
     if arm.kd == "ckd":
         lines += ["Tuples (dataset/sampling/CKDSample.py): 64 a step from a pool of at most 100k (--max_rel_samples)",
                   "drawn once per run; positives and negatives go through the student in two forwards",
@@ -111,7 +99,7 @@ def teacher_recipe(cell: Cell) -> None:
     cell.set("teacher.recipe.seed", 0, "one teacher for every student seed (CKD loads one released checkpoint)")
 
 
-def loss(cell: Cell, name: str, arm: Arm, crd_on_logits: bool) -> None:
+def loss(cell: Cell, name: str, arm: Arm) -> None:
     if arm.kd == "ckd":
         terms = kd_defaults("ckd")["terms"]
         cell.set("kd.terms.ce.weight", float(terms["ce"]["weight"]), "cfg/kd/ckd.yaml: no cross-entropy for ckd")
@@ -133,9 +121,8 @@ def loss(cell: Cell, name: str, arm: Arm, crd_on_logits: bool) -> None:
     cell.set("kd.terms.kd.temperature", 4.0, "train_student.py --kd_T 4")
     if arm.kd == "crd":
         cell.set("kd.terms.crd.weight", 0.8, "train_student.py w_rel_defaults['crd']")
-        if crd_on_logits:
-            for key, value in CRD_LOGIT_TAPS.items():
-                cell.set(f"kd.terms.crd.{key}", value, "helper/CRDTrainHelpers.py: CRDLoss(logit_s, logit_t, ...)")
+        for side in ("student", "teacher"):
+            cell.set(f"kd.terms.crd.{side}_tap", "logits", "helper/CRDTrainHelpers.py: CRDLoss(logit_s, logit_t, ...)")
     elif arm.kd == "dist":
         cell.set("kd.terms.dist.weight", 2.0, "train_student.py w_rel_defaults['dist']")
     elif arm.kd == "rkd":
@@ -145,13 +132,12 @@ def loss(cell: Cell, name: str, arm: Arm, crd_on_logits: bool) -> None:
         cell.set("kd.terms.rkd.per_class", 5, "dataset/sampling/RKDSampler.py m=5")
 
 
-def ckd_cell(name: str, arm: Arm, student: str, subset: int, crd_on_logits: bool) -> Cell:
+def ckd_cell(name: str, arm: Arm, student: str, subset: int) -> Cell:
     teacher = CKD_STUDENTS[student]
     budget = int(subset * 0.8)
     cell_name = f"ckd/{name}_{student}_budget{budget}"
-    kind = "single" if arm.kd == "crd" else "cached"
-    cell = Cell(cell_name, header(cell_name, arm, student, teacher, subset, budget, crd_on_logits),
-                [("data", "cifar100"), ("student", student), ("teacher", kind), ("teacher/model", teacher),
+    cell = Cell(cell_name, header(cell_name, arm, student, teacher, subset, budget),
+                [("data", "cifar100"), ("student", student), ("teacher", "cached"), ("teacher/model", teacher),
                  ("kd", arm.kd), ("augment", arm.augment), ("optimizer", "sgd"), ("scheduler", "none")])
     cell.set("baseline", False)
     cell.set("data.batch_size", 64, "train_student.py --batch_size 64")
@@ -167,15 +153,13 @@ def ckd_cell(name: str, arm: Arm, student: str, subset: int, crd_on_logits: bool
     cell.set("callbacks.plateau_restart.max_decays", LR_DECAY_TIMES - 1,
              f"--lr_decay_times {LR_DECAY_TIMES}: the {LR_DECAY_TIMES}rd plateau ends training")
     cell.set("teacher.budget", budget, f"0.8 x subset_size {subset}")
-    if kind == "cached":
-        cell.set("teacher.source", "single")
-        cell.set("teacher.student_views", "fresh", "dataset/util.py CachedSubset: one cached view, fresh inputs")
+    cell.set("teacher.source", "single")
+    cell.set("teacher.student_views", "fresh", "dataset/util.py CachedSubset: one cached view, fresh inputs")
     teacher_recipe(cell)
-    loss(cell, name, arm, crd_on_logits)
+    loss(cell, name, arm)
     return cell
 
 
 def build() -> list[Cell]:
-    crd_on_logits = crd_takes_logit_taps()
-    return [ckd_cell(name, arm, student, subset, crd_on_logits)
+    return [ckd_cell(name, arm, student, subset)
             for name, arm in ARMS.items() for student in CKD_STUDENTS for subset in CKD_SUBSETS]
