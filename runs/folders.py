@@ -24,7 +24,8 @@ from runs.records import aside_folder, read_record
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 # Config keys that do not change what a run computes.
 NOT_HASHED = ("run_dir", "run_name", "resume", "rerun", "paths", "logger", "callbacks", "hydra", "verbose",
-              "compile", "channels_last")  # speed settings: the same arithmetic, faster
+              "compile", "channels_last",  # speed settings: the same arithmetic, faster
+              "published")  # an experiment cell's published result: what to expect, not what to compute
 NOT_HASHED_NESTED = {"trainer": ("enable_progress_bar", "log_every_n_steps", "enable_model_summary"),
                      "data": ("num_workers", "pin_memory", "data_dir"),
                      "teacher": ("cache",)}  # a cached teacher answers with the very logits it would compute
@@ -32,7 +33,7 @@ NOT_HASHED_NESTED = {"trainer": ("enable_progress_bar", "log_every_n_steps", "en
 # their folders.
 HASHED_WHEN_ON = {"data": ("device_resident", "mean", "std")}
 # Top-level keys added later, hashed only away from their default for the same reason.
-HASHED_WHEN_NOT_DEFAULT = {"pre_training_scale": 1.0}
+HASHED_WHEN_NOT_DEFAULT = {"pre_training_scale": 1.0, "student_init_checkpoint": None}
 # Model options added later, hashed only away from their default, in every model node (model, student,
 # teacher.model), for the same reason.
 MODEL_OPTIONS_HASHED_WHEN_NOT_DEFAULT = {"shortcut": "B"}

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from errors import ConfigError, find_user_error
 from losses import DistillationObjective, DistillTerm
 from losses.base import ClassGroupedBatches, TupleBatches
-from models.checkpoints import model_from_checkpoint, read_checkpoint
+from models.checkpoints import extract_state_dict, load_weights, model_from_checkpoint, read_checkpoint
 from models.teachers import CrossFitTeacher, FrozenTeacher
 from tasks.callbacks import TrainThroughput
 from tasks.classification import ClassificationTask
@@ -118,6 +118,15 @@ def announce(cfg: DictConfig) -> None:
     folder = run_folder(cfg)
     finished = not cfg.get("rerun") and read_record(folder) is not None
     print(composed_run_line(cfg, chosen_experiment(), folder, finished), flush=True)
+
+
+def _check_student_init(cfg: DictConfig) -> None:
+    """Before anything runs: a student_init_checkpoint that is not a file (e.g. the PAD-L2 cell's placeholder for
+    the L2 run it starts from) stops with the key to set."""
+    path = cfg.get("student_init_checkpoint")
+    if path and not Path(str(path)).is_file():
+        raise ConfigError(f"student_init_checkpoint={path} is not a file; pass the checkpoint the student starts "
+                          f"from, e.g. student_init_checkpoint=outputs/distill/<run>/checkpoints/best.ckpt")
 
 
 def _start(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
@@ -337,6 +346,16 @@ def build_objective(cfg: DictConfig) -> DistillationObjective:
     return DistillationObjective({name: instantiate(node) for name, node in terms.items() if node is not None})
 
 
+def initial_student(cfg: DictConfig) -> tuple[torch.nn.Module, dict]:
+    """(cfg.student freshly built, its config); with student_init_checkpoint=PATH its weights come from that
+    checkpoint (a distillation or train run's, or a bare state dict), e.g. PAD-L2 from the L2 student."""
+    student = instantiate(cfg.student)
+    path = cfg.get("student_init_checkpoint")
+    if path:
+        load_weights(student, extract_state_dict(read_checkpoint(path), path), path)
+    return student, model_config(cfg.student)
+
+
 def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, student_config: dict | None = None):
     """(datamodule, task, teacher info): everything a distillation run fits, built and checked.
     `student` (with its `student_config`) replaces cfg.student, e.g. a student loaded from a checkpoint."""
@@ -361,7 +380,7 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     use_term_batches(datamodule, objective)
     pl.seed_everything(cfg.seed, workers=True)  # the student's init must not depend on teacher training
     if student is None:
-        student, student_config = instantiate(cfg.student), model_config(cfg.student)
+        student, student_config = initial_student(cfg)
     check_classes(student, datamodule.num_classes, "student", "set student.num_classes to match")
     example_input = datamodule.train_set[0][0].unsqueeze(0).repeat(2, *[1] * len(datamodule.input_shape))
     task = DistillationTask(student, teacher, objective, datamodule.num_classes, instantiate(cfg.optimizer),
@@ -378,6 +397,7 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
 
 
 def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None) -> dict:
+    _check_student_init(cfg)
     if not quiet:
         announce(cfg)
     if cfg.get("test_only"):

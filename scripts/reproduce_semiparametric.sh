@@ -20,21 +20,21 @@ make_tables() {
   # the alpha ablation: enhanced KD at depth 20, one row per alpha (= kd.terms.kd_mse_gamma.weight)
   if ran 'enhanced_kd_alpha*'; then
     table --rows kd.terms.kd_mse_gamma.weight --cols teacher.model.name --filter kd.name=kd_mse_gamma \
-      --filter teacher.model.name=resnet20 --epoch last --out "$OUT/table_alpha"
+      --filter teacher.model.name=resnet20 --epoch last --published --out "$OUT/table_alpha"
   fi
   # the cross-fit teachers: fold 0 of every cross-fit run and the train cells (records under $OUT/train)
   if ran 'crossfit_*' && { [ "$DRY" -eq 1 ] || [ -d "$OUT/train" ]; }; then
     run "$PYTHON" scripts/make_table.py "$OUT/train" --rows model.name --cols '' --filter data.crossfit.fold=0 \
-      --epoch last --out "$OUT/table_crossfit_teachers"
+      --epoch last --published --out "$OUT/table_crossfit_teachers"
   fi
   ran 'kd_resnet*' || ran 'crossfit_kd_*' || ran 'enhanced_kd_resnet*' || return 0  # a depth-study cell ran
   local order=()
   if [ "$FULL" -eq 1 ]; then order=(--col-order resnet8,resnet14,resnet20,resnet32,resnet44,resnet56); fi
   # the depth study: enhanced KD at its alpha 0.01 only (the ablation's other alphas have their own table)
   local study=(--filter 'kd.terms.kd_mse_gamma.weight=-,0.01')
-  table --rows teacher.kind,kd.name --cols teacher.model.name --epoch last "${study[@]}" "${order[@]}" \
-    --out "$OUT/table"
   table --rows teacher.kind,kd.name --cols teacher.model.name --epoch last --metric test/nll "${study[@]}" \
     "${order[@]}" --out "$OUT/table_nll"
+  table --rows teacher.kind,kd.name --cols teacher.model.name --epoch last "${study[@]}" "${order[@]}" --published \
+    --out "$OUT/table"
 }
 source "$(dirname "$0")/reproduce_common.sh"

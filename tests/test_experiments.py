@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from errors import UserError
 from models.gan import DCGANGenerator, save_generator
@@ -39,7 +39,8 @@ EXPERIMENTS = sorted(str(p.relative_to(EXPERIMENT_DIR).with_suffix("")) for p in
 ONE_STEP = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
             "trainer.limit_test_batches=1", "+trainer.num_sanity_val_steps=0", "+trainer.check_val_every_n_epoch=10",
             "+callbacks.last_checkpoint.save_on_train_epoch_end=true",
-            "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+            "trainer.accelerator=cpu", "trainer.devices=1", "++trainer.strategy=auto", "++trainer.sync_batchnorm=false",
+            "trainer.enable_progress_bar=false",
             "data.batch_size=2", "data.eval_batch_size=null", "data.num_workers=0", "~logger"]
 # Per data set: the settings that fit its fake data (the fixture adds where the data is).
 DATA = {"cifar10": {"data.val_size": 0}, "cifar100": {"data.val_size": 0},
@@ -150,6 +151,8 @@ def cell_config(name: str, fake_data, outputs, teachers):
             apply(cfg, {"augment.generator": str(path)})
         apply(cfg, {f"kd.phases.{i}.epochs": 1 for i in range(len(cfg.kd.get("phases") or []))})
         apply(cfg, teacher_settings(cfg, teachers))
+        if cfg.get("student_init_checkpoint"):  # PAD-L2's L2 student: a one-step run of its architecture stands in
+            apply(cfg, {"student_init_checkpoint": teachers(cfg, cfg.student)})
     return config_name, cfg
 
 
@@ -180,6 +183,9 @@ def one_training_step(cfg) -> dict:
     optimizer = optimizers["optimizer"] if isinstance(optimizers, dict) else optimizers
     task.start_optimizer_afresh([optimizer], task.phase)  # the first phase's lr (pre-training phases start the run)
     task.set_phase_trainability()
+    phases = cfg.kd.get("phases") or []
+    if phases and phases[0].get("lr") is not None:
+        assert all(group["lr"] == phases[0].lr for group in optimizer.param_groups)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer to log to
         loss = task.training_step(batch, 0)
@@ -210,6 +216,8 @@ def step_sample(names: list[str]) -> list[str]:
         elif paper == "semiparametric" and ("resnet8_" in cell or cell.endswith("resnet8")):
             chosen.add(name)
         elif paper == "mdistiller" and cell.endswith("resnet56_resnet20"):
+            chosen.add(name)
+        elif paper == "torchdistill" and cell.startswith("pad_l2_"):  # a student started from a checkpoint
             chosen.add(name)
     return sorted(n for n in names if n in chosen)
 
@@ -266,13 +274,15 @@ def test_check_byte_checks_every_cell(monkeypatch, capsys):
 
 
 def test_every_published_cell_has_an_experiment():
-    """Each number of RepDistiller's two tables and of mdistiller's DKD tables is one experiment, no more."""
+    """Each number of RepDistiller's two tables (and the CRD paper's CRD+KD row) and of mdistiller's DKD tables is
+    one experiment, no more."""
     rd = [n for n in EXPERIMENTS if n.startswith("repdistiller/")]
     published = sum(v is not None for row in repdistiller.RD_RESULTS.values() for v in row)
-    assert len(rd) == published == 13 * 13 - 1 - 6  # FSP: N/A on wrn-40-2 -> wrn-40-1, no cross-architecture row
+    assert len(rd) == published == 14 * 13 - 1 - 6  # FSP: N/A on wrn-40-2 -> wrn-40-1, no cross-architecture row
     assert "repdistiller/kd_resnet32x4_resnet8x4" in rd and "repdistiller/fsp_wrn_40_2_wrn_40_1" not in rd
     assert not [n for n in rd if n.startswith("repdistiller/fsp_") and "mobilenetv2" in n]
-    assert sum(n.startswith("mdistiller/dkd_") for n in EXPERIMENTS) == len(mdistiller.MD_DKD) + 1
+    assert sum(n.startswith("mdistiller/dkd_") for n in EXPERIMENTS) == len(mdistiller.MD_DKD) + len(mdistiller.MD_IMAGENET)
+    assert {"mdistiller/kd_resnet34_resnet18", "mdistiller/kd_resnet50_mobilenetv1"} <= set(EXPERIMENTS)
     for method in ("kd", "crossfit_kd", "enhanced_kd"):
         for depth in semiparametric.SP_DEPTHS:
             assert f"semiparametric/{method}_resnet{depth}_cnn5" in EXPERIMENTS
@@ -286,14 +296,73 @@ def test_repdistiller_recipe_and_weights():
     crd = compose_config("distill", ["experiment=repdistiller/crd_vgg13_mobilenetv2"])
     assert crd.optimizer.lr == 0.01 and crd.teacher.recipe.optimizer.lr == 0.05  # small-lr student, lr-0.05 teacher
     assert (crd.kd.terms.ce.weight, crd.kd.terms.crd.weight) == (1.0, 0.8)
+    crd_kd = compose_config("distill", ["experiment=repdistiller/crd_kd_resnet32x4_resnet8x4"])  # -a 1 -b 0.8
+    assert crd_kd.kd.name == "crd_kd" and crd_kd.published.value == 75.46
+    assert (crd_kd.kd.terms.ce.weight, crd_kd.kd.terms.crd.weight, crd_kd.kd.terms.kd.weight) == (1.0, 0.8, 1.0)
+    for cell in ("kd_resnet32x4_resnet8x4", "crd_vgg13_mobilenetv2"):  # fp32 even when launched with trainer=gpu
+        cfg = compose_config("distill", [f"experiment=repdistiller/{cell}", "trainer=gpu"])
+        assert cfg.trainer.precision == "32-true"
     dkd = compose_config("distill", ["experiment=mdistiller/dkd_resnet56_resnet20"])
     assert (dkd.kd.terms.dkd.weight_nckd, dkd.kd.terms.dkd.warmup_epochs, dkd.kd.terms.dkd.temperature) == (2.0, 20, 4.0)
+
+
+@pytest.mark.parametrize("cell, lr", [("ft_resnet32x4_resnet8x4", 0.01), ("ft_wrn_40_2_wrn_16_2", 0.01),
+                                      ("ft_vgg13_vgg8", None), ("ft_resnet32x4_shufflenetv1", None)])
+def test_repdistiller_ft_pretrains_at_its_own_lr(cell, lr):
+    """helper/pretrain.py: FT's paraphraser pre-training runs a fresh SGD at lr 0.01 for ResNet/WRN students, at
+    the main lr (null: the optimizer's) for the others; AB and FSP keep the main lr."""
+    cfg = compose_config("distill", [f"experiment=repdistiller/{cell}"])
+    assert [phase.get("lr") for phase in cfg.kd.phases] == [lr] and cfg.kd.phases[0].epochs == 30
+    ab = compose_config("distill", ["experiment=repdistiller/ab_resnet32x4_resnet8x4"])
+    assert all(phase.get("lr") is None for phase in ab.kd.phases)
+
+
+def test_the_published_block_does_not_change_the_run_hash():
+    """A cell's published result says what to expect, not what to compute: with or without it (or with another
+    value) the run has the same folder, so runs from before the block existed are found again."""
+    from runs.folders import config_digest
+    cfg = compose_config("distill", ["experiment=repdistiller/kd_resnet32x4_resnet8x4"])
+    assert cfg.published.value == 73.33 and cfg.published.teacher == 79.42 and cfg.published.epoch == "last"
+    digest = config_digest(cfg)
+    cfg.published.value = 99.0
+    assert config_digest(cfg) == digest
+    with open_dict(cfg):
+        del cfg["published"]
+    assert config_digest(cfg) == digest
+
+
+def test_ft_cells_take_their_anchors_form_and_batchnorm():
+    """RepDistiller's FT cells keep cfg/kd/ft.yaml's defaults (its FT.py: channel means, paraphraser without BN,
+    translator with BN); torchdistill's cell sets its FTLoss form and `uses_bn: False` for both modules."""
+    rd = compose_config("distill", ["experiment=repdistiller/ft_resnet32x4_resnet8x4"]).kd.terms.ft
+    assert (rd.form, rd.paraphraser_batchnorm, rd.translator_batchnorm) == ("channel_mean", False, True)
+    td = compose_config("distill", ["experiment=torchdistill/ft_resnet34_resnet18"]).kd.terms.ft
+    assert (td.form, td.paraphraser_batchnorm, td.translator_batchnorm, td.weight) == ("full", False, False, 1000.0)
+
+
+@pytest.mark.parametrize("cell, devices, batch, lr, sync", [
+    ("kd_resnet34_resnet18", 3, 256, 0.3, False),  # log: world_size=3, -adjust_lr: 0.1 x 3
+    ("crd_resnet34_resnet18", 3, 85, 0.1, True),  # log: world_size=3, sync_bn=True, no -adjust_lr
+    ("reviewkd_resnet34_resnet18", 3, 64, 0.075, False),  # log: 6673 iterations per epoch = 3 x 64, lr 0.025 x 3
+    ("ft_resnet34_resnet18", 1, 256, 0.1, None)])  # log: world_size=1
+def test_torchdistill_cells_run_the_published_process_layout(cell, devices, batch, lr, sync):
+    cfg = compose_config("distill", [f"experiment=torchdistill/{cell}"])
+    assert (cfg.trainer.devices, cfg.data.batch_size, cfg.optimizer.lr) == (devices, batch, lr)
+    assert cfg.trainer.get("sync_batchnorm") == sync and cfg.trainer.precision == "32-true"
+    assert cfg.trainer.get("strategy") == ("ddp" if devices > 1 else None)
 
 
 # -- bad input -------------------------------------------------------------------------------------------
 def test_imagenet_cell_without_data_root_names_the_fix(outputs):
     cfg = compose_config("distill", ["experiment=torchdistill/kd_resnet34_resnet18", f"paths.output_dir={outputs}"])
     with pytest.raises(UserError, match=r"data\.root=PATH"):
+        run_distill(cfg, quiet=True)
+
+
+def test_pad_l2_cell_without_its_l2_student_names_the_key(outputs):
+    cfg = compose_config("distill", ["experiment=torchdistill/pad_l2_resnet34_resnet18", f"paths.output_dir={outputs}"])
+    with pytest.raises(UserError, match=r"student_init_checkpoint=<the L2 cell's run folder>/checkpoints/best.ckpt "
+                                        r"is not a file; pass the checkpoint the student starts from"):
         run_distill(cfg, quiet=True)
 
 

@@ -281,6 +281,58 @@ def test_pad_l2_adaptive_variance():
     assert term.log_variance.weight.grad.abs().sum() > 0 and batch.student_logits.grad.abs().sum() > 0
 
 
+def embedding_batch(seed=12, batch_size=4, width=3):
+    """A batch with student and teacher embeddings (B x width), the student's needing a gradient."""
+    generator = torch.Generator().manual_seed(seed)
+    batch = make_batch(batch_size=batch_size, seed=seed)
+    batch.student_features = {"embedding": torch.randn(batch_size, width, generator=generator).requires_grad_(True)}
+    batch.teacher_features = {"embedding": torch.randn(batch_size, width, generator=generator)}
+    return batch
+
+
+def test_feature_l2_is_torchdistills_mse_on_the_embeddings():
+    from losses.pad import FeatureL2Term
+
+    batch = embedding_batch()
+    s, v = batch.student_features["embedding"].tolist(), batch.teacher_features["embedding"].tolist()
+    expected = entries_mean([[(a - b) ** 2 for a, b in zip(srow, vrow)] for srow, vrow in zip(s, v)])
+    term = FeatureL2Term(weight=15.0)
+    term.setup({"embedding": torch.Size([4, 3])}, {"embedding": torch.Size([4, 3])}, 4, 100)
+    value = term(batch)
+    assert value.item() == pytest.approx(expected, rel=1e-6)
+    value.backward()
+    assert batch.student_features["embedding"].grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="shapes differ"):
+        term.setup({"embedding": torch.Size([4, 3])}, {"embedding": torch.Size([4, 5])}, 4, 100)
+
+
+def test_pad_l2_on_the_embeddings_as_torchdistill():
+    """PADL2Loss: mean over dimensions, then examples, of (t - s)^2 / (eps + exp(log s^2)) + log s^2, the log
+    variance from VarianceBranch4PAD's Linear(d, d) + BatchNorm1d(d) on the student's embedding."""
+    from losses.pad import PADL2Term
+
+    batch = embedding_batch(seed=13)
+    term = PADL2Term(eps=1e-6, tap="embedding")
+    term.setup({"embedding": torch.Size([4, 3])}, {"embedding": torch.Size([4, 3])}, 4, 100)
+    assert term.teacher_taps == ("embedding",) and isinstance(term.log_variance[1], torch.nn.BatchNorm1d)
+    value = term(batch)
+    linear = term.log_variance[0]
+    s, v = batch.student_features["embedding"], batch.teacher_features["embedding"]
+    projected = (s @ linear.weight.T + linear.bias).tolist()
+    log_variance = []  # BatchNorm1d in training mode: per dimension, batch mean and biased variance, eps 1e-5
+    for j in range(3):
+        column = [row[j] for row in projected]
+        mean = sum(column) / 4
+        variance = sum((x - mean) ** 2 for x in column) / 4
+        log_variance.append([(x - mean) / math.sqrt(variance + 1e-5) for x in column])
+    expected = sum((b - a) ** 2 / (1e-6 + math.exp(log_variance[j][i])) + log_variance[j][i]
+                   for i, (srow, vrow) in enumerate(zip(s.tolist(), v.tolist()))
+                   for j, (a, b) in enumerate(zip(srow, vrow))) / 12
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+    value.backward()
+    assert s.grad.abs().sum() > 0 and linear.weight.grad.abs().sum() > 0
+
+
 def test_kd_mse_varred_stays_finite_when_the_target_probability_underflows():
     batch = make_batch(seed=11)
     batch.teacher_logits = batch.teacher_logits.clone()

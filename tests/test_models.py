@@ -28,6 +28,9 @@ EXACT_PARAMETERS = {
     "wrn_16_1": 180_916, "wrn_16_2": 703_284, "wrn_40_1": 569_780, "wrn_40_2": 2_255_156,
     "vgg8": 3_965_028, "vgg11": 9_277_284, "vgg13": 9_462_180, "vgg16": 14_774_436, "vgg19": 20_086_692,
     "mobilenetv2": 812_836, "shufflenetv1": 949_258, "shufflenetv2": 1_356_104,
+    # mobilenetv1: stem 864 + BN 64; each depthwise-separable block i -> o: 9i + BN 2i + io + BN 2o (13 blocks,
+    # 3,206,048 in all); fc 1024 x 100 + 100
+    "mobilenetv1": 3_309_476,
     "resnet18_cifar": 11_220_132, "resnet34_cifar": 21_328_292, "resnet50_cifar": 23_705_252,
     "cnn5": 369_124, "lenet": 144_536, "mlp": 103_012, "mlp1d": 24_700, "cnn1d": 44_164, "cnn1d_small": 5_356,
     # lstm at vocab_size 20000: embedding 20002 x 128, two directions of 4 x 100 x (128 + 100) + 800, head 200 -> 100
@@ -185,6 +188,17 @@ def test_every_registered_model_has_an_exact_count():
 @pytest.mark.parametrize("name", model_names())
 def test_parameter_counts_are_exact(name):
     assert count_parameters(build_model(name, 100, input_shape(name))) == EXACT_PARAMETERS[name]
+
+
+def test_mobilenetv1_is_mdistillers_size():
+    """mdistiller's ImageNet MobileNet-V1 (models/imagenet/mobilenetv1.py): the same layers give 4,231,976
+    parameters at 1000 classes (3,206,976 before the fc, + 1024 x 1000 + 1000), the usual 4.2M of the paper."""
+    model = build_model("mobilenetv1", 1000, (3, 224, 224))
+    assert count_parameters(model) == 4_231_976
+    assert [model.get_submodule(stage)[3].out_channels for stage in model.feature_stages] == [128, 256, 512, 1024]
+    with torch.no_grad():
+        _, features = capture(model.eval(), model.feature_stages, torch.randn(1, 3, 224, 224))
+    assert [tuple(features[stage].shape[2:]) for stage in model.feature_stages] == [(56, 56), (28, 28), (14, 14), (7, 7)]
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_MILLIONS))

@@ -12,11 +12,13 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from hydra.errors import HydraException
+from omegaconf import open_dict
 
 from errors import UserError
 from models.checkpoints import CheckpointError
 from runs.folders import RunFolderError
-from runs.training import build_distillation, build_trainer, run_distill, run_train
+from runs.folders import config_digest
+from runs.training import build_distillation, build_trainer, initial_student, run_distill, run_train
 from tests.helpers import CFG_DIR, SimulatedKill, compose_config, tiny_overrides
 
 ROOT = Path(CFG_DIR).parent
@@ -122,6 +124,24 @@ def test_test_only_evaluates_a_checkpoint(teacher_record, data_dir, outputs):
                                                               f"ckpt={checkpoint}")), quiet=True)
     assert record["model"] == "cnn1d"
     assert record["test"]["test/top1"] == pytest.approx(teacher_record["last"]["test/top1"])
+
+
+def test_student_starts_from_a_checkpoint(teacher_record, data_dir, outputs):
+    """student_init_checkpoint: the student starts from a run's weights (PAD-L2 from the L2 student); a checkpoint
+    that does not fit the student is refused; unset, the run's hash is what it was before the key existed."""
+    checkpoint = teacher_record["checkpoints"]["last"]
+    cfg = distill_config(data_dir, outputs, "student=cnn1d", f"student_init_checkpoint={checkpoint}")
+    student, config = initial_student(cfg)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    assert config["name"] == "cnn1d"
+    assert all(torch.equal(value, saved[f"model.{key}"]) for key, value in student.state_dict().items())
+    with pytest.raises(CheckpointError, match="does not fit architecture 'mlp1d'"):
+        initial_student(distill_config(data_dir, outputs, f"student_init_checkpoint={checkpoint}"))
+    plain = distill_config(data_dir, outputs, "student=cnn1d")
+    assert config_digest(cfg) != config_digest(plain)
+    with open_dict(plain):
+        del plain["student_init_checkpoint"]
+    assert config_digest(plain) == config_digest(distill_config(data_dir, outputs, "student=cnn1d"))
 
 
 # ----------------------------------------------------------------------------------------------- bad input

@@ -153,6 +153,25 @@ def check_phase_epochs(method: str, epochs: int, source: str) -> None:
                              f"{source} uses {epochs}")
 
 
+def phases_with(method: str, **changes) -> list[dict]:
+    """cfg/kd/<method>.yaml's pre-training phases with `changes` set in each (e.g. lr, epochs): a cell that needs
+    one phase setting writes the whole list (YAML lists do not merge), read from cfg/kd so it cannot drift."""
+    phases = kd_defaults(method).get("phases") or []
+    if not phases:
+        raise GeneratorError(f"cfg/kd/{method}.yaml has no phases to set {sorted(changes)} in")
+    return [{**phase, **changes} for phase in phases]
+
+
+# Every anchor trained in fp32; trainer=gpu alone would run bf16-mixed, so reproduction cells pin the precision.
+FP32_NOTE = "fp32 as the anchor trained; trainer.precision=bf16-mixed is an opt-in speed switch"
+FP32_LINE = ("Precision: fp32, as the anchor trained (the cell sets trainer.precision, also under trainer=gpu); "
+             "trainer.precision=bf16-mixed trades that for speed.")
+
+
+def fp32(cell: Cell) -> None:
+    cell.set("trainer.precision", "32-true", FP32_NOTE)
+
+
 def multistep(cell: Cell, milestones: list[int], gamma: float, source: str) -> None:
     cell.set("scheduler.milestones", milestones, source)
     cell.set("scheduler.gamma", gamma, source)
@@ -163,3 +182,30 @@ def sgd(cell: Cell, lr: float, weight_decay: float, source: str, lr_note: str = 
     cell.set("optimizer.momentum", 0.9, source)
     cell.set("optimizer.weight_decay", weight_decay, source)
     cell.set("optimizer.nesterov", nesterov, source)
+
+
+# ----------------------------------------------------------------------------------------------- published
+@dataclass(frozen=True)
+class Published:
+    """An anchor's published result for one cell, written as the cell's `published:` block. The block travels
+    into every run record's config, where scripts/make_table.py --published finds it; it is not part of the
+    run's hash (runs/folders.py NOT_HASHED): it says what to expect, not what to compute."""
+    value: float                  # in the units make_table shows: percent for accuracies
+    source: str                   # the anchor repository and file (or paper table) the value comes from
+    teacher: float | None = None  # the teacher's published accuracy, where the anchor gives one
+    std: float | None = None      # the anchor's own reported spread, where given
+    epoch: str | None = None      # the epoch the anchor reports: last or best
+    metric: str = "test/top1"
+    teacher_note: str = ""        # where the teacher's figure comes from, if not from `source`
+
+
+def publish(cell: Cell, published: Published) -> None:
+    cell.set("published.metric", published.metric, "the record metric the published value is comparable with")
+    cell.set("published.value", published.value)
+    if published.std is not None:
+        cell.set("published.std", published.std)
+    if published.teacher is not None:
+        cell.set("published.teacher", published.teacher, published.teacher_note)
+    if published.epoch is not None:
+        cell.set("published.epoch", published.epoch)
+    cell.set("published.source", published.source)

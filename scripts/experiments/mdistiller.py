@@ -1,12 +1,15 @@
 """mdistiller (megvii-research/mdistiller; Zhao et al., CVPR 2022, "Decoupled Knowledge Distillation"): its
-CIFAR-100 DKD table (RepDistiller's recipe and teachers) and its ImageNet cells."""
+CIFAR-100 DKD table (RepDistiller's recipe and teachers) and its ImageNet table (KD and DKD for ResNet-34 ->
+ResNet-18 and ResNet-50 -> MobileNet-V1)."""
 from __future__ import annotations
 
-from scripts.experiments.cells import Cell, check_kd_defaults, multistep, sgd
-from scripts.experiments.imagenet import imagenet_common, imagenet_header, torchvision_pair
-from scripts.experiments.repdistiller import cifar100_recipe, rd_name, released_teacher, teacher_lines
+from scripts.experiments.cells import Cell, Published, check_kd_defaults, multistep, publish, sgd
+from scripts.experiments.imagenet import TITLES, TV_WEIGHTS, imagenet_common, imagenet_defaults, imagenet_header
+from scripts.experiments.repdistiller import (RD_CROSS, RD_README, RD_SAME, cifar100_recipe, rd_name, released_teacher,
+                                             teacher_lines)
 
 MD = "mdistiller configs/cifar100/dkd/"
+MD_README = "megvii-research/mdistiller README.md"
 # (teacher, student) -> (config file, NCKD beta, published DKD accuracy, README KD accuracy)
 MD_DKD = {
     ("resnet56", "resnet20"): ("res56_res20.yaml", 2.0, 71.97, 70.66),
@@ -25,6 +28,11 @@ MD_DKD = {
 }
 # engine/cfg.py defaults that cfg/kd/dkd.yaml must keep (the CIFAR cells rely on them).
 MD_DKD_DEFAULTS = {"weight_tckd": 1.0, "temperature": 4.0, "warmup_epochs": 20}
+# ImageNet (README table; best epoch, mean of 3 runs, issue #30): (teacher, student) -> config folder, the
+# published KD and DKD accuracies, DKD's beta. Every config: 100 epochs, batch 512, SGD lr 0.2 momentum 0.9,
+# weight decay 1e-4, x0.1 at 30/60/90; KD CE 0.5 + KD 0.5 at T 1; DKD CE 1, alpha 1, T 1, warm-up 1 epoch.
+MD_IMAGENET = {("resnet34", "resnet18"): ("r34_r18", 71.03, 71.70, 0.5),
+               ("resnet50", "mobilenetv1"): ("r50_mv1", 70.50, 72.05, 2.0)}
 
 
 def dkd_terms(beta: tuple[float, str], temperature: tuple[float, str], warmup: tuple[int, str],
@@ -56,29 +64,46 @@ def cifar_cell(teacher: str, student: str, file: str, beta: float, published: fl
     beta_note = f"{file} DKD.BETA" if beta != 8.0 else "engine/cfg.py DKD.BETA (the config file keeps the default)"
     cell.set_rows("kd.terms", dkd_terms((beta, beta_note), (4.0, "engine/cfg.py DKD.T"),
                                         (20, "engine/cfg.py DKD.WARMUP"), "engine/cfg.py DKD.CE_WEIGHT"))
+    teacher_acc = {**RD_SAME, **RD_CROSS}[teacher, student][0]
+    publish(cell, Published(published, f"{MD_README}, CIFAR-100 DKD table (mean of 5 runs)", teacher=teacher_acc,
+                            epoch="best", teacher_note=f"{RD_README}: mdistiller distils from RepDistiller's teachers"))
     return cell
 
 
-def imagenet_cell() -> Cell:
-    name = "mdistiller/dkd_resnet34_resnet18"
-    source = "mdistiller configs/imagenet/r34_r18/dkd.yaml"
+def imagenet_cell(method: str, teacher: str, student: str) -> Cell:
+    folder, kd_acc, dkd_acc, beta = MD_IMAGENET[teacher, student]
+    name, source = f"mdistiller/{method}_{teacher}_{student}", f"mdistiller configs/imagenet/{folder}/{method}.yaml"
+    pair = f"{TITLES[teacher]} -> {TITLES[student]}"
+    loss = ("CE 0.5 + KD 0.5 (KD.LOSS), T 1 (KD.TEMPERATURE)" if method == "kd" else
+            f"CE 1, TCKD (alpha) 1, NCKD (beta) {beta:g}, T 1, warm-up 1 epoch")
     header = imagenet_header([
-        "mdistiller (Zhao et al., CVPR 2022), ImageNet (ILSVRC-2012), DKD ResNet-34 -> ResNet-18. Published (mdistiller",
-        "README.md): DKD 71.70 vs KD 71.03 (best epoch, mean of 3 runs, mdistiller issue #30). Recipe",
-        f"({source}): 100 epochs, SGD lr 0.2 momentum 0.9 weight decay 1e-4, batch 512, x0.1 at",
-        "30/60/90; CE 1, TCKD (alpha) 1, NCKD (beta) 0.5, T 1, warm-up 1 epoch. Report the best epoch (--epoch best).",
-        "(mdistiller's ResNet-50 -> MobileNet-V1 cell is left out: the zoo has no MobileNet-V1.)",
-    ], "resnet34", name)
-    cell = Cell(name, header, torchvision_pair([("kd", "dkd"), ("optimizer", "sgd"), ("scheduler", "multistep")]))
-    imagenet_common(cell, "resnet34", "resnet18", source)
+        f"mdistiller (Zhao et al., CVPR 2022), ImageNet (ILSVRC-2012), {method.upper()} {pair}. Published (mdistiller",
+        f"README.md, ImageNet table): KD {kd_acc:.2f}, DKD {dkd_acc:.2f} (best epoch, mean of 3 runs, mdistiller issue #30).",
+        f"Recipe ({source}): 100 epochs, SGD lr 0.2 momentum 0.9 weight decay 1e-4, batch 512 (one process:",
+        f"tools/train.py wraps the model in DataParallel), x0.1 at 30/60/90; {loss}. Report the best epoch (--epoch best).",
+        *([f"Student: mdistiller's MobileNet-V1 (models/imagenet/mobilenetv1.py; model=mobilenetv1)."]
+          if student == "mobilenetv1" else []),
+    ], teacher, name)
+    cell = Cell(name, header, imagenet_defaults(student, [("kd", method), ("optimizer", "sgd"),
+                                                          ("scheduler", "multistep")]))
+    imagenet_common(cell, teacher, student, source)
     cell.set("data.batch_size", 512, f"{source} SOLVER.BATCH_SIZE")
     cell.set("trainer.max_epochs", 100, source)
     sgd(cell, 0.2, 1.0e-4, source)
     multistep(cell, [30, 60, 90], 0.1, source)
-    cell.set_rows("kd.terms", dkd_terms((0.5, "DKD.BETA"), (1.0, "DKD.T"), (1, "DKD.WARMUP"), "DKD.CE_WEIGHT"))
+    if method == "kd":
+        cell.set_rows("kd.terms", [("ce.weight", 0.5, "KD.LOSS.CE_WEIGHT"), ("kd.weight", 0.5, "KD.LOSS.KD_WEIGHT"),
+                                   ("kd.temperature", 1.0, "KD.TEMPERATURE")])
+    else:
+        cell.set_rows("kd.terms", dkd_terms((beta, "DKD.BETA"), (1.0, "DKD.T"), (1, "DKD.WARMUP"), "DKD.CE_WEIGHT"))
+    weights, _, teacher_acc = TV_WEIGHTS[teacher]
+    publish(cell, Published(kd_acc if method == "kd" else dkd_acc, f"{MD_README}, ImageNet table (mean of 3 runs)",
+                            teacher=round(teacher_acc, 2), epoch="best",
+                            teacher_note=f"torchvision's {weights} top-1 (mdistiller loads these pretrained weights)"))
     return cell
 
 
 def build() -> list[Cell]:
     check_kd_defaults("dkd", "dkd", MD_DKD_DEFAULTS, "mdistiller's engine/cfg.py")
-    return [*(cifar_cell(teacher, student, *row) for (teacher, student), row in MD_DKD.items()), imagenet_cell()]
+    return [*(cifar_cell(teacher, student, *row) for (teacher, student), row in MD_DKD.items()),
+            *(imagenet_cell(method, teacher, student) for teacher, student in MD_IMAGENET for method in ("kd", "dkd"))]
