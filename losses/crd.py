@@ -53,10 +53,9 @@ class CRDTerm(DistillTerm):
         super().__init__(weight)
         if memory not in ("bank", "queue"):
             raise ConfigError(f"kd.terms.crd.memory must be 'bank' or 'queue', got '{memory}'")
-        if num_negatives < 1 or feat_dim < 1 or temperature <= 0 or not 0 <= momentum < 1:
-            raise ConfigError("CRD needs num_negatives >= 1, feat_dim >= 1, temperature > 0 and 0 <= momentum < 1 "
-                              f"(got {num_negatives}, {feat_dim}, {temperature}, {momentum}); "
-                              "the paper uses 16384, 128, 0.07, 0.5")
+        if num_negatives < 1 or feat_dim < 1 or not 0 <= momentum < 1:
+            raise ConfigError("CRD needs num_negatives >= 1, feat_dim >= 1 and 0 <= momentum < 1 "
+                              f"(got {num_negatives}, {feat_dim}, {momentum}); the paper uses 16384, 128, 0.5")
         self.feat_dim, self.num_negatives = int(feat_dim), int(num_negatives)
         self.temperature, self.momentum = float(temperature), float(momentum)
         self.memory, self.queue_size = memory, int(queue_size)

@@ -1,14 +1,17 @@
-"""The cfg/ tree: composing a config as the entry points would, and reading single config files."""
+"""The cfg/ tree: composing a config as the entry points would, reading single config files, and building
+objects from config nodes."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from hydra import compose as hydra_compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import HydraException
+from hydra.errors import HydraException, InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from errors import ConfigError
+from errors import ConfigError, find_user_error
+from losses import DistillationObjective
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG_DIR = ROOT / "cfg"
@@ -31,3 +34,21 @@ def model_node(name: str) -> DictConfig:
         known = sorted(p.stem for p in (CFG_DIR / "model").glob("*.yaml"))
         raise ConfigError(f"teacher.models names '{name}', which is not a model config; use some of {known}")
     return OmegaConf.load(path)
+
+
+def instantiate(node, *args, **kwargs):
+    """Hydra's instantiate, but a user error raised inside a constructor surfaces as itself."""
+    try:
+        return hydra_instantiate(node, *args, **kwargs)
+    except InstantiationException as error:
+        user_error = find_user_error(error)
+        if user_error is None:
+            raise
+        raise user_error from None
+
+
+def build_objective(cfg: DictConfig) -> DistillationObjective:
+    terms = cfg.kd.get("terms")
+    if not terms:
+        raise ConfigError(f"kd={cfg.kd.get('name')} defines no terms; give kd.terms.<name> entries")
+    return DistillationObjective({name: instantiate(node) for name, node in terms.items() if node is not None})

@@ -272,8 +272,11 @@ def test_repdistiller_recipe_and_weights():
 
 
 # -- bad input -------------------------------------------------------------------------------------------
-def test_imagenet_cell_without_data_root_names_the_fix(outputs):
-    cfg = compose_config("distill", ["experiment=torchdistill/kd_resnet34_resnet18", f"paths.output_dir={outputs}"])
+def test_imagenet_cell_without_data_root_names_the_fix(outputs, tmp_path):
+    teacher = tmp_path / "resnet34.pth"  # teacher checkpoints are read first; this one is there
+    torch.save({"fc.weight": torch.zeros(1)}, teacher)
+    cfg = compose_config("distill", ["experiment=torchdistill/kd_resnet34_resnet18", f"paths.output_dir={outputs}",
+                                     f"teacher.checkpoint={teacher}"])
     with pytest.raises(UserError, match=r"data\.root=PATH"):
         run_distill(cfg, quiet=True)
 
