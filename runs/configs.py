@@ -51,4 +51,9 @@ def build_objective(cfg: DictConfig) -> DistillationObjective:
     terms = cfg.kd.get("terms")
     if not terms:
         raise ConfigError(f"kd={cfg.kd.get('name')} defines no terms; give kd.terms.<name> entries")
+    for name, node in terms.items():
+        if node is not None and "_target_" not in node:
+            raise ConfigError(f"kd.terms.{name} names no term class (_target_), only {sorted(node)}: a config for "
+                              f"another method may have set it (experiment=...); drop it with ~kd.terms.{name}, or add "
+                              f"kd.terms.{name}._target_")
     return DistillationObjective({name: instantiate(node) for name, node in terms.items() if node is not None})
