@@ -12,6 +12,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from errors import ConfigError
@@ -86,8 +88,15 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback], extra_epo
         if isinstance(callback, pl.callbacks.LearningRateMonitor) and not logger:
             continue
         callbacks.append(callback)
-    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks + extra_callbacks,
-                       default_root_dir=cfg.run_dir, max_epochs=cfg.trainer.max_epochs + extra_epochs)
+    try:
+        return instantiate(cfg.trainer, logger=logger, callbacks=callbacks + extra_callbacks,
+                           default_root_dir=cfg.run_dir, max_epochs=cfg.trainer.max_epochs + extra_epochs)
+    except InstantiationException as error:  # e.g. trainer.accelerator=gpu where no GPU is visible
+        if not isinstance(error.__cause__, MisconfigurationException):
+            raise
+        raise ConfigError(f"trainer.accelerator={cfg.trainer.get('accelerator')} trainer.devices="
+                          f"{cfg.trainer.get('devices')} cannot run here ({error.__cause__}); pick what this machine "
+                          f"has, e.g. trainer=cpu") from None
 
 
 def checkpoint_callbacks(trainer: pl.Trainer) -> tuple[pl.callbacks.ModelCheckpoint, pl.callbacks.ModelCheckpoint]:

@@ -2,10 +2,11 @@
 are NaN or infinite stops the run with one line naming them, the epoch and step, and the last good
 checkpoint; no checkpoint is written after that step, so the last one stays intact and resumable.
 
-The check adds no host-device synchronisation per step: each step folds its verdict into a few flags kept on
-the device (a handful of tiny tensor ops), and the host reads them every CHECK_EVERY_STEPS batches, at the
-last batch of each epoch and before every checkpoint is written. A run may thus compute a few more steps on
-weights that are no longer finite, but it never saves them, and the message names the first bad step.
+The check adds no host-device synchronisation per step: each step leaves one small vector of its values on
+the device (a stack; a tensor that is not a scalar enters as sum(x * 0), NaN exactly when one of its entries
+is not finite), and the host reads them all at once every CHECK_EVERY_STEPS batches, at the last batch of each
+epoch and before every checkpoint is written. A run may thus compute a few more steps on weights that are no
+longer finite, but it never saves them, and the message names the first bad step.
 """
 from __future__ import annotations
 
@@ -25,30 +26,30 @@ class NonFiniteError(UserError, FloatingPointError):
 
 
 class FiniteWatch:
-    """Remembers, on the device, the first step at which a watched value was not finite, and which."""
+    """The watched values of the steps since the last check: on the device, one vector per step; on the
+    host, each step's epoch, batch, global step and value names."""
 
     def __init__(self) -> None:
-        self._first: dict[str, torch.Tensor] = {}       # epoch, batch, step of the first bad step (-1: none yet)
-        self._bad: dict[tuple[str, ...], torch.Tensor] = {}  # per set of watched names: which were bad then
+        self._values: list[torch.Tensor] = []
+        self._steps: list[tuple[int, int, int, tuple[str, ...]]] = []
 
     def update(self, values: Mapping[str, torch.Tensor], epoch: int, batch: int, step: int) -> None:
-        finite = torch.stack([torch.isfinite(value.detach()).all() for value in values.values()])
-        if not self._first:
-            self._first = {k: torch.full((), -1, dtype=torch.long, device=finite.device)
-                           for k in ("epoch", "batch", "step")}
-        new = (self._first["step"] < 0) & ~finite.all()
-        for key, now in (("epoch", epoch), ("batch", batch), ("step", step)):
-            self._first[key] = torch.where(new, now, self._first[key])
-        names = tuple(values)
-        bad = self._bad.get(names)
-        self._bad[names] = torch.where(new, ~finite, bad if bad is not None else torch.zeros_like(finite))
+        self._values.append(torch.stack([value.detach().float() if value.dim() == 0
+                                         else value.detach().float().mul(0).sum() for value in values.values()]))
+        self._steps.append((epoch, batch, step, tuple(values)))
 
     def first_bad(self) -> tuple[int, int, int, list[str]] | None:
-        """(epoch, batch, step, names) of the first bad step, or None; reads the device (a sync)."""
-        if not self._first or int(self._first["step"]) < 0:
+        """(epoch, batch, step, names) of the first step since the last check with a value that is not finite,
+        or None; reads the device once, and forgets the steps it checked."""
+        if not self._values:
             return None
-        names = [name for names, bad in self._bad.items() for name, flag in zip(names, bad.tolist()) if flag]
-        return int(self._first["epoch"]), int(self._first["batch"]), int(self._first["step"]), names
+        finite = torch.isfinite(torch.cat(self._values)).tolist()
+        steps, self._values, self._steps, start = self._steps, [], [], 0
+        for epoch, batch, step, names in steps:
+            flags, start = finite[start:start + len(names)], start + len(names)
+            if not all(flags):
+                return epoch, batch, step, [name for name, ok in zip(names, flags) if not ok]
+        return None
 
 
 def last_good_checkpoint(trainer: pl.Trainer) -> Path | None:

@@ -94,13 +94,15 @@ def test_diverging_student_names_its_terms(data_dir, outputs, teachers):
         run_distill(cfg, quiet=True)
 
 
-def test_finite_watch_keeps_the_first_bad_step_without_reading_the_device_per_step():
+def test_finite_watch_names_the_first_bad_step_and_its_values():
     watch, one, nan = FiniteWatch(), torch.tensor(1.0), torch.tensor(float("nan"))
-    watch.update({"loss": one, "kd": one}, epoch=0, batch=0, step=0)
+    watch.update({"loss": one, "kd": one, "teacher": torch.full((2, 3), 1e30)}, epoch=0, batch=0, step=0)
     assert watch.first_bad() is None
-    watch.update({"loss": nan, "kd": nan, "teacher": torch.tensor([[1.0, float("inf")]])}, epoch=1, batch=3, step=7)
+    watch.update({"loss": one, "ce": one}, epoch=1, batch=2, step=6)  # values of another phase
+    watch.update({"loss": nan, "kd": one, "teacher": torch.tensor([[1.0, float("inf")]])}, epoch=1, batch=3, step=7)
     watch.update({"loss": nan, "ce": nan}, epoch=1, batch=4, step=8)  # later ones change nothing
-    assert watch.first_bad() == (1, 3, 7, ["loss", "kd", "teacher"])
+    assert watch.first_bad() == (1, 3, 7, ["loss", "teacher"])
+    assert watch.first_bad() is None  # checked steps are forgotten
 
 
 def nan_teacher(path: str, folder: Path) -> str:
