@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from errors import ConfigError, one_line
 from runs.checkpoint_checks import teacher_checkpoints
 from runs.configs import instantiate, model_node
+from runs.validation import checked
 from tasks.finite import NonFiniteError
 
 # Models tried when one does not fit the data, to name some that do (cheap ones, one per input kind).
@@ -29,16 +30,16 @@ def _forward(model: torch.nn.Module, example: torch.Tensor) -> torch.Tensor:
     model.eval()
     try:
         with torch.no_grad():
-            return model(example)
+            return model(example.to(next((p.device for p in model.parameters()), example.device)))
     finally:
         model.train(was_training)
 
 
-def _build_model(cfg: DictConfig, node: DictConfig) -> torch.nn.Module:
+def _build_model(cfg: DictConfig, node: DictConfig, section: str = "model") -> torch.nn.Module:
     """A model from its config node (a cfg/model file's, reading ${data.*}), leaving torch's generator as it was."""
     node = OmegaConf.create({"data": OmegaConf.to_container(cfg.data), "model": node}).model
     with torch.random.fork_rng(devices=[]):
-        return instantiate(node)
+        return checked(section, lambda: instantiate(node), node)
 
 
 def models_that_fit(cfg: DictConfig, example: torch.Tensor, num_classes: int) -> list[str]:
@@ -58,7 +59,8 @@ def check_fits(cfg: DictConfig, model: torch.nn.Module, example: torch.Tensor, n
                option: str | None) -> torch.Tensor:
     """One forward of two training examples (eval mode, no grad, before any training): the model's outputs,
     or a ConfigError naming data.input_shape, the model (`who`, e.g. "student=resnet8x4") and the fix: other
-    values of `option` (e.g. "student") that fit, or, without an option, a teacher trained on this data."""
+    values of `option` (e.g. "student") that fit, or, without an option (a model read from a checkpoint), one
+    trained on this data."""
     try:
         out = _forward(model, example)
         problem = None if tuple(out.shape) == (len(example), num_classes) else \
@@ -93,7 +95,8 @@ def check_models_fit(cfg: DictConfig, datamodule, student: torch.nn.Module | Non
         named = list(cfg.teacher.get("models") or []) if ensemble else []
         models += [("teacher.models", model_node(name)) for name in named] or [("teacher/model", cfg.teacher.model)]
     for option, node in models:
-        check_fits(cfg, _build_model(cfg, node), example, datamodule.num_classes, f"{option}={node.name}", option)
+        model = _build_model(cfg, node, option.replace("/", "."))
+        check_fits(cfg, model, example, datamodule.num_classes, f"{option}={node.name}", option)
 
 
 def check_teacher_members(cfg: DictConfig, members: list[torch.nn.Module], checkpoints: list[str], datamodule) -> None:

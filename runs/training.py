@@ -28,7 +28,7 @@ from tasks.metrics import fidelity_settings
 from runs.checkpoint_checks import check_resumable, load_teacher_member, teacher_checkpoints
 from runs.configs import build_objective, instantiate, model_node
 from runs.model_fit import check_model_fits, check_models_fit, check_teacher_members
-from runs.validation import check_config
+from runs.validation import check_config, checked
 from runs.folders import claim_run_folder, config_digest, git_state, run_folder_lock
 from runs.records import write_record
 from tasks.phases import parse_phases, pre_training_epochs
@@ -169,7 +169,7 @@ def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback]
         else:
             pl.seed_everything(cfg.seed, workers=True)
             datamodule = build_datamodule(cfg)
-            model = instantiate(cfg.model)
+            model = checked("model", lambda: instantiate(cfg.model), cfg.model)
             check_classes(model, datamodule.num_classes, "model", "set model.num_classes to match or pick other data")
             check_model_fits(cfg, model, datamodule)
             compile_in_place(model, cfg.get("compile"))

@@ -293,10 +293,10 @@ def check_values(cfg: DictConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- constructors
-def _checked(section: str, build: Callable[[], Any], node: DictConfig | None = None) -> Any:
-    """`build()` now, as the run will later, so the constructors' own checks run before anything is built;
-    a failure other than a UserError (a constructor refusing its arguments) becomes one line naming `section`
-    (and the settings `node` gave it)."""
+def checked(section: str, build: Callable[[], Any], node: DictConfig | None = None) -> Any:
+    """`build()`, a failure other than a UserError (a constructor refusing its arguments) made one line naming
+    `section` (and the settings `node` gave it). check_config builds the parts it can now, as the run will
+    later, so their constructors' own checks run before anything is built."""
     try:
         return build()
     except UserError:
@@ -318,15 +318,15 @@ def check_config(cfg: DictConfig) -> None:
     distillation run also its teacher checkpoints, whose model config becomes teacher.model
     (runs/checkpoint_checks.py), so call it before the run folder is claimed."""
     check_values(cfg)
-    optimizer = _checked("optimizer", lambda: instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))]),
+    optimizer = checked("optimizer", lambda: instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))]),
                          cfg.optimizer)
     if cfg.get("scheduler"):
-        _checked("scheduler", lambda: instantiate(cfg.scheduler)(optimizer), cfg.scheduler)
+        checked("scheduler", lambda: instantiate(cfg.scheduler)(optimizer), cfg.scheduler)
     if cfg.get("task") != "distill":
         return
-    objective = _checked("kd.terms", lambda: build_objective(cfg))
-    _checked("kd.phases", lambda: parse_phases(cfg.kd, objective.terms, float(cfg.get("pre_training_scale", 1.0))))
+    objective = checked("kd.terms", lambda: build_objective(cfg))
+    checked("kd.phases", lambda: parse_phases(cfg.kd, objective.terms, float(cfg.get("pre_training_scale", 1.0))))
     if cfg.get("augment"):
-        _checked("augment", lambda: instantiate(cfg.augment), cfg.augment)
-    _checked("fidelity", lambda: fidelity_settings(cfg.get("fidelity")))
+        checked("augment", lambda: instantiate(cfg.augment), cfg.augment)
+    checked("fidelity", lambda: fidelity_settings(cfg.get("fidelity")))
     adopt_teacher_checkpoints(cfg)

@@ -62,6 +62,7 @@ CASES = [
     # a model that does not fit the data: one probe forward before training
     Case("train.py", ("model=resnet8x4",), ("data.input_shape", "model=resnet8x4")),
     Case("train.py", ("data=digits", "model=cnn1d"), ("data.input_shape", "model=cnn1d")),
+    Case("train.py", ("model.hidden=[abc]",), ("model", "hidden=['abc']")),  # a model refusing its settings
     # an unfinished run whose last checkpoint was cut short: named, with the fix
     Case("train.py", ("run_name=unfinished", "trainer.max_epochs=2", "resume=true"),
          ("{unfinished}/checkpoints/last.ckpt", "rerun=true", "best.ckpt")),
