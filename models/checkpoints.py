@@ -33,7 +33,7 @@ class CheckpointError(UserError, ValueError):
 def read_checkpoint(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(path, f"checkpoint {path} does not exist",
+        raise CheckpointError(path, f"checkpoint {path} {'is a folder' if path.is_dir() else 'does not exist'}",
                               f"{GENERIC_FIX} (see a run folder's checkpoints/)")
     try:
         # Our checkpoints hold plain configs besides tensors, so they need the full unpickler;
