@@ -108,4 +108,5 @@ def check_teacher_members(cfg: DictConfig, members: list[torch.nn.Module], check
         outputs = check_fits(cfg, member, example, datamodule.num_classes, who, None)
         if not bool(torch.isfinite(outputs).all()):
             raise NonFiniteError(f"{who} answers training examples with non-finite outputs (NaN or infinite): it "
-                                 f"diverged in training or its file is damaged; train it again or use another checkpoint")
+                                 f"diverged in training or its file is damaged; train it again or use another "
+                                 f"checkpoint")

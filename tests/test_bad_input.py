@@ -138,8 +138,9 @@ def outcomes(workspace) -> list[dict]:
     side."""
     root = Path(workspace["root"])
     grouped = [i for i, case in enumerate(CASES) if not case.own_process]
-    (root / "cases.json").write_text(json.dumps([[CASES[i].script, command_line(CASES[i], workspace)] for i in grouped]))
-    driver = start(["-m", "tests.cli_cases", str(root / "cases.json"), str(root / "results.json"), workspace["outputs"]])
+    cases, results_file = root / "cases.json", root / "results.json"
+    cases.write_text(json.dumps([[CASES[i].script, command_line(CASES[i], workspace)] for i in grouped]))
+    driver = start(["-m", "tests.cli_cases", str(cases), str(results_file), workspace["outputs"]])
     own = {}
     for i in (i for i, case in enumerate(CASES) if case.own_process):
         copy = root / f"outputs_{i}"
@@ -155,7 +156,7 @@ def outcomes(workspace) -> list[dict]:
                       "added": sorted(set(after) - set(before))}
     _, driver_errors = driver.communicate(timeout=900)
     assert driver.returncode == 0, driver_errors[-3000:]
-    results.update(zip(grouped, json.loads((root / "results.json").read_text())))
+    results.update(zip(grouped, json.loads(results_file.read_text())))
     return [results[i] for i in range(len(CASES))]
 
 

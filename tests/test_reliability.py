@@ -136,13 +136,13 @@ class PartlyInfinite(nn.Module):
 
 
 def test_teacher_cache_refuses_non_finite_outputs_before_storing_them(data_dir, tmp_path, teachers):
-    cfg = distill_config(data_dir, tmp_path, "teacher=cached", f"teacher.checkpoint={teachers['cnn1d']['checkpoints']['last']}")
+    teacher = teachers["cnn1d"]["checkpoints"]["last"]
+    cfg = distill_config(data_dir, tmp_path, "teacher=cached", f"teacher.checkpoint={teacher}")
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     with pytest.raises(NonFiniteError, match=r"gives non-finite outputs \(NaN or infinite\) on \d+ of 256 training "
                                              r"examples \(e.g. example \d+\)"):
-        cached_teacher(FrozenTeacher(PartlyInfinite()), datamodule, cfg, [teachers["cnn1d"]["checkpoints"]["last"]],
-                       "single")
+        cached_teacher(FrozenTeacher(PartlyInfinite()), datamodule, cfg, [teacher], "single")
     assert not list(tmp_path.glob("teacher_cache/*")), "non-finite outputs were stored"
 
 
@@ -156,9 +156,9 @@ def test_resume_checkpoint_that_cannot_be_used_names_the_file_and_the_fix(data_d
     resume = lambda: run_train(train_config(data_dir, outputs, *config, "resume=true"), quiet=True)  # noqa: E731
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # cut short
     before = files_of(folder)
-    with pytest.raises(CheckpointError, match=rf"^{last} cannot be read: it is truncated .*; rerun=true starts this run "
-                                              rf"over .*, or resume from its best epoch: cp {best} {last} and pass "
-                                              r"resume=true again$"):
+    with pytest.raises(CheckpointError, match=rf"^{last} cannot be read: it is truncated .*; rerun=true starts this "
+                                              rf"run over .*, or resume from its best epoch: cp {best} {last} and "
+                                              r"pass resume=true again$"):
         resume()
     assert files_of(folder) == before
     shutil.copyfile(teachers["cnn1d"]["checkpoints"]["last"], last)  # another model's
@@ -177,10 +177,12 @@ def test_unreadable_teacher_checkpoint_names_the_file_and_the_fix(data_dir, outp
         with pytest.raises(CheckpointError, match=rf"^{cut} cannot be read: .*; set {key} to a checkpoint that reads"):
             run_distill(distill_config(data_dir, outputs, *teacher), quiet=True)
     # A teacher this codebase trained and reuses, whose last checkpoint got damaged: its run is named.
-    own = Path(run_train(compose_config("train", tiny_overrides(data_dir, tmp_path, "model=cnn1d")), quiet=True)["run_dir"])
+    own = Path(run_train(compose_config("train", tiny_overrides(data_dir, tmp_path, "model=cnn1d")),
+                         quiet=True)["run_dir"])
     (own / "checkpoints" / "last.ckpt").write_bytes(b"")
-    with pytest.raises(CheckpointError, match=rf"use its run's best epoch instead \(teacher.checkpoint={own}/checkpoints/"
-                                              rf"best.ckpt\); or move the teacher's run aside \(mv {own} {own}.damaged\)"):
+    with pytest.raises(CheckpointError, match=rf"use its run's best epoch instead \(teacher.checkpoint={own}/"
+                                              rf"checkpoints/best.ckpt\); or move the teacher's run aside "
+                                              rf"\(mv {own} {own}.damaged\)"):
         run_distill(distill_config(data_dir, tmp_path, "teacher/model=cnn1d"), quiet=True)
 
 
@@ -197,8 +199,8 @@ def test_teacher_checkpoint_is_recorded_as_its_own_model(data_dir, outputs, teac
 
 def test_ensemble_of_checkpoints_is_recorded_member_by_member(data_dir, outputs, teachers):
     cnn1d, mlp1d = (teachers[name]["checkpoints"]["last"] for name in ("cnn1d", "mlp1d"))
-    record = run_distill(distill_config(data_dir, outputs, "teacher=ensemble", f"teacher.checkpoints=[{cnn1d},{mlp1d}]"),
-                         quiet=True)
+    record = run_distill(distill_config(data_dir, outputs, "teacher=ensemble",
+                                        f"teacher.checkpoints=[{cnn1d},{mlp1d}]"), quiet=True)
     teacher = record["config"]["teacher"]
     assert teacher["model"]["name"] == "cnn1d" and teacher["models"] == ["cnn1d", "mlp1d"]
     assert config_value(Record("r", record), "teacher.models") == "cnn1d+mlp1d"

@@ -39,10 +39,12 @@ def test_shipped_configs_pass_unchanged(name, overrides):
 @pytest.mark.parametrize("override,message", [
     ("optimizer.lr=0", "optimizer.lr=0: must be a number > 0 (the learning rate); e.g. optimizer.lr=0.05"),
     ("seed=1.5", "seed=1.5: must be an integer in [0, 4294967295]; e.g. seed=0"),
-    ("data.eval_batch_size=0", "data.eval_batch_size=0: must be an integer >= 1, or null; e.g. data.eval_batch_size=256"),
+    ("data.eval_batch_size=0",
+     "data.eval_batch_size=0: must be an integer >= 1, or null; e.g. data.eval_batch_size=256"),
     ("teacher.recipe.trainer.max_epochs=-5", "teacher.recipe.trainer.max_epochs=-5: must be an integer >= 1 (the "
                                              "number of epochs); e.g. teacher.recipe.trainer.max_epochs=30"),
-    ("kd.terms.kd.temperature=nan", "kd.terms.kd.temperature=nan: must be a number > 0; e.g. kd.terms.kd.temperature=4"),
+    ("kd.terms.kd.temperature=nan",
+     "kd.terms.kd.temperature=nan: must be a number > 0; e.g. kd.terms.kd.temperature=4"),
     ("teacher.cache=true", "teacher.cache=true: must be one of auto, false; e.g. teacher.cache=auto"),
 ])
 def test_a_refusal_names_key_value_why_and_a_value_that_works(override, message):
