@@ -86,12 +86,7 @@ class KDDataModule(pl.LightningDataModule):
         self.num_classes = int(num_classes)
         self.input_shape = tuple(int(d) for d in input_shape)
         self._check_against_truth()
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
-                           ("train_subset", train_subset), ("test_subset", test_subset)):
-            if value is not None and int(value) < 1:
-                raise ConfigError(f"data.{key} must be >= 1 (or null where allowed), got {value}")
-        if isinstance(val_size, bool) or not isinstance(val_size, (int, float)) or val_size < 0:
-            raise ConfigError(f"data.val_size must be a count (int), a fraction (float) or 0, got {val_size!r}")
+        # Sizes and splits are checked with every other typed value before a run builds anything (runs/validation.py).
         self.data_dir = str(data_dir)
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or batch_size)

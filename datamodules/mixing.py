@@ -36,10 +36,7 @@ class BatchMixing:
     interpolates_teacher = False  # True: mix the teacher's cached outputs instead of querying it
 
     def __init__(self, alpha: float = 1.0, name: str | None = None) -> None:
-        if not alpha > 0:
-            raise ConfigError(f"augment.alpha parametrises Beta(alpha, alpha) and must be > 0, got {alpha}; "
-                              f"mixup's usual value is 1.0")
-        self.alpha = float(alpha)
+        self.alpha = float(alpha)  # > 0: runs/validation.py checks augment.alpha
 
     @property
     def active(self) -> bool:

@@ -112,10 +112,9 @@ class CRDTerm(DistillTerm):
         if negatives not in NEGATIVES:
             raise ConfigError(f"kd.terms.crd.negatives must be 'other_class' (the reference code's) or 'uniform', "
                               f"got '{negatives}'")
-        if num_negatives < 1 or feat_dim < 1 or temperature <= 0 or not 0 <= momentum < 1:
-            raise ConfigError("CRD needs num_negatives >= 1, feat_dim >= 1, temperature > 0 and 0 <= momentum < 1 "
-                              f"(got {num_negatives}, {feat_dim}, {temperature}, {momentum}); "
-                              "the paper uses 16384, 128, 0.07, 0.5")
+        if num_negatives < 1 or feat_dim < 1 or not 0 <= momentum < 1:
+            raise ConfigError("CRD needs num_negatives >= 1, feat_dim >= 1 and 0 <= momentum < 1 "
+                              f"(got {num_negatives}, {feat_dim}, {momentum}); the paper uses 16384, 128, 0.5")
         self.feat_dim, self.num_negatives = int(feat_dim), int(num_negatives)
         self.temperature, self.momentum = float(temperature), float(momentum)
         self.memory, self.queue_size, self.negatives = memory, int(queue_size), negatives

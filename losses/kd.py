@@ -4,7 +4,7 @@ The T^2 keeps the soft-target gradients on the scale of the hard-label ones as T
 import torch
 import torch.nn.functional as F
 
-from losses.base import DistillBatch, DistillTerm, check_temperature
+from losses.base import DistillBatch, DistillTerm
 
 
 def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -25,9 +25,8 @@ class KDTerm(DistillTerm):
     def __init__(self, weight: float = 1.0, temperature: float = 4.0, generated_temperature: float | None = None
                  ) -> None:
         super().__init__(weight)
-        self.temperature = check_temperature(temperature, "kd.terms.kd.temperature")
-        self.generated_temperature = None if generated_temperature is None else check_temperature(
-            generated_temperature, "kd.terms.kd.generated_temperature")
+        self.temperature = float(temperature)
+        self.generated_temperature = None if generated_temperature is None else float(generated_temperature)
 
     def forward(self, batch: DistillBatch):
         if self.generated_temperature is None or batch.generated is None or not bool(batch.generated.any()):
@@ -52,7 +51,7 @@ class TeacherCrossEntropyTerm(DistillTerm):
 
     def __init__(self, weight: float = 1.0, temperature: float = 1.0) -> None:
         super().__init__(weight)
-        self.temperature = check_temperature(temperature, "kd.terms.teacher_ce.temperature")
+        self.temperature = float(temperature)
 
     def forward(self, batch: DistillBatch):
         t = self.temperature

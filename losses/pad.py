@@ -39,7 +39,7 @@ class FeatureL2Term(DistillTerm):
         self.student_taps = self.teacher_taps = (self.tap,)
 
     def setup(self, student_shapes, teacher_shapes, num_classes, num_train) -> None:
-        check_same_shape(self.tap, student_shapes, teacher_shapes, "kd.terms.<name> (FeatureL2Term)")
+        check_same_shape(self.tap, student_shapes, teacher_shapes, "FeatureL2Term")
 
     def forward(self, batch: DistillBatch):
         student = batch.student_features[self.tap].float().flatten(1)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from errors import ConfigError
-from losses.base import DistillBatch, DistillTerm, check_temperature
+from losses.base import DistillBatch, DistillTerm
 from losses.kd import soft_target_kl
 
 ROTATIONS = 4
@@ -70,9 +70,9 @@ class SSKDTerm(DistillTerm):
             if not 0 <= ratio <= 1:
                 raise ConfigError(f"kd.terms.sskd.{key} is the share of wrongly ranked rows kept, in [0, 1]; got "
                                   f"{ratio}. The paper uses ratio_tf 1.0, ratio_ss 0.75")
-        self.temperature_kd = check_temperature(temperature_kd, "kd.terms.sskd.temperature_kd")
-        self.temperature_tf = check_temperature(temperature_tf, "kd.terms.sskd.temperature_tf")
-        self.temperature_ss = check_temperature(temperature_ss, "kd.terms.sskd.temperature_ss")
+        self.temperature_kd = float(temperature_kd)
+        self.temperature_tf = float(temperature_tf)
+        self.temperature_ss = float(temperature_ss)
         self.ratio_tf, self.ratio_ss = float(ratio_tf), float(ratio_ss)
         self.head_phase = head_phase
         self.student_taps = self.teacher_taps = ("embedding",)

@@ -1,4 +1,5 @@
-"""The cfg/ tree: composing a config as the entry points would, and reading single config files."""
+"""The cfg/ tree: composing a config as the entry points would, reading single config files, and building
+objects from config nodes."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,10 +7,12 @@ from pathlib import Path
 from hydra import compose as hydra_compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException
+from hydra.errors import HydraException, InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from errors import ConfigError
+from errors import ConfigError, find_user_error
+from losses import DistillationObjective
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG_DIR = ROOT / "cfg"
@@ -46,3 +49,24 @@ def chosen_experiment() -> str | None:
     if not HydraConfig.initialized():
         return None
     return experiment_in_use(HydraConfig.get().runtime.choices.get("experiment"))
+def instantiate(node, *args, **kwargs):
+    """Hydra's instantiate, but a user error raised inside a constructor surfaces as itself."""
+    try:
+        return hydra_instantiate(node, *args, **kwargs)
+    except InstantiationException as error:
+        user_error = find_user_error(error)
+        if user_error is None:
+            raise
+        raise user_error from None
+
+
+def build_objective(cfg: DictConfig) -> DistillationObjective:
+    terms = cfg.kd.get("terms")
+    if not terms:
+        raise ConfigError(f"kd={cfg.kd.get('name')} defines no terms; give kd.terms.<name> entries")
+    for name, node in terms.items():
+        if node is not None and "_target_" not in node:
+            raise ConfigError(f"kd.terms.{name} names no term class (_target_), only {sorted(node)}: a config for "
+                              f"another method may have set it (experiment=...); drop it with ~kd.terms.{name}, or add "
+                              f"kd.terms.{name}._target_")
+    return DistillationObjective({name: instantiate(node) for name, node in terms.items() if node is not None})

@@ -22,9 +22,9 @@ from errors import ConfigError
 from runs.configs import ROOT, compose
 from runs.records import RECORD_NAME
 from runs.training import run_distill, run_train
+from runs.validation import check_config, check_values
 
 SPACE_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
-SCHEDULERS = ("none", "asha", "median")
 SUMMARY_NAME = "sweep.json"
 
 
@@ -109,9 +109,7 @@ def split_arguments(arguments: list[str]) -> tuple[list[str], list[str]]:
 
 def _scheduler(settings: DictConfig):
     from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
-    name = str(settings.scheduler)
-    if name not in SCHEDULERS:
-        raise ConfigError(f"tune.scheduler={name} is not one of {list(SCHEDULERS)}")
+    name = str(settings.scheduler)  # checked with the other tune.* values (runs/validation.py)
     if name == "asha":
         return ASHAScheduler(time_attr="training_iteration", grace_period=int(settings.grace_period),
                              max_t=int(settings.max_t), reduction_factor=int(settings.reduction_factor))
@@ -139,6 +137,7 @@ def run_sweep(runner_overrides: list[str], trial_overrides: list[str]) -> dict:
     """Compose the sweep, run it on Ray (local on loopback, or `tune.address`), return its summary."""
     from ray import tune
     cfg = compose("tune", runner_overrides)
+    check_values(cfg)
     search, settings = cfg.search, cfg.tune
     if search.get("task") not in ("train", "distill"):
         raise ConfigError(f"search.task must be train or distill, got {search.get('task')!r}")
@@ -157,8 +156,9 @@ def run_sweep(runner_overrides: list[str], trial_overrides: list[str]) -> dict:
     overrides = [*[str(o) for o in search.get("overrides") or []], *trial_overrides,
                  *(f"paths.{k}={v}" for k, v in paths.items())]
     space = parameter_space(OmegaConf.to_container(search.space, resolve=True))
-    compose(search.task, [*overrides, *(f"{k}={override_value(first_value(v))}"  # fail fast on bad keys
-                                        for k, v in OmegaConf.to_container(search.space).items())])
+    # Fail fast, before Ray starts, on bad keys and values: the first trial's config, checked as each trial's is.
+    check_config(compose(search.task, [*overrides, *(f"{k}={override_value(first_value(v))}"
+                                                     for k, v in OmegaConf.to_container(search.space).items())]))
 
     _init_ray(settings)
     try:

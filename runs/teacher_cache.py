@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from datamodules.views import ViewDataset
 from errors import ConfigError
 from models.teachers import CachedTeacher, FrozenTeacher
+from tasks.finite import NonFiniteError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,15 @@ def _compute(inner: FrozenTeacher, dataset, num_train: int, views: int, cfg: Dic
 STUDENT_VIEWS = ("fixed", "fresh")
 
 
+def check_finite(table: torch.Tensor, examples, who: str, fix: str) -> None:
+    """Every stored output of the training examples is finite (NaN only marks examples outside the pool)."""
+    finite = torch.isfinite(table[torch.as_tensor(examples, dtype=torch.long)]).all(dim=-1).all(dim=-1)
+    if not bool(finite.all()):
+        bad = torch.as_tensor(examples)[~finite]
+        raise NonFiniteError(f"{who} gives non-finite outputs (NaN or infinite) on {len(bad)} of {len(finite)} "
+                             f"training examples (e.g. example {int(bad[0])}); {fix}")
+
+
 def cached_teacher(inner: FrozenTeacher, datamodule, cfg: DictConfig, checkpoints: list[str], kind: str
                    ) -> tuple[CachedTeacher, dict]:
     """`teacher.student_views` (not in teacher/cached.yaml, so earlier runs keep their folders): "fixed" (default)
@@ -92,9 +102,12 @@ def cached_teacher(inner: FrozenTeacher, datamodule, cfg: DictConfig, checkpoint
     if path.is_file():
         table, calls = torch.load(path, map_location="cpu", weights_only=True)["logits"], 0
         log.info("teacher outputs reused from %s", path)
+        check_finite(table, dataset.indices, f"the teacher cache {path}", f"delete {path} to compute it again")
     else:
         log.info("caching the teacher's outputs on %d examples x %d views in %s", len(dataset.examples), views, path)
         table, calls = _compute(inner, dataset, num_train, int(views), cfg), len(dataset)
+        check_finite(table, dataset.indices, f"the teacher ({', '.join(checkpoints)})",  # before it is stored
+                     "it diverged in training or its file is damaged; train it again or use another checkpoint")
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
         torch.save({"logits": table, "key": material}, partial)

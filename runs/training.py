@@ -13,10 +13,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate as hydra_instantiate
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from errors import ConfigError, find_user_error
+from errors import ConfigError
 from losses import DistillationObjective, DistillTerm
 from losses.base import ClassGroupedBatches, TupleBatches
 from models.checkpoints import extract_state_dict, load_weights, model_from_checkpoint, read_checkpoint
@@ -24,9 +24,13 @@ from models.teachers import CrossFitTeacher, FrozenTeacher
 from tasks.callbacks import TrainThroughput
 from tasks.classification import ClassificationTask
 from tasks.distillation import DistillationTask
+from tasks.finite import NonFiniteError
 from tasks.metrics import fidelity_settings
-from runs.configs import chosen_experiment, model_node
+from runs.checkpoint_checks import check_resumable, load_teacher_member, teacher_checkpoints
+from runs.configs import build_objective, chosen_experiment, instantiate, model_node
 from runs.console import hide_evaluation_bars
+from runs.model_fit import check_model_fits, check_models_fit, check_teacher_members
+from runs.validation import check_config, checked
 from runs.folders import claim_run_folder, config_digest, git_state, run_folder, run_folder_lock
 from runs.records import read_record, write_record
 from tasks.phases import parse_phases, pre_training_epochs
@@ -41,17 +45,6 @@ RECIPE_KEYS = ("data", "optimizer", "scheduler", "trainer", "logger", "callbacks
 
 
 # ----------------------------------------------------------------------------------------------- building
-def instantiate(node, *args, **kwargs):
-    """Hydra's instantiate, but a user error raised inside a constructor surfaces as itself."""
-    try:
-        return hydra_instantiate(node, *args, **kwargs)
-    except InstantiationException as error:
-        user_error = find_user_error(error)
-        if user_error is None:
-            raise
-        raise user_error from None
-
-
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()  # fails here, before any training, if data is missing offline
@@ -97,8 +90,15 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback], extra_epo
         if isinstance(callback, pl.callbacks.LearningRateMonitor) and not logger:
             continue
         callbacks.append(callback)
-    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks + extra_callbacks,
-                       default_root_dir=cfg.run_dir, max_epochs=cfg.trainer.max_epochs + extra_epochs)
+    try:
+        return instantiate(cfg.trainer, logger=logger, callbacks=callbacks + extra_callbacks,
+                           default_root_dir=cfg.run_dir, max_epochs=cfg.trainer.max_epochs + extra_epochs)
+    except InstantiationException as error:  # e.g. trainer.accelerator=gpu where no GPU is visible
+        if not isinstance(error.__cause__, MisconfigurationException):
+            raise
+        raise ConfigError(f"trainer.accelerator={cfg.trainer.get('accelerator')} trainer.devices="
+                          f"{cfg.trainer.get('devices')} cannot run here ({error.__cause__}); pick what this machine "
+                          f"has, e.g. trainer=cpu") from None
 
 
 def checkpoint_callbacks(trainer: pl.Trainer) -> tuple[pl.callbacks.ModelCheckpoint, pl.callbacks.ModelCheckpoint]:
@@ -120,15 +120,6 @@ def announce(cfg: DictConfig) -> None:
     print(composed_run_line(cfg, chosen_experiment(), folder, finished), flush=True)
 
 
-def _check_student_init(cfg: DictConfig) -> None:
-    """Before anything runs: a student_init_checkpoint that is not a file (e.g. the PAD-L2 cell's placeholder for
-    the L2 run it starts from) stops with the key to set."""
-    path = cfg.get("student_init_checkpoint")
-    if path and not Path(str(path)).is_file():
-        raise ConfigError(f"student_init_checkpoint={path} is not a file; pass the checkpoint the student starts "
-                          f"from, e.g. student_init_checkpoint=outputs/distill/<run>/checkpoints/best.ckpt")
-
-
 def _start(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
     folder, record, resume_from = claim_run_folder(cfg)
     with open_dict(cfg):
@@ -148,6 +139,8 @@ def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folde
                     resume_from: str | None, extra: dict[str, Any], callbacks: list[pl.Callback] | None = None) -> dict:
     throughput = TrainThroughput()
     trainer = build_trainer(cfg, [throughput, *(callbacks or [])], pre_training_epochs(getattr(task, "phases", [])))
+    if resume_from is not None:
+        check_resumable(resume_from, task)
     started = time.time()
     trainer.fit(task, datamodule, ckpt_path=resume_from)
     wall = time.time() - started
@@ -178,6 +171,7 @@ def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback]
     """Train cfg.model on cfg.data; returns the run record (reused if this config already finished)."""
     if not quiet:
         announce(cfg)
+    check_config(cfg)
     if cfg.get("test_only"):
         return run_test_only(cfg, quiet)
     with run_folder_lock(cfg):
@@ -187,8 +181,9 @@ def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback]
         else:
             pl.seed_everything(cfg.seed, workers=True)
             datamodule = build_datamodule(cfg)
-            model = instantiate(cfg.model)
+            model = checked("model", lambda: instantiate(cfg.model), cfg.model)
             check_classes(model, datamodule.num_classes, "model", "set model.num_classes to match or pick other data")
+            check_model_fits(cfg, model, datamodule)
             compile_in_place(model, cfg.get("compile"))
             task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer),
                                       instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
@@ -231,11 +226,6 @@ def _non_null(tree: dict) -> dict:
     return kept
 
 
-TEACHER_KINDS = ("single", "ensemble", "crossfit", "cached")
-
-
-
-
 def _trained_teacher(cfg: DictConfig, seed_offset: int = 0, crossfit: dict | None = None,
                      model: DictConfig | None = None) -> dict:
     """The record of teacher/model (or `model`) trained (or reused) on this run's data and recipe; an
@@ -249,7 +239,11 @@ def _trained_teacher(cfg: DictConfig, seed_offset: int = 0, crossfit: dict | Non
         elif seed_offset:
             train_cfg.run_name = f"{train_cfg.data.name}-{train_cfg.model.name}-s{train_cfg.seed}"
     log.info("training (or reusing) teacher %s (%s)", train_cfg.model.name, train_cfg.run_name)
-    return run_train(train_cfg, quiet=True)
+    try:
+        return run_train(train_cfg, quiet=True)
+    except NonFiniteError as error:
+        raise NonFiniteError(f"training the teacher {train_cfg.model.name} ({train_cfg.run_name}) went wrong: "
+                             f"{error}") from None
 
 
 def _member_checkpoints(cfg: DictConfig, kind: str) -> tuple[list[str], list[str]]:
@@ -263,10 +257,6 @@ def _member_checkpoints(cfg: DictConfig, kind: str) -> tuple[list[str], list[str
         given = list(teacher_cfg.checkpoints) if teacher_cfg.get("checkpoints") else None
         named = list(teacher_cfg.get("models") or []) if kind == "ensemble" else []
         count = int(teacher_cfg.folds if kind == "crossfit" else len(named) or teacher_cfg.size)
-        if count < (2 if kind == "crossfit" else 1):
-            key = "folds" if kind == "crossfit" else "size"
-            raise ConfigError(f"teacher.{key}={count} is too small; a cross-fit teacher needs at least 2 folds and "
-                              f"an ensemble at least 1 member")
         if kind == "crossfit" and given is not None and len(given) != count:
             raise ConfigError(f"teacher.checkpoints lists {len(given)} fold teachers but teacher.folds={count}; give "
                               f"one per fold (fold i's at position i), or set teacher.folds={len(given)}")
@@ -296,16 +286,12 @@ def build_teacher(cfg: DictConfig, datamodule, objective: DistillationObjective 
     """The frozen teacher of a distillation run; `datamodule` is set up (cross-fitting routes by its folds).
     Where its outputs cannot change (teacher_outputs_are_fixed) and teacher.cache is auto, it is cached."""
     teacher_cfg = cfg.teacher
-    if teacher_cfg.kind not in TEACHER_KINDS:
-        raise ConfigError(f"teacher.kind={teacher_cfg.kind} is not supported; use teacher=single, teacher=ensemble, "
-                          f"teacher=crossfit or teacher=cached")
     kind = str(teacher_cfg.source) if teacher_cfg.kind == "cached" else str(teacher_cfg.kind)
-    if kind not in TEACHER_KINDS[:3]:
-        raise ConfigError(f"teacher.source={kind} cannot be cached; use single, ensemble or crossfit")
     checkpoints, runs = _member_checkpoints(cfg, kind)
     members, names = [], []
     for checkpoint in checkpoints:
-        model, config = model_from_checkpoint(checkpoint, fallback_config=model_config(teacher_cfg.model))
+        model, config = load_teacher_member(checkpoint, model_config(teacher_cfg.model),
+                                            None if runs else teacher_checkpoints(cfg)[0])
         members.append(model)
         names.append(config.get("name"))
     if kind == "crossfit":
@@ -315,6 +301,7 @@ def build_teacher(cfg: DictConfig, datamodule, objective: DistillationObjective 
         teacher = FrozenTeacher(members, int(teacher_cfg.get("feature_member") or 0))
     check_classes(teacher.model, datamodule.num_classes, "teacher",
                   "use a teacher trained on this data, or the data it was trained on")
+    check_teacher_members(cfg, members, checkpoints, datamodule)  # before the teacher is used or cached
     cache_info = {}
     if teacher_cfg.kind == "cached":
         teacher, cache_info = cached_teacher(teacher, datamodule, cfg, checkpoints, kind)
@@ -337,13 +324,6 @@ def use_term_batches(datamodule, objective: DistillationObjective) -> None:
         datamodule.use_tuple_batches(plan.positives, plan.negatives, plan.pool_size)
     elif isinstance(plan, ClassGroupedBatches):
         datamodule.use_class_grouped_batches(plan.per_class)
-
-
-def build_objective(cfg: DictConfig) -> DistillationObjective:
-    terms = cfg.kd.get("terms")
-    if not terms:
-        raise ConfigError(f"kd={cfg.kd.get('name')} defines no terms; give kd.terms.<name> entries")
-    return DistillationObjective({name: instantiate(node) for name, node in terms.items() if node is not None})
 
 
 def initial_student(cfg: DictConfig) -> tuple[torch.nn.Module, dict]:
@@ -372,10 +352,9 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
                           "teachers use teacher=crossfit teacher.folds=K and leave data.crossfit unset")
     budget = cfg.teacher.get("budget")
     if budget is not None:
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-            raise ConfigError(f"teacher.budget must be a number of training examples >= 1 (or null), got {budget!r}")
         datamodule.limit_train_pool(budget)
     datamodule.setup("fit")
+    check_models_fit(cfg, datamodule, student)  # the student and any teacher to train, before one is trained
     teacher, info = build_teacher(cfg, datamodule, objective, augment)
     use_term_batches(datamodule, objective)
     pl.seed_everything(cfg.seed, workers=True)  # the student's init must not depend on teacher training
@@ -397,9 +376,9 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
 
 
 def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None) -> dict:
-    _check_student_init(cfg)
     if not quiet:
         announce(cfg)
+    check_config(cfg)
     if cfg.get("test_only"):
         return run_test_only(cfg, quiet)
     with run_folder_lock(cfg):

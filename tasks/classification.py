@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.checkpoints import MODEL_CONFIG_KEY
+from tasks.finite import CHECK_EVERY_STEPS, FiniteWatch, stop_if_not_finite
 from tasks.metrics import classification_metrics
 
 
@@ -27,6 +28,7 @@ class ClassificationTask(pl.LightningModule):
         self.model_config = model_config
         self.val_metrics = classification_metrics(num_classes, "val/")
         self.test_metrics = classification_metrics(num_classes, "test/")
+        self.finite_watch = FiniteWatch()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -43,9 +45,18 @@ class ClassificationTask(pl.LightningModule):
         x, y, _ = batch
         logits = self.model(self.memory_format(x))
         loss = F.cross_entropy(logits, y)
+        self.watch_finite({"loss": loss}, batch_idx)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/top1", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
         return loss
+
+    def watch_finite(self, values: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Note (on the device) whether this step's values are finite; see tasks/finite.py."""
+        self.finite_watch.update(values, self.current_epoch, batch_idx, self.global_step)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if (batch_idx + 1) % CHECK_EVERY_STEPS == 0 or batch_idx + 1 >= self.trainer.num_training_batches:
+            stop_if_not_finite(self.finite_watch, self.trainer)
 
     def _evaluate(self, batch, stage: str) -> torch.Tensor:
         x, y, _ = batch
@@ -79,4 +90,5 @@ class ClassificationTask(pl.LightningModule):
                 "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        stop_if_not_finite(self.finite_watch, self.trainer)  # before the file is written: the last one stays good
         checkpoint[MODEL_CONFIG_KEY] = self.model_config

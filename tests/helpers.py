@@ -42,3 +42,18 @@ class KillAtEpoch(pl.Callback):
 
 class SimulatedKill(RuntimeError):
     pass
+
+
+class DivergeAtEpoch(pl.Callback):
+    """A deliberately diverging learning rate: from the start of `epoch` every learning rate is `lr`. Records
+    the bytes of the last checkpoint as they were then (the last good one), in `last_good`."""
+
+    def __init__(self, epoch: int, lr: float = 1e12) -> None:
+        self.epoch, self.lr, self.last_good = epoch, lr, None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            self.last_good = (Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt").read_bytes()
+            for optimizer in trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = self.lr

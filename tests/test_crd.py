@@ -136,8 +136,8 @@ def test_queue_loss_matches_the_nce_formula():
 def test_bad_settings_are_refused():
     with pytest.raises(ConfigError, match="memory must be 'bank' or 'queue'"):
         CRDTerm(memory="ring")
-    with pytest.raises(ConfigError, match="16384, 128, 0.07, 0.5"):
-        CRDTerm(temperature=0)
+    with pytest.raises(ConfigError, match="16384, 128, 0.5"):  # (its temperature: runs/validation.py)
+        CRDTerm(momentum=1)
 
 
 def unbalanced_labels():

@@ -353,16 +353,19 @@ def test_torchdistill_cells_run_the_published_process_layout(cell, devices, batc
 
 
 # -- bad input -------------------------------------------------------------------------------------------
-def test_imagenet_cell_without_data_root_names_the_fix(outputs):
-    cfg = compose_config("distill", ["experiment=torchdistill/kd_resnet34_resnet18", f"paths.output_dir={outputs}"])
+def test_imagenet_cell_without_data_root_names_the_fix(outputs, tmp_path):
+    teacher = tmp_path / "resnet34.pth"  # teacher checkpoints are read first; this one is there
+    torch.save({"fc.weight": torch.zeros(1)}, teacher)
+    cfg = compose_config("distill", ["experiment=torchdistill/kd_resnet34_resnet18", f"paths.output_dir={outputs}",
+                                     f"teacher.checkpoint={teacher}"])
     with pytest.raises(UserError, match=r"data\.root=PATH"):
         run_distill(cfg, quiet=True)
 
 
 def test_pad_l2_cell_without_its_l2_student_names_the_key(outputs):
     cfg = compose_config("distill", ["experiment=torchdistill/pad_l2_resnet34_resnet18", f"paths.output_dir={outputs}"])
-    with pytest.raises(UserError, match=r"student_init_checkpoint=<the L2 cell's run folder>/checkpoints/best.ckpt "
-                                        r"is not a file; pass the checkpoint the student starts from"):
+    with pytest.raises(UserError, match=r"student_init_checkpoint=\"<the L2 cell's run folder>/checkpoints/best.ckpt\": "
+                                        r"must be the path of an existing file, or null \(the checkpoint whose"):
         run_distill(cfg, quiet=True)
 
 

@@ -5,7 +5,9 @@ import torch
 
 from datamodules.mixing import BatchMixing, CutMix, Mixup, Mixup3
 from errors import ConfigError
+from runs.configs import compose
 from runs.training import run_distill
+from runs.validation import check_values
 from tests.helpers import compose_config, tiny_overrides
 
 B, K = 6, 4
@@ -77,8 +79,8 @@ def test_cutmix_pastes_one_box_and_labels_by_its_area():
 
 
 def test_bad_mixing_input():
-    with pytest.raises(ConfigError, match="Beta"):
-        Mixup(alpha=0)
+    with pytest.raises(ConfigError, match=r"augment.alpha=0: must be a number > 0 \(Beta"):  # checked with every value
+        check_values(compose("distill", ["augment=mixup", "augment.alpha=0"]))
     with pytest.raises(ConfigError, match="token"):
         Mixup()(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, dtype=torch.long), 2, 0, 0)
     with pytest.raises(ConfigError, match="use augment=mixup"):

@@ -116,7 +116,7 @@ def test_ensemble_distillation_trains_members_with_consecutive_seeds(data_dir, t
     assert 0 <= record["last"]["test/agreement"] <= 1
     mixed = distill(data_dir, tmp_path, "teacher=ensemble", "teacher.models=[mlp1d,cnn1d]")
     assert mixed["teacher_model"] == ["mlp1d", "cnn1d"]
-    with pytest.raises(ConfigError, match="teacher.models names 'resnet9000'"):
+    with pytest.raises(ConfigError, match=r"teacher.models=\['resnet9000'\]: must be a list of model configs"):
         distill(data_dir, tmp_path, "teacher=ensemble", "teacher.models=[resnet9000]")
 
 

@@ -81,7 +81,7 @@ def imagenet_cell(method: str, teacher: str, student: str) -> Cell:
         f"README.md, ImageNet table): KD {kd_acc:.2f}, DKD {dkd_acc:.2f} (best epoch, mean of 3 runs, mdistiller issue #30).",
         f"Recipe ({source}): 100 epochs, SGD lr 0.2 momentum 0.9 weight decay 1e-4, batch 512 (one process:",
         f"tools/train.py wraps the model in DataParallel), x0.1 at 30/60/90; {loss}. Report the best epoch (--epoch best).",
-        *([f"Student: mdistiller's MobileNet-V1 (models/imagenet/mobilenetv1.py; model=mobilenetv1)."]
+        *(["Student: mdistiller's MobileNet-V1 (models/imagenet/mobilenetv1.py; model=mobilenetv1)."]
           if student == "mobilenetv1" else []),
     ], teacher, name)
     cell = Cell(name, header, imagenet_defaults(student, [("kd", method), ("optimizer", "sgd"),
