@@ -26,6 +26,7 @@ from tasks.distillation import DistillationTask
 from tasks.metrics import fidelity_settings
 from runs.configs import model_node
 from runs.folders import claim_run_folder, config_digest, git_state, run_folder_lock
+from runs.processes import is_first_process, single_process_trainer
 from runs.records import write_record
 from tasks.phases import parse_phases, pre_training_epochs
 from runs.teacher_cache import cached_teacher
@@ -84,6 +85,12 @@ def check_classes(model: torch.nn.Module, num_classes: int, who: str, fix: str) 
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback], extra_epochs: int = 0) -> pl.Trainer:
+    """The configured Trainer. Under DDP the datamodules give each process its share themselves (no padded
+    DistributedSampler: evaluation counts each example once), and a run with training phases, which freeze
+    parts or leave terms out, lets DDP find the parameters a step does not reach."""
+    extra = {"use_distributed_sampler": False}
+    if extra_epochs and cfg.trainer.get("strategy") == "ddp":
+        extra["strategy"] = "ddp_find_unused_parameters_true"
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = []
     for node in (cfg.get("callbacks") or {}).values():
@@ -95,7 +102,7 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback], extra_epo
         if isinstance(callback, pl.callbacks.LearningRateMonitor) and not logger:
             continue
         callbacks.append(callback)
-    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks + extra_callbacks,
+    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks + extra_callbacks, **extra,
                        default_root_dir=cfg.run_dir, max_epochs=cfg.trainer.max_epochs + extra_epochs)
 
 
@@ -171,16 +178,17 @@ def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback]
             compile_in_place(model, cfg.get("compile"))
             task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer),
                                       instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-                                      model_config(cfg.model), bool(cfg.get("channels_last")))
+                                      model_config(cfg.model), bool(cfg.get("channels_last")), cfg.seed)
             record = _fit_and_record(cfg, task, datamodule, folder, resume_from, {}, callbacks)
-    if not quiet:
+    if not quiet and is_first_process():
         print_record(record)
     return record
 
 
 def derived_train_config(cfg: DictConfig, model_node: DictConfig, recipe: DictConfig | None = None) -> DictConfig:
     """A train.py config for a model trained inside a distillation run (teacher or scratch baseline):
-    the distillation run's own data and recipe, with the non-null leaves of `recipe` on top."""
+    the distillation run's own data and recipe, with the non-null leaves of `recipe` on top, on a single
+    device (under DDP the first process trains it before the fit: runs/processes.py)."""
     train_cfg = OmegaConf.create({key: cfg[key] for key in RECIPE_KEYS if key in cfg})
     with open_dict(train_cfg):
         train_cfg.model = model_node
@@ -196,6 +204,7 @@ def derived_train_config(cfg: DictConfig, model_node: DictConfig, recipe: DictCo
         raise ConfigError(f"teacher.recipe has unknown sections {unknown}; use sections of the training "
                           f"recipe: {', '.join(RECIPE_KEYS)}")
     train_cfg = OmegaConf.merge(train_cfg, changes)
+    train_cfg.trainer = single_process_trainer(train_cfg.trainer)
     train_cfg.run_name = f"{train_cfg.data.name}-{train_cfg.model.name}-s{train_cfg.seed}"
     return train_cfg
 
@@ -356,6 +365,8 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
 def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None) -> dict:
     if cfg.get("test_only"):
         return run_test_only(cfg, quiet)
+    # Before the fit, as the teacher: under DDP the first process trains it once (runs/processes.py).
+    baseline = run_train(derived_train_config(cfg, cfg.student), quiet=True) if cfg.get("baseline") else None
     with run_folder_lock(cfg):
         folder, record, resume_from = _start(cfg)
         if record is None:
@@ -363,11 +374,11 @@ def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callbac
             record = _fit_and_record(cfg, task, datamodule, folder, resume_from, info, callbacks)
         else:
             log.info("this config already finished in %s: showing its record (rerun=true trains again)", folder)
-    if cfg.get("baseline"):
-        baseline = run_train(derived_train_config(cfg, cfg.student), quiet=True)
+    if baseline is not None:
         record["baseline"] = {key: baseline[key] for key in ("run_dir", "last", "best")}
-        write_record(folder, record)
-    if not quiet:
+        if is_first_process():
+            write_record(folder, record)
+    if not quiet and is_first_process():
         print_record(record)
         if "baseline" in record:
             print_comparison(record)
@@ -381,7 +392,7 @@ def run_test_only(cfg: DictConfig, quiet: bool = False) -> dict:
     folder, record, _ = _start(cfg)
     if record is None:
         record = _test_checkpoint(cfg, folder)
-    if not quiet:
+    if not quiet and is_first_process():
         print_record(record)
     return record
 
@@ -400,5 +411,6 @@ def _test_checkpoint(cfg: DictConfig, folder: Path) -> dict:
     record = {"task": f"{cfg.task}-test", "run_dir": str(folder), "checkpoint": str(cfg.ckpt),
               "model": config.get("name"), **git_state(), "config": OmegaConf.to_container(cfg, resolve=True),
               "test": {k: float(v) for k, v in metrics.items()}, **info}
-    write_record(folder, record)
+    if trainer.is_global_zero:
+        write_record(folder, record)
     return record
