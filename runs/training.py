@@ -365,15 +365,17 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
 def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None) -> dict:
     if cfg.get("test_only"):
         return run_test_only(cfg, quiet)
-    # Before the fit, as the teacher: under DDP the first process trains it once (runs/processes.py).
-    baseline = run_train(derived_train_config(cfg, cfg.student), quiet=True) if cfg.get("baseline") else None
+    baseline = None
     with run_folder_lock(cfg):
         folder, record, resume_from = _start(cfg)
         if record is None:
-            datamodule, task, info = build_distillation(cfg)
+            datamodule, task, info = build_distillation(cfg)  # the whole config checked, the teacher trained
+            # before the fit, as the teacher: under DDP the first process trains it once (runs/processes.py)
+            baseline = _trained_baseline(cfg)
             record = _fit_and_record(cfg, task, datamodule, folder, resume_from, info, callbacks)
         else:
             log.info("this config already finished in %s: showing its record (rerun=true trains again)", folder)
+    baseline = baseline or _trained_baseline(cfg)
     if baseline is not None:
         record["baseline"] = {key: baseline[key] for key in ("run_dir", "last", "best")}
         if is_first_process():
@@ -383,6 +385,11 @@ def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callbac
         if "baseline" in record:
             print_comparison(record)
     return record
+
+
+def _trained_baseline(cfg: DictConfig) -> dict | None:
+    """With baseline=true, the record of the student trained from scratch on the same recipe (or reused)."""
+    return run_train(derived_train_config(cfg, cfg.student), quiet=True) if cfg.get("baseline") else None
 
 
 def run_test_only(cfg: DictConfig, quiet: bool = False) -> dict:
