@@ -50,21 +50,25 @@ class EpochSeededDrawSampler(EpochSeededRandomSampler):
 
 
 class ProcessShard(Sampler):
-    """Process `rank`'s share, of `processes`, of an order (`order`: a sampler, or None for 0..length-1):
-    its items rank, rank + P, rank + 2P, ... So with batch B each, step k's P batches together are items
-    kPB .. (k+1)PB - 1 of the order: what one process with batch P*B takes at step k.
+    """Process `rank`'s share, of `processes`, of an order (`order`: a sampler, or None for 0..length-1).
 
-    Training (`pad=True`): when the order's length is not a multiple of P, it is topped up with its own
-    first items (as torch's DistributedSampler does), so every process takes the same number of steps (DDP
-    needs them all at every gradient exchange). Evaluation (`pad=False`): nothing is added, so each example
-    is counted exactly once; shares differ by at most one example. `set_epoch` reaches the order."""
+    Training (`batch_size` B given): the order is cut into global batches of P*B items and process r takes
+    the r-th block of B of each, so at every step the P batches, in rank order, are the batch one process
+    with batch P*B takes (what a term that gathers the processes' rows in rank order sees). The last, short
+    global batch is split into P equal blocks, topped up with the order's first items when the length is not
+    a multiple of P (as torch's DistributedSampler does), so every process takes the same number of steps
+    (DDP needs them all at every gradient exchange).
+    Evaluation (`batch_size` None): items rank, rank + P, ...; nothing added, so each example counts exactly
+    once (shares differ by at most one). `set_epoch` reaches the order."""
 
-    def __init__(self, order: Sampler | None, length: int, rank: int, processes: int, pad: bool) -> None:
+    def __init__(self, order: Sampler | None, length: int, rank: int, processes: int,
+                 batch_size: int | None = None) -> None:
         if length < processes:
             raise ConfigError(f"a set of {length} examples cannot be shared by {processes} processes (each needs at "
                               f"least one); use more data (data.val_size, data.test_subset) or fewer devices "
                               f"(trainer.devices)")
-        self.order, self.length, self.rank, self.processes, self.pad = order, int(length), rank, processes, pad
+        self.order, self.length, self.rank, self.processes = order, int(length), rank, processes
+        self.batch_size = batch_size
 
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.order, "set_epoch"):
@@ -76,11 +80,17 @@ class ProcessShard(Sampler):
 
     def __iter__(self) -> Iterator:
         items = list(self.order) if self.order is not None else list(range(self.length))
-        if self.pad:
-            items += items[: len(self) * self.processes - len(items)]
-        return iter(items[self.rank:: self.processes])
+        if self.batch_size is None:
+            return iter(items[self.rank:: self.processes])
+        items += items[: len(self) * self.processes - len(items)]
+        step = self.processes * self.batch_size
+        full = len(items) // step * step
+        tail = (len(items) - full) // self.processes
+        share = [item for start in range(0, full, step)
+                 for item in items[start + self.rank * self.batch_size: start + (self.rank + 1) * self.batch_size]]
+        return iter(share + items[full + self.rank * tail: full + (self.rank + 1) * tail])
 
     def __len__(self) -> int:
-        if self.pad:
-            return math.ceil(self.length / self.processes)
-        return len(range(self.rank, self.length, self.processes))
+        if self.batch_size is None:
+            return len(range(self.rank, self.length, self.processes))
+        return math.ceil(self.length / self.processes)

@@ -76,25 +76,27 @@ def assert_same_weights(record: dict, other: dict) -> None:
 
 
 def test_shares_of_two_processes_make_the_batches_of_one():
-    """Training: at every step the two processes' batches of B are one process's batch of 2B, every epoch,
-    topped up to equal shares; evaluation: each example exactly once, nothing added."""
+    """Training: at every step the two processes' batches of B, in rank order, are one process's batch of 2B,
+    every epoch; a short epoch is topped up to equal shares. Evaluation: each example once, nothing added."""
     def batches(sampler, size):
         order = list(sampler)
         return [order[i: i + size] for i in range(0, len(order), size)]
 
-    for epoch in (0, 3):
-        one = EpochSeededRandomSampler(64, seed=5)
-        shares = [ProcessShard(EpochSeededRandomSampler(64, seed=5), 64, rank, 2, pad=True) for rank in (0, 1)]
+    for epoch, length in ((0, 64), (3, 64), (1, 59)):
+        one = EpochSeededRandomSampler(length, seed=5)
+        shares = [ProcessShard(EpochSeededRandomSampler(length, seed=5), length, rank, 2, 8) for rank in (0, 1)]
         for sampler in (one, *shares):
             sampler.set_epoch(epoch)
-        together = [sorted(a + b) for a, b in zip(*(batches(share, 8) for share in shares))]
-        assert together == [sorted(batch) for batch in batches(one, 16)]
-    odd = [list(ProcessShard(EpochSeededRandomSampler(11), 11, rank, 2, pad=True)) for rank in (0, 1)]
-    assert len(odd[0]) == len(odd[1]) == 6 and len(set(odd[0] + odd[1])) == 11
-    evaluation = [list(ProcessShard(None, 11, rank, 2, pad=False)) for rank in (0, 1)]
+        together = [a + b for a, b in zip(*(batches(share, 8) for share in shares))]
+        alone = batches(one, 16)
+        assert len(batches(shares[0], 8)) == len(batches(shares[1], 8)) == len(alone)
+        assert together[:-1] == alone[:-1]
+        # 59 = 3 * 16 + 11: the last step's 11 and one repeat of the epoch's first example, 6 per process
+        assert together[-1] == alone[-1] + alone[0][: len(together[-1]) - len(alone[-1])]
+    evaluation = [list(ProcessShard(None, 11, rank, 2)) for rank in (0, 1)]
     assert sorted(evaluation[0] + evaluation[1]) == list(range(11)) and len(evaluation[1]) == 5
     with pytest.raises(ConfigError, match="trainer.devices"):
-        ProcessShard(None, 1, 0, 2, pad=False)
+        ProcessShard(None, 1, 0, 2)
 
 
 def test_kd_trains_its_teacher_and_baseline_once_then_equals_one_process(data_dir, tmp_path):
