@@ -18,7 +18,7 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from errors import UserError
-from runs.processes import is_first_process, is_multi_process, wait_for_record
+from runs.processes import follows_first_process
 from runs.records import aside_folder, read_record
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
@@ -70,7 +70,7 @@ def run_folder(cfg: DictConfig) -> Path:
 def run_folder_lock(cfg: DictConfig) -> Iterator[None]:
     """One process at a time works on a run folder: parallel sweep trials that need the same teacher train
     it once, and the others wait, then reuse its record. DDP's other ranks skip it (rank 0 holds it)."""
-    if not is_first_process():
+    if follows_first_process(cfg.trainer):
         yield
         return
     folder = run_folder(cfg)
@@ -89,7 +89,7 @@ def claim_run_folder(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
     - unfinished without resume: stop and say how to continue.
     The first process of a multi-process run decides; the others follow it (runs/processes.py).
     """
-    if not is_first_process():
+    if follows_first_process(cfg.trainer):
         return follow_run_folder(cfg)
     folder = run_folder(cfg)
     record = read_record(folder)
@@ -113,12 +113,9 @@ def claim_run_folder(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
 
 
 def follow_run_folder(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
-    """What a process other than the first does with the run folder: the first process's decision, made
-    without moving or refusing anything. A single-process run inside a multi-process one (a teacher, a
-    baseline) is the first process's to train: wait for its record."""
+    """What a process other than the first does with a multi-process run's folder: the first process's
+    decision, made without moving or refusing anything."""
     folder = run_folder(cfg)
-    if not is_multi_process(cfg.trainer):
-        return folder, wait_for_record(folder), None
     if cfg.rerun:  # the first process has moved the old folder aside and starts afresh
         return folder, None, None
     record, last = read_record(folder), folder / LAST_CHECKPOINT

@@ -26,7 +26,7 @@ from tasks.distillation import DistillationTask
 from tasks.metrics import fidelity_settings
 from runs.configs import model_node
 from runs.folders import claim_run_folder, config_digest, git_state, run_folder_lock
-from runs.processes import is_first_process, single_process_trainer
+from runs.processes import follows_first_process, single_process_trainer
 from runs.records import write_record
 from tasks.phases import parse_phases, pre_training_epochs
 from runs.teacher_cache import cached_teacher
@@ -180,7 +180,7 @@ def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback]
                                       instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
                                       model_config(cfg.model), bool(cfg.get("channels_last")), cfg.seed)
             record = _fit_and_record(cfg, task, datamodule, folder, resume_from, {}, callbacks)
-    if not quiet and is_first_process():
+    if not quiet and not follows_first_process(cfg.trainer):
         print_record(record)
     return record
 
@@ -188,7 +188,7 @@ def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback]
 def derived_train_config(cfg: DictConfig, model_node: DictConfig, recipe: DictConfig | None = None) -> DictConfig:
     """A train.py config for a model trained inside a distillation run (teacher or scratch baseline):
     the distillation run's own data and recipe, with the non-null leaves of `recipe` on top, on a single
-    device (under DDP the first process trains it before the fit: runs/processes.py)."""
+    device (under DDP it is trained once, before the fit: runs/processes.py)."""
     train_cfg = OmegaConf.create({key: cfg[key] for key in RECIPE_KEYS if key in cfg})
     with open_dict(train_cfg):
         train_cfg.model = model_node
@@ -370,7 +370,7 @@ def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callbac
         folder, record, resume_from = _start(cfg)
         if record is None:
             datamodule, task, info = build_distillation(cfg)  # the whole config checked, the teacher trained
-            # before the fit, as the teacher: under DDP the first process trains it once (runs/processes.py)
+            # before the fit, as the teacher: under DDP it is trained once (runs/processes.py)
             baseline = _trained_baseline(cfg)
             record = _fit_and_record(cfg, task, datamodule, folder, resume_from, info, callbacks)
         else:
@@ -378,9 +378,9 @@ def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callbac
     baseline = baseline or _trained_baseline(cfg)
     if baseline is not None:
         record["baseline"] = {key: baseline[key] for key in ("run_dir", "last", "best")}
-        if is_first_process():
+        if not follows_first_process(cfg.trainer):
             write_record(folder, record)
-    if not quiet and is_first_process():
+    if not quiet and not follows_first_process(cfg.trainer):
         print_record(record)
         if "baseline" in record:
             print_comparison(record)
@@ -399,7 +399,7 @@ def run_test_only(cfg: DictConfig, quiet: bool = False) -> dict:
     folder, record, _ = _start(cfg)
     if record is None:
         record = _test_checkpoint(cfg, folder)
-    if not quiet and is_first_process():
+    if not quiet and not follows_first_process(cfg.trainer):
         print_record(record)
     return record
 

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from datamodules.sampling import EpochSeededRandomSampler, ProcessShard
 from errors import ConfigError
+from runs.folders import LAST_CHECKPOINT, claim_run_folder, run_folder
+from runs.processes import follows_first_process, is_multi_process, single_process_trainer
 from runs.training import _evaluate, build_distillation, build_trainer, run_distill, run_train
 from tests.helpers import CFG_DIR, compose_config
 
@@ -97,6 +100,29 @@ def test_shares_of_two_processes_make_the_batches_of_one():
     assert sorted(evaluation[0] + evaluation[1]) == list(range(11)) and len(evaluation[1]) == 5
     with pytest.raises(ConfigError, match="trainer.devices"):
         ProcessShard(None, 1, 0, 2)
+
+
+def test_teacher_trainer_and_who_follows(monkeypatch, tmp_path):
+    """A model trained inside a DDP run gets trainer=gpu's settings (so either reuses the other's run); only a
+    process of rank > 0 in a multi-process run follows, and it takes the first process's decision without
+    moving anything."""
+    ddp, gpu = (compose_config("distill", [f"trainer={name}"]).trainer for name in ("ddp", "gpu"))
+    assert is_multi_process(ddp) and not is_multi_process(gpu) and single_process_trainer(gpu) is gpu
+    assert single_process_trainer(ddp) == gpu
+    for devices, multi in ((2, True), ("auto", True), ([3], False), (1, False)):
+        assert is_multi_process(OmegaConf.merge(gpu, {"devices": devices})) is multi
+    for name in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    assert not follows_first_process(ddp)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert follows_first_process(ddp) and not follows_first_process(gpu)  # a teacher: every process asks for it
+    cfg = compose_config("distill", [*common(tmp_path, tmp_path), *TWO_PROCESSES, "resume=true", "rerun=true"])
+    last = run_folder(cfg) / LAST_CHECKPOINT
+    last.parent.mkdir(parents=True)
+    last.write_text("a checkpoint")
+    assert claim_run_folder(cfg) == (run_folder(cfg), None, None) and last.is_file()  # rerun: rank 0 moves it
+    cfg.rerun = False
+    assert claim_run_folder(cfg) == (run_folder(cfg), None, str(last))
 
 
 def test_kd_trains_its_teacher_and_baseline_once_then_equals_one_process(data_dir, tmp_path):
