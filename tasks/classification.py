@@ -15,6 +15,13 @@ from models.checkpoints import MODEL_CONFIG_KEY
 from tasks.metrics import classification_metrics
 
 
+def seed_training_step(seed: int, step: int, rank: int = 0) -> None:
+    """Seeds torch's global generator for one training step: every random draw that uses it (dropout, e.g. in
+    torchvision's classifiers, or a term's sampling) is then a function of (seed, step, process), so a
+    resumed run replays the unkilled run's draws and DDP's processes draw apart."""
+    torch.manual_seed(hashed_seed(seed, step, rank))
+
+
 class ClassificationTask(pl.LightningModule):
     def __init__(self, model: nn.Module, num_classes: int, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, model_config: dict | None = None,
@@ -46,10 +53,7 @@ class ClassificationTask(pl.LightningModule):
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
-        # Every random draw of a training step that uses torch's global generator (a term's negatives, dropout)
-        # is a function of (seed, step, process): a resumed run replays the unkilled run's draws, and DDP's
-        # processes draw apart.
-        torch.manual_seed(hashed_seed(self.seed, self.global_step, self.global_rank))
+        seed_training_step(self.seed, self.global_step, self.global_rank)
 
     def training_step(self, batch, batch_idx):
         x, y, _ = batch
