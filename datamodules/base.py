@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.device_data import DeviceBatches, DeviceData, check_supported
-from datamodules.sampling import EpochSeededDrawSampler, EpochSeededRandomSampler
+from datamodules.sampling import EpochSeededDrawSampler, EpochSeededRandomSampler, ProcessShard
 from datamodules.tuples import ClassGroupedBatchSampler, TermBatchSampler, TupleBatchSampler
 from datamodules.views import EpochSeededViewSampler, ViewDataset, seeded_transform, view_seed
 from errors import ConfigError, UserError
@@ -213,6 +213,7 @@ class KDDataModule(pl.LightningDataModule):
     def _loader(self, dataset, batch_size: int, sampler=None) -> DataLoader | DeviceBatches:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
+        sampler = self._process_share(dataset, sampler, batch_size)
         # Fixed views (a cached teacher) keep the DataLoader: its stored logits belong to torchvision's draws.
         if self.device_resident and not isinstance(dataset, ViewDataset):
             if self._device_data is None:
@@ -221,6 +222,16 @@ class KDDataModule(pl.LightningDataModule):
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=False,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0)
+
+    def _process_share(self, dataset, sampler, batch_size: int):
+        """Under a multi-process trainer (DDP), this process's share (ProcessShard): of the training order (a
+        sampler) in blocks of the batch, padded to equal shares; of an evaluation set (no sampler) without
+        padding. The trainer is told not to add its own DistributedSampler (runs/training.py `build_trainer`)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.world_size == 1:
+            return sampler
+        return ProcessShard(sampler, len(dataset), trainer.global_rank, trainer.world_size,
+                            batch_size if sampler is not None else None)
 
     def train_dataloader(self) -> DataLoader:
         # Order is a pure function of (seed, epoch): a resumed run replays the uninterrupted run's batches.

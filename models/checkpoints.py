@@ -65,7 +65,8 @@ def state_mismatch(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, tor
     """What keeps `state_dict` from loading into a module whose own state dict is `own` (None: it fits)."""
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    mismatched = [k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape]
+    mismatched = [k for k in set(own) & set(state_dict)  # (a module's extra state, e.g. CRD's draw count, has none)
+                  if torch.is_tensor(own[k]) and getattr(state_dict[k], "shape", None) != own[k].shape]
     return "; ".join(part for part in (
         f"missing {len(missing)} keys (e.g. {missing[:3]})" if missing else "",
         f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})" if unexpected else "",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from errors import UserError
+from runs.processes import follows_first_process
 from runs.records import aside_folder, read_record
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
@@ -79,7 +79,7 @@ def run_folder(cfg: DictConfig) -> Path:
 def run_folder_lock(cfg: DictConfig) -> Iterator[None]:
     """One process at a time works on a run folder: parallel sweep trials that need the same teacher train
     it once, and the others wait, then reuse its record. DDP's other ranks skip it (rank 0 holds it)."""
-    if any(int(os.environ.get(var, "0") or 0) > 0 for var in ("LOCAL_RANK", "NODE_RANK")):
+    if follows_first_process(cfg.trainer):
         yield
         return
     folder = run_folder(cfg)
@@ -96,7 +96,10 @@ def claim_run_folder(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
     - rerun: move the old folder aside (kept, never deleted) and start fresh;
     - unfinished with resume=true: resume from its last checkpoint (resume=auto: if there is one, else start);
     - unfinished without resume: stop and say how to continue.
+    The first process of a multi-process run decides; the others follow it (runs/processes.py).
     """
+    if follows_first_process(cfg.trainer):
+        return follow_run_folder(cfg)
     folder = run_folder(cfg)
     record = read_record(folder)
     last = folder / LAST_CHECKPOINT
@@ -116,6 +119,16 @@ def claim_run_folder(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
         raise RunFolderError(f"{folder} holds an unfinished run of this exact config; pass resume=true to "
                              f"continue it from {last}, or rerun=true to start over (the old folder is kept)")
     return folder, None, None
+
+
+def follow_run_folder(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
+    """What a process other than the first does with a multi-process run's folder: the first process's
+    decision, made without moving or refusing anything."""
+    folder = run_folder(cfg)
+    if cfg.rerun:  # the first process has moved the old folder aside and starts afresh
+        return folder, None, None
+    record, last = read_record(folder), folder / LAST_CHECKPOINT
+    return folder, record, str(last) if record is None and cfg.resume and last.is_file() else None
 
 
 def git_state() -> dict[str, Any]:

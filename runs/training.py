@@ -29,6 +29,7 @@ from tasks.metrics import fidelity_settings
 from runs.checkpoint_checks import check_resumable, load_teacher_member, teacher_checkpoints
 from runs.configs import build_objective, chosen_experiment, instantiate, model_node
 from runs.console import hide_evaluation_bars
+from runs.processes import follows_first_process, single_process_trainer
 from runs.model_fit import check_model_fits, check_models_fit, check_teacher_members
 from runs.validation import check_config, checked
 from runs.folders import claim_run_folder, config_digest, git_state, run_folder, run_folder_lock
@@ -79,6 +80,12 @@ def check_classes(model: torch.nn.Module, num_classes: int, who: str, fix: str) 
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback], extra_epochs: int = 0) -> pl.Trainer:
+    """The configured Trainer. Under DDP the datamodules give each process its share themselves (no padded
+    DistributedSampler: evaluation counts each example once), and a run with training phases, which freeze
+    parts or leave terms out, lets DDP find the parameters a step does not reach."""
+    extra = {"use_distributed_sampler": False}
+    if extra_epochs and cfg.trainer.get("strategy") == "ddp":
+        extra["strategy"] = "ddp_find_unused_parameters_true"
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = []
     for node in (cfg.get("callbacks") or {}).values():
@@ -91,7 +98,7 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback], extra_epo
             continue
         callbacks.append(callback)
     try:
-        return instantiate(cfg.trainer, logger=logger, callbacks=callbacks + extra_callbacks,
+        return instantiate(cfg.trainer, logger=logger, callbacks=callbacks + extra_callbacks, **extra,
                            default_root_dir=cfg.run_dir, max_epochs=cfg.trainer.max_epochs + extra_epochs)
     except InstantiationException as error:  # e.g. trainer.accelerator=gpu where no GPU is visible
         if not isinstance(error.__cause__, MisconfigurationException):
@@ -169,7 +176,7 @@ def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folde
 
 def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None) -> dict:
     """Train cfg.model on cfg.data; returns the run record (reused if this config already finished)."""
-    if not quiet:
+    if not quiet and not follows_first_process(cfg.trainer):
         announce(cfg)
     check_config(cfg)
     if cfg.get("test_only"):
@@ -187,16 +194,17 @@ def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback]
             compile_in_place(model, cfg.get("compile"))
             task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer),
                                       instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-                                      model_config(cfg.model), bool(cfg.get("channels_last")))
+                                      model_config(cfg.model), bool(cfg.get("channels_last")), cfg.seed)
             record = _fit_and_record(cfg, task, datamodule, folder, resume_from, {}, callbacks)
-    if not quiet:
+    if not quiet and not follows_first_process(cfg.trainer):
         print_record(record)
     return record
 
 
 def derived_train_config(cfg: DictConfig, model_node: DictConfig, recipe: DictConfig | None = None) -> DictConfig:
     """A train.py config for a model trained inside a distillation run (teacher or scratch baseline):
-    the distillation run's own data and recipe, with the non-null leaves of `recipe` on top."""
+    the distillation run's own data and recipe, with the non-null leaves of `recipe` on top, on a single
+    device (under DDP it is trained once, before the fit: runs/processes.py)."""
     train_cfg = OmegaConf.create({key: cfg[key] for key in RECIPE_KEYS if key in cfg})
     with open_dict(train_cfg):
         train_cfg.model = model_node
@@ -212,6 +220,7 @@ def derived_train_config(cfg: DictConfig, model_node: DictConfig, recipe: DictCo
         raise ConfigError(f"teacher.recipe has unknown sections {unknown}; use sections of the training "
                           f"recipe: {', '.join(RECIPE_KEYS)}")
     train_cfg = OmegaConf.merge(train_cfg, changes)
+    train_cfg.trainer = single_process_trainer(train_cfg.trainer)
     train_cfg.run_name = f"{train_cfg.data.name}-{train_cfg.model.name}-s{train_cfg.seed}"
     return train_cfg
 
@@ -376,27 +385,36 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
 
 
 def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None) -> dict:
-    if not quiet:
+    if not quiet and not follows_first_process(cfg.trainer):
         announce(cfg)
     check_config(cfg)
     if cfg.get("test_only"):
         return run_test_only(cfg, quiet)
+    baseline = None
     with run_folder_lock(cfg):
         folder, record, resume_from = _start(cfg)
         if record is None:
-            datamodule, task, info = build_distillation(cfg)
+            datamodule, task, info = build_distillation(cfg)  # the whole config checked, the teacher trained
+            # before the fit, as the teacher: under DDP it is trained once (runs/processes.py)
+            baseline = _trained_baseline(cfg)
             record = _fit_and_record(cfg, task, datamodule, folder, resume_from, info, callbacks)
         else:
             log.info("this config already finished in %s: showing its record (rerun=true trains again)", folder)
-    if cfg.get("baseline"):
-        baseline = run_train(derived_train_config(cfg, cfg.student), quiet=True)
+    baseline = baseline or _trained_baseline(cfg)
+    if baseline is not None:
         record["baseline"] = {key: baseline[key] for key in ("run_dir", "last", "best")}
-        write_record(folder, record)
-    if not quiet:
+        if not follows_first_process(cfg.trainer):
+            write_record(folder, record)
+    if not quiet and not follows_first_process(cfg.trainer):
         print_record(record)
         if "baseline" in record:
             print_comparison(record)
     return record
+
+
+def _trained_baseline(cfg: DictConfig) -> dict | None:
+    """With baseline=true, the record of the student trained from scratch on the same recipe (or reused)."""
+    return run_train(derived_train_config(cfg, cfg.student), quiet=True) if cfg.get("baseline") else None
 
 
 def run_test_only(cfg: DictConfig, quiet: bool = False) -> dict:
@@ -406,7 +424,7 @@ def run_test_only(cfg: DictConfig, quiet: bool = False) -> dict:
     folder, record, _ = _start(cfg)
     if record is None:
         record = _test_checkpoint(cfg, folder)
-    if not quiet:
+    if not quiet and not follows_first_process(cfg.trainer):
         print_record(record)
     return record
 
@@ -426,5 +444,6 @@ def _test_checkpoint(cfg: DictConfig, folder: Path) -> dict:
     record = {"task": f"{cfg.task}-test", "run_dir": str(folder), "checkpoint": str(cfg.ckpt),
               "model": config.get("name"), **git_state(), "config": OmegaConf.to_container(cfg, resolve=True),
               "test": {k: float(v) for k, v in metrics.items()}, **info}
-    write_record(folder, record)
+    if trainer.is_global_zero:
+        write_record(folder, record)
     return record

@@ -193,6 +193,7 @@ def run_loop(args, method: str, trained: dict | None = None) -> dict:
     import torch
     from losses import DistillBatch
     from runs.training import compile_in_place
+    from tasks.classification import seed_training_step
     device = torch.device(args.device)
     loader = make_loader(args.batch, images_needed(args))
     example = next(iter(loader))[0][:2]
@@ -208,8 +209,9 @@ def run_loop(args, method: str, trained: dict | None = None) -> dict:
     student.train()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
     timer = Timer(args.warmup, args.batch, device)
-    for x, y, index in loader:
+    for step, (x, y, index) in enumerate(loader):
         timer.step()
+        seed_training_step(task.seed, step)  # as the task does at each step
         x, y, index = x.to(device, non_blocking=True), y.to(device, non_blocking=True), index.to(device)
         if args.fast:
             x = x.contiguous(memory_format=torch.channels_last)

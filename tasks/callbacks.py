@@ -11,7 +11,8 @@ from errors import ConfigError
 
 
 class TrainThroughput(pl.Callback):
-    """Training samples per second, timed over training batches only (validation excluded)."""
+    """Training samples per second, timed over training batches only (validation excluded); under DDP, of all
+    processes together (each takes an equal share of every step)."""
 
     def __init__(self) -> None:
         self.samples = 0
@@ -22,7 +23,7 @@ class TrainThroughput(pl.Callback):
         self._epoch_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.samples += int(batch[0].shape[0])
+        self.samples += int(batch[0].shape[0]) * trainer.world_size
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self._epoch_start is not None:

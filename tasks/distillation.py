@@ -30,10 +30,9 @@ class DistillationTask(ClassificationTask):
                  train_labels: torch.Tensor | None = None, phases: list[Phase] | None = None,
                  fidelity: FidelitySettings | dict | None = None,
                  augment: BatchMixing | None = None, seed: int = 0, channels_last: bool = False) -> None:
-        super().__init__(student, num_classes, optimizer, scheduler, model_config, channels_last)
+        super().__init__(student, num_classes, optimizer, scheduler, model_config, channels_last, seed)
         self.phases = phases or []
         self.augment = augment if augment is not None and augment.active else None
-        self.seed = int(seed)
         expanding = [name for name, term in objective.terms.items()
                      if type(term).expand_batch is not DistillTerm.expand_batch]
         if self.augment is not None and (expanding or objective.train_batches is not None):
@@ -195,23 +194,33 @@ class DistillationTask(ClassificationTask):
         self.log_dict(fidelity, on_epoch=True)
         return student_logits
 
+    def _usage_of_all_processes(self) -> tuple[int, torch.Tensor]:
+        """(teacher calls, examples seen) summed over DDP's processes, each of which counts its own share."""
+        if self._trainer is None:
+            return self.teacher_calls, self.teacher_seen.clone()
+        reduce = self.trainer.strategy.reduce
+        calls = reduce(torch.tensor(self.teacher_calls, device=self.device), reduce_op="sum")
+        seen = reduce(self.teacher_seen.to(self.device, torch.int32), reduce_op="sum")
+        return int(calls), seen.cpu() > 0
+
     def teacher_usage(self) -> dict[str, int]:
-        seen = self.teacher_seen.clone()
+        calls, seen = self._usage_of_all_processes()
         if not self.teacher.counts_training_calls:  # cached: the examples its table holds
             held = self.teacher.cached.any(dim=1).cpu()
             seen[: len(held)] |= held[: len(seen)]
-        return {"teacher_calls": self.teacher_calls + getattr(self.teacher, "cache_calls", 0),
+        return {"teacher_calls": calls + getattr(self.teacher, "cache_calls", 0),
                 "teacher_examples": int(seen.sum())}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint["teacher_usage"] = {"calls": self.teacher_calls, "seen": self.teacher_seen.nonzero().flatten()}
+        calls, seen = self._usage_of_all_processes()
+        checkpoint["teacher_usage"] = {"calls": calls, "seen": seen.nonzero().flatten()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         usage = checkpoint.get("teacher_usage")
-        if usage is not None:  # a resumed run keeps counting where it stopped
-            self.teacher_calls = int(usage["calls"])
+        if usage is not None and self.global_rank == 0:  # a resumed run keeps counting where it stopped; the
+            self.teacher_calls = int(usage["calls"])      # counts are every process's, so one process holds them
             self.teacher_seen[usage["seen"]] = True
 
     def trainable_parameters(self):
