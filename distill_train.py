@@ -7,7 +7,9 @@ from errors import exit_on_user_error
 
 @hydra.main(config_path="cfg", config_name="distill", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from tasks.runs import run_distill  # imported here so `--help` stays fast
+    from runs.console import configure_console
+    configure_console(bool(cfg.get("verbose")))  # before the heavy imports, whose warnings it filters
+    from runs.training import run_distill  # imported here so `--help` stays fast
     exit_on_user_error(run_distill, cfg)
 
 

@@ -22,6 +22,11 @@ def find_user_error(error: BaseException) -> UserError | None:
     return None
 
 
+def one_line(text: object) -> str:
+    """`text` on one line (a message quoting a library's multi-line error stays one line)."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
 def exit_on_user_error(run, cfg):
     """Run `run(cfg)`; a UserError becomes one line on stderr and exit status 2 instead of a traceback."""
     import sys
@@ -31,5 +36,5 @@ def exit_on_user_error(run, cfg):
         user_error = find_user_error(error)
         if user_error is None:
             raise
-        print(f"error: {user_error}", file=sys.stderr)
+        print(f"error: {one_line(user_error)}", file=sys.stderr)
         sys.exit(2)

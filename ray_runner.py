@@ -13,10 +13,10 @@ from errors import exit_on_user_error
 
 
 def main(arguments: list[str]) -> None:
-    from tasks.sweep import print_summary, run_sweep, split_arguments
+    from runs.sweep import print_summary, run_sweep, split_arguments
     runner, trials = split_arguments(arguments)
     if not any(a.split("=", 1)[0] == "search" for a in runner):
-        from tasks.sweep import CFG_DIR
+        from runs.configs import CFG_DIR
         names = sorted(p.stem for p in (CFG_DIR / "search").glob("*.yaml"))
         sys.exit(f"error: name a search space with search=NAME (one of {names}, from cfg/search/)")
     summary = exit_on_user_error(lambda _: run_sweep(runner, trials), None)

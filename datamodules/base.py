@@ -10,7 +10,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.device_data import DeviceBatches, DeviceData, check_supported
-from datamodules.sampling import EpochSeededDrawSampler, EpochSeededRandomSampler
+from datamodules.sampling import EpochSeededDrawSampler, EpochSeededRandomSampler, ProcessShard
+from datamodules.tuples import ClassGroupedBatchSampler, TermBatchSampler, TupleBatchSampler
 from datamodules.views import EpochSeededViewSampler, ViewDataset, seeded_transform, view_seed
 from errors import ConfigError, UserError
 
@@ -72,6 +73,8 @@ class KDDataModule(pl.LightningDataModule):
     true_input_shape: tuple[int, ...] | None = None
     train_transform = None
     eval_transform = None
+    # Whether the whole dataset is held in memory as tensors, so `data.device_resident=true` can serve it.
+    holds_whole_tensors = False
 
     def __init__(self, name: str, num_classes: int, input_shape: Sequence[int], data_dir: str = "data",
                  batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0,
@@ -83,12 +86,7 @@ class KDDataModule(pl.LightningDataModule):
         self.num_classes = int(num_classes)
         self.input_shape = tuple(int(d) for d in input_shape)
         self._check_against_truth()
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
-                           ("train_subset", train_subset), ("test_subset", test_subset)):
-            if value is not None and int(value) < 1:
-                raise ConfigError(f"data.{key} must be >= 1 (or null where allowed), got {value}")
-        if isinstance(val_size, bool) or not isinstance(val_size, (int, float)) or val_size < 0:
-            raise ConfigError(f"data.val_size must be a count (int), a fraction (float) or 0, got {val_size!r}")
+        # Sizes and splits are checked with every other typed value before a run builds anything (runs/validation.py).
         self.data_dir = str(data_dir)
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or batch_size)
@@ -106,6 +104,7 @@ class KDDataModule(pl.LightningDataModule):
         # Opt-in: whole sets as tensors on the model's device, batches cut and augmented there (device_data.py).
         self.device_resident = check_supported(self, device_resident)
         self._device_data: DeviceData | None = None
+        self._term_batches: TermBatchSampler | None = None
 
     def _check_against_truth(self) -> None:
         """One clear error when a config override contradicts what a fixed dataset is."""
@@ -176,6 +175,21 @@ class KDDataModule(pl.LightningDataModule):
             pool = np.sort(np.random.default_rng([self.split_seed, self.pool_limit]).permutation(pool)[: self.pool_limit])
         return pool
 
+    def train_labels(self) -> torch.Tensor:
+        """The label of every example of the original training set (int64), -1 for those the train loader
+        never draws (validation, a held-out fold, outside a teacher budget): what a term that samples
+        training examples by class needs (CRD's other-class negatives). After `setup`."""
+        base, pool = self.train_set.base, self.train_set.indices
+        if hasattr(base, "targets"):  # torchvision sets (CIFAR, ImageFolder)
+            known = torch.as_tensor(np.asarray(base.targets), dtype=torch.int64)[pool]
+        elif hasattr(base, "tensors"):  # TensorDataset (mnist1d, digits, synthetic, text, tabular)
+            known = torch.as_tensor(base.tensors[1], dtype=torch.int64)[pool]
+        else:  # any other indexable set: read the pool's labels once
+            known = torch.tensor([int(base[int(i)][1]) for i in pool], dtype=torch.int64)
+        labels = torch.full((len(base),), -1, dtype=torch.int64)
+        labels[torch.as_tensor(pool)] = known
+        return labels
+
     def _test_indices(self, n_test: int) -> np.ndarray:
         if self.test_subset is None:
             return np.arange(n_test)
@@ -199,6 +213,7 @@ class KDDataModule(pl.LightningDataModule):
     def _loader(self, dataset, batch_size: int, sampler=None) -> DataLoader | DeviceBatches:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
+        sampler = self._process_share(dataset, sampler, batch_size)
         # Fixed views (a cached teacher) keep the DataLoader: its stored logits belong to torchvision's draws.
         if self.device_resident and not isinstance(dataset, ViewDataset):
             if self._device_data is None:
@@ -208,8 +223,21 @@ class KDDataModule(pl.LightningDataModule):
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0)
 
+    def _process_share(self, dataset, sampler, batch_size: int):
+        """Under a multi-process trainer (DDP), this process's share (ProcessShard): of the training order (a
+        sampler) in blocks of the batch, padded to equal shares; of an evaluation set (no sampler) without
+        padding. The trainer is told not to add its own DistributedSampler (runs/training.py `build_trainer`)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.world_size == 1:
+            return sampler
+        return ProcessShard(sampler, len(dataset), trainer.global_rank, trainer.world_size,
+                            batch_size if sampler is not None else None)
+
     def train_dataloader(self) -> DataLoader:
         # Order is a pure function of (seed, epoch): a resumed run replays the uninterrupted run's batches.
+        if self._term_batches is not None:
+            return DataLoader(self.train_set, batch_sampler=self._term_batches, num_workers=self.num_workers,
+                              pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
         if isinstance(self.train_set, ViewDataset):
             sampler = EpochSeededViewSampler(len(self.train_set.examples), self.train_set.views, self.seed)
         else:
@@ -229,6 +257,41 @@ class KDDataModule(pl.LightningDataModule):
         if not isinstance(self.train_set, ViewDataset):
             self.train_set = ViewDataset(self.train_set, views, seed)
         return self.train_set
+
+    # -- batches a distillation term makes its own (datamodules/tuples.py) -------------------------------
+    def _term_batch_settings(self, what: str) -> dict:
+        """(count, batch_size, seed, views, fresh_draws) for a term's batch sampler; after `setup` and after a
+        cached teacher has fixed its views."""
+        if self.train_set is None:
+            raise RuntimeError(f"{what} must be set up after setup()")
+        views = self.train_set.views if isinstance(self.train_set, ViewDataset) else 1
+        if self.device_resident and views == 1:
+            raise ConfigError(f"{what} are drawn by a batch sampler, which data.device_resident=true does not serve; "
+                              f"set data.device_resident=false")
+        count = len(self.train_set) // views
+        return {"count": count, "batch_size": self.batch_size, "seed": self.seed, "views": views,
+                "fresh_draws": views == 1 and self.augments}
+
+    def use_tuple_batches(self, positives: int, negatives: int, pool_size: int) -> None:
+        """Train on tuples of examples from a fixed pool (comparative KD's CKDSample; datamodules/tuples.py)."""
+        settings = self._term_batch_settings("tuple batches (kd.terms.ckd pairs: pool)")
+        self._term_batches = TupleBatchSampler(**settings, positives=positives, negatives=negatives,
+                                               pool_size=pool_size)
+
+    def use_class_grouped_batches(self, per_class: int) -> None:
+        """Train on batches of `per_class` examples of random classes (comparative KD's RKDSampler)."""
+        settings = self._term_batch_settings("class-grouped batches")
+        examples = self.train_set.examples if isinstance(self.train_set, ViewDataset) else self.train_set
+        self._term_batches = ClassGroupedBatchSampler(**settings, labels=self._labels_of(examples),
+                                                      per_class=per_class)
+
+    @staticmethod
+    def _labels_of(dataset: IndexedDataset) -> np.ndarray:
+        """The labels of an IndexedDataset's examples, without decoding inputs where the base keeps `targets`."""
+        targets = getattr(dataset.base, "targets", None)
+        if targets is not None:
+            return np.asarray(targets)[dataset.indices]
+        return np.asarray([int(dataset.base[int(i)][1]) for i in dataset.indices])
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size)

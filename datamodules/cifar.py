@@ -17,6 +17,7 @@ class CIFARDataModule(KDDataModule):
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     true_input_shape = (3, 32, 32)
+    holds_whole_tensors = True
 
     def __init__(self, *args, download: bool = True, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, **kwargs) -> None:

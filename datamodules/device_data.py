@@ -8,9 +8,12 @@ DataLoader, no worker processes, no per-image PIL work.
 What stays the same as the DataLoader path: the splits and indices (the datamodule's `setup` is unchanged;
 the loaders read `train_set.indices` etc.), batches of (x, y, index) with index the original example index,
 the training order (the same `EpochSeededRandomSampler` permutation, so a pure function of (seed, epoch)),
-drop_last False, unaugmented validation and test batches. What differs: the crop offsets and flips are
+drop_last False, unaugmented validation and test batches, and under DDP each process's share of every loader
+(the datamodule's `ProcessShard`, handed in as the sampler). What differs: the crop offsets and flips are
 drawn from a torch.Generator seeded by (seed, epoch, batch) on the data's device instead of the global RNG in
-torchvision's transforms: the same distribution, other draws (and CPU and CUDA draw differently).
+torchvision's transforms: the same distribution, other draws (and CPU and CUDA draw differently). Under DDP,
+process r of P draws its batch b from batch number b * P + r, so no two processes repeat each other's draws
+(and one process draws exactly as before).
 
 How batches reach the device: the loaders read the trainer's `strategy.root_device` when an epoch's
 iteration starts (the datamodule is attached to the trainer by then) and move the resident tensors there once,
@@ -18,8 +21,7 @@ keeping them for later epochs, so every batch is born on the model's device and 
 no-op (`Tensor.to` on the same device returns the tensor). Without a trainer (tests, scripts) they stay on
 the CPU or go to the device passed in. The datamodule's `teardown` drops the device copy.
 
-How the epoch reaches the order: a training `DeviceBatches` exposes its `EpochSeededRandomSampler` as
-`.sampler`; Lightning's fit loop calls `set_epoch` on any loader's `.sampler` at every epoch start (also after
+How the epoch reaches the order: a training `DeviceBatches` exposes its sampler as `.sampler`; Lightning's fit loop calls `set_epoch` on any loader's `.sampler` at every epoch start (also after
 a resume, with the restored epoch), and `iter()` reads the epoch from it.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from datamodules.sampling import hashed_seed
 from errors import ConfigError
 
 DeviceLike = torch.device | str | Callable[[], torch.device] | None
@@ -45,10 +48,7 @@ def check_supported(datamodule: Any, value: Any) -> bool:
         raise ConfigError(f"data.device_resident must be true or false, got {value!r}")
     if not value:
         return False
-    # Imported here: these modules import base.py, which imports this one.
-    from datamodules.cifar import CIFARDataModule
-    from datamodules.tensor_data import TensorDataModule
-    if not isinstance(datamodule, (CIFARDataModule, TensorDataModule)):
+    if not getattr(datamodule, "holds_whole_tensors", False):
         raise ConfigError(f"data.device_resident=true needs a dataset held in memory as whole tensors (cifar10, "
                           f"cifar100, mnist1d, digits, synthetic); {datamodule.name} ({type(datamodule).__name__}) "
                           f"is read example by example: set data.device_resident=false (data.num_workers speeds "
@@ -199,8 +199,7 @@ class BatchTransform:
 def batch_seed(seed: int, epoch: int, batch: int) -> int:
     """Seed of one batch's augmentation draws: a hash of (seed, epoch, batch), so any batch can be redrawn
     alone (a resumed run) and no other use of a random generator shifts it."""
-    words = [int(v) % 2**64 for v in (seed, epoch, batch)]
-    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return hashed_seed(seed, epoch, batch)
 
 
 # ---------------------------------------------------------------------------------------------- loaders
@@ -209,8 +208,9 @@ class DeviceBatches:
     under `data.device_resident=true`. `len()` is the number of batches (drop_last False).
 
     rows: original indices of the examples served (positions in `resident`). sampler: an epoch-seeded
-    sampler over positions in `rows` (training), or None for `rows` in order (evaluation). device: where the
-    batches are made - a device, or a callable asked when each iteration starts (the trainer's device)."""
+    sampler over positions in `rows` (training), a ProcessShard (DDP), or None for `rows` in order. device:
+    where the batches are made - a device, or a callable asked when each iteration starts (the trainer's
+    device)."""
 
     batch_sampler = None  # Lightning looks for it next to `sampler` when checking for shuffling
 
@@ -228,7 +228,8 @@ class DeviceBatches:
         self._rows_on: torch.Tensor | None = None
 
     def __len__(self) -> int:
-        return math.ceil(len(self.rows) / self.batch_size)
+        served = len(self.rows) if self.sampler is None else len(self.sampler)
+        return math.ceil(served / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         if self.sampler is not None:
@@ -255,10 +256,11 @@ class DeviceBatches:
         rows = self._rows_on if order is None else self._rows_on[order.to(device)]
         transform = self.transform if self.augment else self.transform.deterministic()
         generator = torch.Generator(device=device) if transform.random else None
+        rank, processes = getattr(self.sampler, "rank", 0), getattr(self.sampler, "processes", 1)
         for batch in range(len(self)):
             index = rows[batch * self.batch_size: (batch + 1) * self.batch_size]
             if generator is not None:
-                generator.manual_seed(batch_seed(self.seed, epoch, batch))
+                generator.manual_seed(batch_seed(self.seed, epoch, batch * processes + rank))
             x = transform(x_all.index_select(0, index), generator)
             yield x, y_all.index_select(0, index), index
 
@@ -276,13 +278,7 @@ class DeviceData:
         if self.device is not None:
             return self.device() if callable(self.device) else torch.device(self.device)
         trainer = getattr(self.datamodule, "trainer", None)
-        if trainer is None:
-            return torch.device("cpu")
-        if trainer.world_size > 1:  # each process would serve the whole set: there is no DistributedSampler here
-            raise ConfigError(f"data.device_resident=true serves one device, but the trainer runs "
-                              f"{trainer.world_size} processes; set data.device_resident=false for multi-device "
-                              f"training")
-        return trainer.strategy.root_device
+        return torch.device("cpu") if trainer is None else trainer.strategy.root_device
 
     def _resident_for(self, dataset: Any) -> ResidentTensors:
         # Loaders index the resident tensors by original index, so the dataset must be a view of one of them.
@@ -295,7 +291,6 @@ class DeviceData:
     def loader(self, dataset: Any, batch_size: int, sampler: Any = None) -> DeviceBatches:
         """Batches of an IndexedDataset (`base`, `indices`, `transform`) in the sampler's order (None: in
         order), with the dataset's own transform, read into its batch form."""
-        self._device()  # a multi-process trainer fails here, before the first batch
         resident = self._resident_for(dataset)
         transform = BatchTransform.from_torchvision(dataset.transform, self.datamodule.input_shape)
         if transform.to_unit and resident.cpu[0].dtype != torch.uint8:

@@ -1,9 +1,10 @@
-"""Distillation data made on the batch, on its device: mixup, mixup3, cutmix, mixup_interpolated
-(`cfg/augment/`).
+"""Distillation data made on the batch, on its device: mixup, mixup3, cutmix, mixup_interpolated,
+mixup3_interpolated (`cfg/augment/`).
 
 Each returns the mixed inputs and soft labels (the mixing weights over the components' one-hot labels),
 so cross-entropy stays exact: CE with soft labels = sum_j w_j CE(y_j). The teacher labels the mixed input,
-except under mixup_interpolated, where its cached outputs on the components are mixed instead.
+except under mixup_interpolated and mixup3_interpolated, where its cached outputs on the components are mixed
+instead.
 Draws come from a NumPy generator seeded by (seed, global step), so a resumed run replays them, and a
 draw can be replayed on other tensors of the same batch (`interpolate`).
 """
@@ -35,10 +36,7 @@ class BatchMixing:
     interpolates_teacher = False  # True: mix the teacher's cached outputs instead of querying it
 
     def __init__(self, alpha: float = 1.0, name: str | None = None) -> None:
-        if not alpha > 0:
-            raise ConfigError(f"augment.alpha parametrises Beta(alpha, alpha) and must be > 0, got {alpha}; "
-                              f"mixup's usual value is 1.0")
-        self.alpha = float(alpha)
+        self.alpha = float(alpha)  # > 0: runs/validation.py checks augment.alpha
 
     @property
     def active(self) -> bool:
@@ -88,11 +86,36 @@ class Mixup(BatchMixing):
         return [lam, 1 - lam], None
 
 
-class MixupInterpolated(Mixup):
-    """Comparative KD's baseline: mixup inputs, but the teacher is not queried on them; its cached logits
-    on the two components are mixed with the same weights. Needs teacher=cached."""
+TEACHER_MIXES = ("probabilities", "logits")
 
-    name, interpolates_teacher = "mixup_interpolated", True
+
+class InterpolatedTeacher:
+    """Mixed inputs the teacher is never asked about: its cached outputs on the components are mixed with the
+    mixing weights instead (needs teacher=cached). `teacher_mix`: "probabilities" (default; comparative KD's
+    mixup, alextxu/ckd helper/MixupTrainHelpers.py with --loss_fn 0) mixes the components' softmax at T 1 and
+    answers with the log of the mixture, so a cross-entropy to the teacher at T 1 (kd.terms.teacher_ce) is
+    lam CE(s, softmax v_i) + (1 - lam) CE(s, softmax v_j), CKD's; "logits" mixes the logits themselves."""
+
+    interpolates_teacher = True
+
+    def __init__(self, alpha: float = 1.0, name: str | None = None, teacher_mix: str = "probabilities") -> None:
+        super().__init__(alpha, name)
+        if teacher_mix not in TEACHER_MIXES:
+            raise ConfigError(f"augment.teacher_mix must be one of {list(TEACHER_MIXES)}, got {teacher_mix!r}; "
+                              f"'probabilities' is comparative KD's (its mixup's cross-entropy targets)")
+        self.teacher_mix = teacher_mix
+
+    def interpolate(self, outputs: torch.Tensor, inputs: torch.Tensor, seed: int, step: int) -> torch.Tensor:
+        if self.teacher_mix == "logits":
+            return super().interpolate(outputs, inputs, seed, step)
+        probabilities = super().interpolate(outputs.float().softmax(dim=1), inputs, seed, step)
+        return probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log()
+
+
+class MixupInterpolated(InterpolatedTeacher, Mixup):
+    """Comparative KD's mixup (mixup.yml): two components, the teacher's cached outputs on them mixed."""
+
+    name = "mixup_interpolated"
 
 
 class Mixup3(BatchMixing):
@@ -103,6 +126,13 @@ class Mixup3(BatchMixing):
     def draw_weights(self, spatial, rng):
         draws = rng.beta(self.alpha, self.alpha, size=3)
         return [float(w) for w in draws / draws.sum()], None
+
+
+class Mixup3Interpolated(InterpolatedTeacher, Mixup3):
+    """Three components, the teacher's cached outputs on them mixed (comparative KD's README names a mixup3
+    arm, "mixes three samples instead of two", but ships no code for it: the weights are augment=mixup3's)."""
+
+    name = "mixup3_interpolated"
 
 
 class CutMix(BatchMixing):

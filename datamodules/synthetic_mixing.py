@@ -6,13 +6,13 @@ of each batch are replaced; the task then labels exactly those rows with softmax
 augmentation's own `temperature`, while real rows keep their one-hot labels. Latent noise is drawn from a
 generator seeded by (seed, global step), so a resumed run replays the same samples.
 
-What the fidelity study did (Stanton et al. 2021, "Does Knowledge Distillation Really Work?"): its
-authors' code (github.com/samuelstanton/gnosis) distils on samples of an SN-GAN (latent dim 128) trained on
-the same data, labelled by the teacher; its distillation loader labels every data source at a temperature
-that may be set per source (real, synthetic) and is 4.0 for both by default, hence `temperature: 4.0` here.
-That code draws a fixed pool of ratio * N GAN samples once and mixes it into batches in proportion, so
-about ratio / (1 + ratio) of a batch is synthetic there; here `ratio` is the share of each batch itself and
-samples are fresh at every step.
+What the fidelity study did (Stanton et al. 2021, "Does Knowledge Distillation Really Work?"): its authors'
+code (samuelstanton/gnosis gnosis/distillation/dataloaders.py DistillLoader) appends int(synth_ratio * B) fresh
+samples of an SN-GAN (latent dim 128) trained on the same data to B - int(synth_ratio * B) real examples at every
+step (so an epoch still sees every real example), and labels the GAN rows at `synth_temp` (1.0 by default; the
+configs never set it) and the real rows at `temp` (4.0) in one soft cross-entropy; hence `temperature: 1.0` here,
+and kd.terms.kd.generated_temperature for a KD term. Here the generated rows replace real ones of the loaded
+batch, so those real examples sit out that step.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class SyntheticReplacement(BatchMixing):
 
     name = "synthetic"
 
-    def __init__(self, generator: str | None = None, ratio: float = 0.2, temperature: float = 4.0,
+    def __init__(self, generator: str | None = None, ratio: float = 0.2, temperature: float = 1.0,
                  name: str = "synthetic") -> None:
         super().__init__()
         if generator is None or not str(generator).strip():
@@ -45,7 +45,7 @@ class SyntheticReplacement(BatchMixing):
                               f"in (0, 1], got {ratio!r}; 0.2 replaces a fifth")
         if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:
             raise ConfigError(f"augment.temperature (the teacher's temperature on generated rows) must be > 0, got "
-                              f"{temperature!r}; the fidelity study used 4.0")
+                              f"{temperature!r}; the fidelity study's code uses 1.0")
         self.name = str(name)
         self.generator_path = str(generator)
         self.ratio = float(ratio)

@@ -21,6 +21,7 @@ class TensorDataModule(KDDataModule):
     """Subclasses implement `make_arrays() -> (x_train, y_train, x_test, y_test)`; built once per instance."""
 
     _arrays: list[torch.Tensor] | None = None
+    holds_whole_tensors = True
 
     def make_arrays(self):
         raise NotImplementedError

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from errors import ConfigError
-from losses.base import DistillBatch, DistillTerm, check_temperature, warmup_ramp
+from losses.base import DistillBatch, DistillTerm, warmup_ramp
 
 MASK = 1000.0  # subtracted from the target logit so that it vanishes from the non-target softmax
 
@@ -23,7 +23,7 @@ class DKDTerm(DistillTerm):
             raise ConfigError("kd.terms.dkd needs weight_tckd >= 0, weight_nckd >= 0 and warmup_epochs >= 0 "
                               f"(got {weight_tckd}, {weight_nckd}, {warmup_epochs}); mdistiller uses 1, 8, 20")
         self.weight_tckd, self.weight_nckd = float(weight_tckd), float(weight_nckd)
-        self.temperature = check_temperature(temperature, "kd.terms.dkd.temperature")
+        self.temperature = float(temperature)
         self.warmup_epochs = int(warmup_epochs)
 
     def forward(self, batch: DistillBatch):

@@ -71,12 +71,27 @@ class Regressor(nn.Module):
         return self.body(x)
 
 
-def conv_bn_connector(student_shape, teacher_shape, method: str) -> nn.Module:
-    """A 1x1 convolution + BatchNorm from the student's channels to the teacher's (AB's and OFD's
-    connector), for 1-d or 2-d feature maps."""
+def check_feature_maps(student_shape, teacher_shape, method: str) -> None:
     if len(student_shape) not in (3, 4) or len(teacher_shape) != len(student_shape):
         raise ConfigError(f"{method} connects 1-d or 2-d feature maps of the same kind; got shapes "
                           f"{tuple(student_shape)} (student) and {tuple(teacher_shape)} (teacher). Pick "
                           f"spatial stages, or a method for vector features (e.g. kd=rkd)")
+
+
+def conv_bn_connector(student_shape, teacher_shape, method: str) -> nn.Module:
+    """A 1x1 convolution (no bias) + BatchNorm from the student's channels to the teacher's, for 1-d or 2-d
+    feature maps: OFD's connector (mdistiller distillers/OFD.py ConnectorConvBN)."""
+    check_feature_maps(student_shape, teacher_shape, method)
     conv, norm = (nn.Conv1d, nn.BatchNorm1d) if len(student_shape) == 3 else (nn.Conv2d, nn.BatchNorm2d)
     return nn.Sequential(conv(student_shape[1], teacher_shape[1], 1, bias=False), norm(teacher_shape[1]))
+
+
+def resampling_connector(student_shape, teacher_shape, method: str) -> nn.Module:
+    """AB's connector (RepDistiller models/util.py Connector): the identity where channels and size already
+    match, else the Regressor without ReLU (RepDistiller's ConvReg(use_relu=False)): a stride-2 3x3 conv where
+    the student map is twice the teacher's, a stride-2 transposed conv where it is half, else a
+    (1 + dH) x (1 + dW) conv (1x1 at equal sizes), then BatchNorm."""
+    check_feature_maps(student_shape, teacher_shape, method)
+    if tuple(student_shape[1:]) == tuple(teacher_shape[1:]):
+        return nn.Identity()
+    return Regressor(student_shape, teacher_shape, relu=False)

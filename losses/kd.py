@@ -4,7 +4,7 @@ The T^2 keeps the soft-target gradients on the scale of the hard-label ones as T
 import torch
 import torch.nn.functional as F
 
-from losses.base import DistillBatch, DistillTerm, check_temperature
+from losses.base import DistillBatch, DistillTerm
 
 
 def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -18,12 +18,45 @@ def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t
 
 
 class KDTerm(DistillTerm):
-    def __init__(self, weight: float = 1.0, temperature: float = 4.0) -> None:
+    """`generated_temperature` (null: `temperature`) is the temperature on rows an augmentation generated
+    (augment=synthetic), each row's KL times its own T^2, averaged over all rows: gnosis's DistillLoader labels its
+    GAN rows at synth_temp, 1.0 by default, and the real rows at temp 4.0, in one soft cross-entropy."""
+
+    def __init__(self, weight: float = 1.0, temperature: float = 4.0, generated_temperature: float | None = None
+                 ) -> None:
         super().__init__(weight)
-        self.temperature = check_temperature(temperature, "kd.terms.kd.temperature")
+        self.temperature = float(temperature)
+        self.generated_temperature = None if generated_temperature is None else float(generated_temperature)
 
     def forward(self, batch: DistillBatch):
-        return soft_target_kl(batch.student_logits, batch.teacher_logits, self.temperature)
+        if self.generated_temperature is None or batch.generated is None or not bool(batch.generated.any()):
+            return soft_target_kl(batch.student_logits, batch.teacher_logits, self.temperature)
+        generated, total = batch.generated, len(batch.student_logits)
+        real = soft_target_kl(batch.student_logits[~generated], batch.teacher_logits[~generated], self.temperature)
+        made = soft_target_kl(batch.student_logits[generated], batch.teacher_logits[generated],
+                              self.generated_temperature)
+        count = int(generated.sum())  # batch means of each part, weighted back to a mean over all rows
+        return (real * (total - count) + made * count) / total
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}, temperature={self.temperature}"
+
+
+class TeacherCrossEntropyTerm(DistillTerm):
+    """Cross-entropy to the teacher's softened prediction: T^2 * mean over rows of -sum_k softmax(v/T)_k
+    log softmax(z/T)_k. It differs from KD's KL by the teacher's entropy, which the student cannot change, so its
+    gradient is KD's; its value is the anchors' own where they use cross-entropy: comparative KD's mixup
+    (alextxu/ckd train_student.py --loss_fn 0: nn.CrossEntropyLoss to the teacher's softmax at T 1) and gnosis's
+    TeacherStudentFwdCrossEntLoss."""
+
+    def __init__(self, weight: float = 1.0, temperature: float = 1.0) -> None:
+        super().__init__(weight)
+        self.temperature = float(temperature)
+
+    def forward(self, batch: DistillBatch):
+        t = self.temperature
+        teacher = F.softmax(batch.teacher_logits.float() / t, dim=1)
+        return t * t * F.cross_entropy(batch.student_logits.float() / t, teacher)
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, temperature={self.temperature}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from errors import ConfigError
-from losses.at import StagewiseTerm
+from losses.stagewise import StagewiseTerm
 from losses.base import DistillBatch
 
 RBF_SCALE = 8.0      # RepDistiller's (and the original code's) fixed bandwidth
@@ -54,7 +54,7 @@ class KDSVDTerm(StagewiseTerm):
         super().__init__(weight, stages, "kd.terms.kdsvd.stages")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError(f"kd.terms.kdsvd.k must be an integer >= 1, got {k!r}; use k=1 (RepDistiller's)")
-        if self.stages is not None and len(self.stages) < 2:
+        if isinstance(self.stages, list) and len(self.stages) < 2:
             raise ConfigError(f"KD-SVD relates consecutive stages, so kd.terms.kdsvd.stages needs at least 2, "
                               f"got {stages!r}; use e.g. [1, 2, 3], or null for every stage but the stem")
         self.k = k

@@ -6,7 +6,7 @@ may differ (MMD compares sample sets); spatial sizes are matched by average-pool
 import torch
 import torch.nn.functional as F
 
-from losses.at import StagewiseTerm
+from losses.stagewise import StagewiseTerm
 from losses.base import DistillBatch
 from losses.feature_utils import match_spatial
 
@@ -18,6 +18,10 @@ def polynomial_kernel_mean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class NSTTerm(StagewiseTerm):
     def __init__(self, weight: float = 50.0, stages=None) -> None:
         super().__init__(weight, stages, "kd.terms.nst.stages")
+
+    def setup(self, student_shapes, teacher_shapes, num_classes, num_train) -> None:
+        super().setup(student_shapes, teacher_shapes, num_classes, num_train)
+        self.require_feature_maps(student_shapes, teacher_shapes, "NST")
 
     def forward(self, batch: DistillBatch):
         self.check_bound()

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from losses.base import DistillBatch, DistillTerm
+from models.features import preact_batchnorms
 from losses.feature_utils import conv_bn_connector, match_spatial, stage_taps
 
 
@@ -28,7 +29,6 @@ class OFDTerm(DistillTerm):
         self.student_taps = self.teacher_taps = stage_taps("preact", stages)
 
     def bind_teacher(self, teacher: nn.Module, example_input: torch.Tensor) -> None:
-        from tasks.features import preact_batchnorms  # tasks build on losses, not the other way round
         norms = preact_batchnorms(teacher, self.teacher_taps, example_input)
         for i, tap in enumerate(self.teacher_taps):
             self.register_buffer(f"margin{i}", margin_from_batchnorm(norms[tap]))

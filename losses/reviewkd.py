@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from errors import ConfigError
-from losses.at import StagewiseTerm
+from losses.stagewise import StagewiseTerm
 from losses.base import DistillBatch, warmup_ramp
 
 MAX_MID_CHANNELS = 512

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from errors import ConfigError
-from losses.base import DistillBatch, DistillTerm, check_temperature
+from losses.base import DistillBatch, DistillTerm
 from losses.kd_mse import check_scale
 
 
@@ -49,7 +49,7 @@ class KDOrthoTerm(DistillTerm):
 
     def __init__(self, weight: float = 1.0, temperature: float = 4.0, eps: float = 1e-2, smoothing: float = 0.0):
         super().__init__(weight)
-        self.temperature = check_temperature(temperature, "kd.terms.kd_ortho.temperature")
+        self.temperature = float(temperature)
         self.eps = check_eps(eps, "kd.terms.kd_ortho.eps")
         self.smoothing = check_unit_interval(smoothing, "kd.terms.kd_ortho.smoothing")
 
@@ -105,6 +105,9 @@ class KDMSEVarRedTerm(DistillTerm):
 GAMMAS = ("one", "var", "bound_fast", "minimax_relerr", "minimax_power", "minimax_abserr")
 GAMMA_GRID = (-10.0, 10.0, 0.05)  # the paper code's search grid for the minimax gammas
 MINIMAX_POINTS = 10               # candidate true probabilities per entry
+# Lower ends of the minimax intervals on the logp scale (kd.py: the relerr and power losses' bound_fn floor
+# 1e-6, the abserr loss's 1e-3); on the p scale every floor is 0.
+LOGP_FLOORS = {"minimax_relerr": 1e-6, "minimax_power": 1e-6, "minimax_abserr": 1e-3}
 
 
 class KDMSEGammaTerm(DistillTerm):
@@ -116,8 +119,10 @@ class KDMSEGammaTerm(DistillTerm):
     spaced true probabilities t in an interval around p, the worst case of
     (gamma (t - p) - delta(t))^2 + (1/alpha - 1 + gamma)^2 t (1 - t), with delta(t) = t - p (p) or
     log t - log p (logp), where alpha is the distillation weight of the paper's (1 - alpha) CE + alpha KD;
-    intervals: relerr [p / (1 + c), p (1 + c)], power [p, p^(1 / t_max)], abserr [p - c, p + c], clipped to
-    [1e-6 (logp) or 0 (p), 1]."""
+    intervals: relerr [p / (1 + c), p (1 + c)], power [p, p^(1 / t_max)], abserr [p - c, p + c], each end clipped
+    as the paper code's KDMSEMinimax*Loss bound_fn clips it (semiparametric-distillation kd.py): the lower end
+    raised to a floor (0 on the p scale; on logp 1e-6 for relerr and power, 1e-3 for abserr), the upper end
+    capped at 1 and nothing else."""
 
     def __init__(self, weight: float = 1.0, gamma: str = "bound_fast", scale: str = "logp", c: float = 1.0,
                  lower: float = 1e-3, alpha: float = 0.5, relerr_c: float = 2.0, power_tmax: float = 2.0,
@@ -156,8 +161,8 @@ class KDMSEGammaTerm(DistillTerm):
             low, high = p, p ** (1 / self.power_tmax)
         else:
             low, high = p - self.abserr_c, p + self.abserr_c
-        floor = 1e-6 if self.scale == "logp" else 0.0
-        return low.clamp(floor, 1.0), high.clamp(floor, 1.0)
+        floor = LOGP_FLOORS[self.gamma] if self.scale == "logp" else 0.0
+        return low.clamp_min(floor), high.clamp_max(1.0)
 
     def _minimax(self, p: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
         flat = p.reshape(-1)
@@ -168,7 +173,8 @@ class KDMSEGammaTerm(DistillTerm):
             low, high = self._interval(part)
             t = low[:, None] + (high - low)[:, None] * fractions                 # (N, P)
             pp = part[:, None]
-            delta = t - pp if self.scale == "p" else t.log() - pp.clamp_min(1e-12).log()
+            # (the clamps only guard a probability that underflowed to 0, where the paper code's log gives -inf)
+            delta = t - pp if self.scale == "p" else t.clamp_min(1e-12).log() - pp.clamp_min(1e-12).log()
             bias = grid[None, None, :] * (t - pp)[:, :, None] - delta[:, :, None]  # (N, P, G)
             variance = (1 / self.alpha - 1 + grid[None, None, :]) ** 2 * (t * (1 - t))[:, :, None]
             worst = (bias ** 2 + variance).amax(dim=1)                           # (N, G)

@@ -5,8 +5,8 @@ The B x B matrices compare across architectures whatever the feature shapes."""
 import torch
 import torch.nn.functional as F
 
-from errors import ConfigError
 from losses.base import DistillBatch, DistillTerm
+from losses.stagewise import one_stage_tap
 
 
 def similarity(feature: torch.Tensor) -> torch.Tensor:
@@ -17,10 +17,7 @@ def similarity(feature: torch.Tensor) -> torch.Tensor:
 class SPTerm(DistillTerm):
     def __init__(self, weight: float = 3000.0, stage: int = -1) -> None:
         super().__init__(weight)
-        if isinstance(stage, bool) or not isinstance(stage, int):
-            raise ConfigError(f"kd.terms.sp.stage must be one stage index, got {stage!r}; "
-                              f"use e.g. stage=-1 (the last stage, RepDistiller's feat[-2])")
-        self.tap = f"stage:{stage}"
+        self.tap = one_stage_tap(stage, "kd.terms.sp.stage", "stage=-1 (the last stage, RepDistiller's feat[-2])")
         self.student_taps = self.teacher_taps = (self.tap,)
 
     def forward(self, batch: DistillBatch):

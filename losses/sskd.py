@@ -5,9 +5,9 @@ Every training image comes with its three rotations (90, 180, 270 degrees), inte
 its embedding). Rows of the similarity matrix are the 3B rotated images, columns the B unrotated ones:
 S[j, i] = cos(h(rotated_j), h(unrotated_i)); row j's "right answer" is the image it was rotated from.
 
-- Teacher head pre-training (stage `head_stage`, the teacher frozen): cross-entropy of the rows of S_t
+- Teacher head pre-training (phase `head_phase`, the teacher frozen): cross-entropy of the rows of S_t
   against their right answers (no temperature).
-- Student (main stage), with T_kd = T_tf = 4, T_ss = 0.5:
+- Student (main phase), with T_kd = T_tf = 4, T_ss = 0.5:
     weight_ce * CE(student, y) on the unrotated images
   + weight_kd * T_kd^2 KL(softmax(v/T_kd) || softmax(z/T_kd)) on the unrotated images
   + weight_tf * T_tf^2 KL(...) at T_tf on the rotated images, keeping those the teacher ranks right and the
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from errors import ConfigError
-from losses.base import DistillBatch, DistillTerm, check_temperature
+from losses.base import DistillBatch, DistillTerm
 from losses.kd import soft_target_kl
 
 ROTATIONS = 4
@@ -60,7 +60,7 @@ class SSKDTerm(DistillTerm):
     def __init__(self, weight: float = 1.0, weight_ce: float = 0.1, weight_kd: float = 0.9, weight_tf: float = 2.7,
                  weight_ss: float = 10.0, temperature_kd: float = 4.0, temperature_tf: float = 4.0,
                  temperature_ss: float = 0.5, ratio_tf: float = 1.0, ratio_ss: float = 0.75,
-                 head_stage: str = "teacher_head") -> None:
+                 head_phase: str = "teacher_head") -> None:
         super().__init__(weight)
         self.weights = {"ce": float(weight_ce), "kd": float(weight_kd), "tf": float(weight_tf), "ss": float(weight_ss)}
         if any(not value >= 0 for value in self.weights.values()):
@@ -70,11 +70,11 @@ class SSKDTerm(DistillTerm):
             if not 0 <= ratio <= 1:
                 raise ConfigError(f"kd.terms.sskd.{key} is the share of wrongly ranked rows kept, in [0, 1]; got "
                                   f"{ratio}. The paper uses ratio_tf 1.0, ratio_ss 0.75")
-        self.temperature_kd = check_temperature(temperature_kd, "kd.terms.sskd.temperature_kd")
-        self.temperature_tf = check_temperature(temperature_tf, "kd.terms.sskd.temperature_tf")
-        self.temperature_ss = check_temperature(temperature_ss, "kd.terms.sskd.temperature_ss")
+        self.temperature_kd = float(temperature_kd)
+        self.temperature_tf = float(temperature_tf)
+        self.temperature_ss = float(temperature_ss)
         self.ratio_tf, self.ratio_ss = float(ratio_tf), float(ratio_ss)
-        self.head_stage = head_stage
+        self.head_phase = head_phase
         self.student_taps = self.teacher_taps = ("embedding",)
 
     def bind_teacher(self, teacher: nn.Module, example_input: torch.Tensor) -> None:
@@ -99,7 +99,7 @@ class SSKDTerm(DistillTerm):
         teacher_embedding = batch.teacher_features["embedding"].float().detach()
         unrotated_count = len(teacher_embedding) // ROTATIONS
         answers = torch.arange(unrotated_count, device=teacher_embedding.device).repeat_interleave(ROTATIONS - 1)
-        if batch.stage == self.head_stage:
+        if batch.phase == self.head_phase:
             return F.cross_entropy(rotated_to_unrotated_similarity(self.teacher_head(teacher_embedding)), answers)
 
         grouped = batch.student_logits.float().view(unrotated_count, ROTATIONS, -1)

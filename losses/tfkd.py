@@ -11,7 +11,7 @@ its defaults (T 20, multiplier 100, alpha 0.1) were tuned for exactly this form.
 import torch.nn.functional as F
 
 from errors import ConfigError
-from losses.base import DistillBatch, DistillTerm, check_temperature
+from losses.base import DistillBatch, DistillTerm
 
 
 class TfKDRegTerm(DistillTerm):
@@ -24,7 +24,7 @@ class TfKDRegTerm(DistillTerm):
         if not multiplier > 0:
             raise ConfigError(f"kd.terms.tfkd_reg.multiplier must be > 0, got {multiplier}; "
                               f"the authors' code uses 100 for ResNet-18 on CIFAR-100")
-        self.temperature = check_temperature(temperature, "kd.terms.tfkd_reg.temperature")
+        self.temperature = float(temperature)
         self.correct_prob, self.multiplier = float(correct_prob), float(multiplier)
 
     def forward(self, batch: DistillBatch):

@@ -1,10 +1,10 @@
-"""Variational information distillation: Ahn et al., CVPR 2019 (RepDistiller's VIDLoss). Per stage pair a
-regressor mu (1x1 conv - ReLU - 1x1 conv - ReLU - 1x1 conv, to the teacher's channels, its hidden width the
-teacher's channels as RepDistiller's VIDLoss(s, t, t)) predicts the mean of a Gaussian over the teacher's
-feature from the student's, with a learned per-channel variance var = softplus(log_scale) + eps, started at
-`init_pred_var`; loss = mean over batch, channels and positions of 0.5 ((mu - t)^2 / var + log var) (the
-negative log-likelihood without its constant), summed over stages. Spatial sizes are matched by average-
-pooling the larger map to the smaller (RepDistiller's rule)."""
+"""Variational information distillation: Ahn et al., CVPR 2019 (RepDistiller's distiller_zoo/VID.py
+VIDLoss). Per stage pair a regressor mu (1x1 conv - ReLU - 1x1 conv - ReLU - 1x1 conv, without bias, to the
+teacher's channels, its hidden width the teacher's channels as VIDLoss(s, t, t)) predicts the mean of a
+Gaussian over the teacher's feature from the student's, with a learned per-channel variance
+var = softplus(log_scale) + eps, started at `init_pred_var`; loss = mean over batch, channels and positions of
+0.5 ((mu - t)^2 / var + log var) (the negative log-likelihood without its constant), summed over stages.
+Spatial sizes are matched by average-pooling the larger map to the smaller (RepDistiller's rule)."""
 import math
 
 import torch
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from errors import ConfigError
-from losses.at import StagewiseTerm
+from losses.stagewise import StagewiseTerm
 from losses.base import DistillBatch
 from losses.feature_utils import match_spatial
 
@@ -34,8 +34,9 @@ class VIDTerm(StagewiseTerm):
             if conv is None:
                 raise ConfigError(f"VID regresses feature maps; '{tap}' has shape {tuple(student_shapes[tap])}. "
                                   f"Pick spatial stages in kd.terms.vid.stages")
-            self.regressors.append(nn.Sequential(conv(s_c, t_c, 1), nn.ReLU(), conv(t_c, t_c, 1), nn.ReLU(),
-                                                 conv(t_c, t_c, 1)))
+            self.regressors.append(nn.Sequential(conv(s_c, t_c, 1, bias=False), nn.ReLU(),
+                                                 conv(t_c, t_c, 1, bias=False), nn.ReLU(),
+                                                 conv(t_c, t_c, 1, bias=False)))
             # inverse softplus, so the variance starts at init_pred_var
             start = math.log(math.expm1(self.init_pred_var - self.eps))
             self.log_scales.append(nn.Parameter(torch.full((t_c,), start)))

@@ -78,33 +78,32 @@ def cnn1d_small(num_classes, input_shape=(1, 40), channels=(8, 16, 32)):
 
 
 class CNN5(nn.Module):
-    """Nakkiran et al.'s 5-layer CNN (widths c, 2c, 4c, 8c), the student of Dao et al. 2021's CIFAR runs:
-    conv-BN-ReLU stages, max-pooling after stages 2-4, a final 4x4 max-pool and one linear layer."""
+    """The CIFAR student of Dao et al. 2021 (semiparametric-distillation models/base_cnn.py CNN5): three stages
+    conv3x3 (with bias) -> BatchNorm -> 2x2 max-pool -> ReLU of widths c, 2c, 4c, then Linear(4c * H/8 * W/8,
+    4c) -> BatchNorm1d -> ReLU and a linear classifier; c = 32 there (0.36M parameters at 10 classes)."""
 
-    def __init__(self, num_classes: int, input_shape: Sequence[int] = (3, 32, 32), width: int = 64) -> None:
+    def __init__(self, num_classes: int, input_shape: Sequence[int] = (3, 32, 32), width: int = 32) -> None:
         super().__init__()
-        widths = [width, 2 * width, 4 * width, 8 * width]
-        stages, channels = [], input_shape[0]
-        for i, size in enumerate(widths):
-            block = _conv_block(nn.Conv2d, channels, size, nn.BatchNorm2d)
-            if i > 0:
-                block.append(nn.MaxPool2d(2))
-            stages.append(block)
+        channels, height, breadth = input_shape
+        stages = []
+        for size in (width, 2 * width, 4 * width):
+            stages.append(nn.Sequential(nn.Conv2d(channels, size, 3, padding=1), nn.BatchNorm2d(size),
+                                        nn.MaxPool2d(2), nn.ReLU()))
             channels = size
         self.stages = nn.Sequential(*stages)
-        self.pool = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        flat = channels * (height // 8) * (breadth // 8)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, channels), nn.BatchNorm1d(channels), nn.ReLU())
         self.classifier = nn.Linear(channels, num_classes)
-        # Stage taps sit before the max-pools so each pre-activation has its stage's shape.
-        self.feature_stages = [f"stages.{i}.2" for i in range(4)]
-        self.preact_stages = [f"stages.{i}.2:input" for i in range(4)]
+        self.feature_stages = [f"stages.{i}" for i in range(3)]
+        self.preact_stages = [f"stages.{i}.3:input" for i in range(3)]  # pooled BatchNorm output
         self.classifier_name = "classifier"
 
     def forward(self, x):
-        return self.classifier(self.pool(self.stages(x)))
+        return self.classifier(self.head(self.stages(x)))
 
 
 @register_model("cnn5")
-def cnn5(num_classes, input_shape=(3, 32, 32), width=64):
+def cnn5(num_classes, input_shape=(3, 32, 32), width=32):
     return CNN5(num_classes, input_shape, width)
 
 

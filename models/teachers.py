@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from errors import ConfigError
+from models.features import FeatureTaps
 
 
 def log_mean_probability(logits: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -74,7 +75,6 @@ class FrozenTeacher(nn.Module):
         return [self.model]
 
     def capture(self, taps: Iterable[str]) -> None:
-        from tasks.features import FeatureTaps  # tasks depend on models, not the other way round
         taps = tuple(taps)
         for tap in self.taps:
             tap.remove()
@@ -137,7 +137,7 @@ class CrossFitTeacher(FrozenTeacher):
 
 class CachedTeacher(FrozenTeacher):
     """A teacher whose outputs on the training examples were computed once (`table[index, view]`, stored on
-    disk by tasks/teacher_cache.py): training batches are answered from the table without running the
+    disk by runs/teacher_cache.py): training batches are answered from the table without running the
     model; held-out data (indices None) runs the wrapped teacher. Logits only: no training features."""
 
     counts_training_calls = False

@@ -44,10 +44,11 @@ class WideResNet(nn.Module):
         self.relu = nn.ReLU()
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(planes, num_classes)
-        # RepDistiller: conv1, block1, block2 outputs, and the last stage after the final BN + ReLU.
-        # Pre-activation blocks output un-activated sums, so those taps are already pre-activation.
-        self.feature_stages = ["conv1", "block1", "block2", "relu"]
-        self.preact_stages = ["conv1", "block1", "block2", "relu:input"]
+        # RepDistiller's and mdistiller's wrn.py feature list: the raw conv1, block1, block2, block3 outputs
+        # (pre-activation blocks output un-activated sums). Their pre-activation list normalises each stage by
+        # the BatchNorm that reads it next: conv1 itself, block2.0.bn1(block1), block3.0.bn1(block2), bn1(block3).
+        self.feature_stages = ["conv1", "block1", "block2", "block3"]
+        self.preact_stages = ["conv1", "block2.0.bn1", "block3.0.bn1", "bn1"]
         # Pre-activation blocks: the BatchNorm describing each stage's output is the one that normalises it next.
         self.preact_bn_stages = ["block1.0.bn1", "block2.0.bn1", "block3.0.bn1", "bn1"]
         self.classifier_name = "fc"

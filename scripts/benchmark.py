@@ -35,13 +35,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from scripts.benchmark_timing import Timer, tick_callback  # noqa: E402
-
-CIFAR100_TRAIN = 50_000
-CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+from scripts.benchmark_inputs import (CIFAR100_MEAN, CIFAR100_STD, CIFAR100_TRAIN, CRD_NEGATIVES, images_needed,
+                                      normalise, random_cifar100)
+from scripts.benchmark_timing import Timer, tick_callback
 
 
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,27 +82,6 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
-def random_cifar100(count: int):
-    """(images uint8 (N, 3, 32, 32), labels): the same data for every side."""
-    import torch
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=generator)
-    return images, torch.randint(0, 100, (count,), generator=generator)
-
-
-def normalise(images):
-    """uint8 batch -> normalised float batch (CIFAR-100 statistics), the one data cost every side pays."""
-    import torch
-    mean = torch.tensor(CIFAR100_MEAN).view(3, 1, 1) * 255
-    std = torch.tensor(CIFAR100_STD).view(3, 1, 1) * 255
-    return images.float().sub_(mean).div_(std)
-
-
-def images_needed(args) -> int:
-    """One batch per warm-up, timed and profiled step."""
-    return args.batch * (args.warmup + args.steps + getattr(args, "profile_steps", 0))
-
-
 def make_loader(args):
     """CIFAR-100-shaped batches (x, y, index): a DataLoader normalising on the CPU, or under --fast batches cut
     from the set held on args.device and normalised there (what data.device_resident=true does)."""
@@ -127,9 +102,6 @@ def make_loader(args):
                       drop_last=True, collate_fn=collate)
 
 
-CRD_NEGATIVES = 16_384
-
-
 def objective_for(method: str, crd_negatives: int = CRD_NEGATIVES):
     """The loss terms of a method, as the project's configs define them (weights included; CRD's negatives
     fewer only where a quick check asks)."""
@@ -146,9 +118,9 @@ def objective_for(method: str, crd_negatives: int = CRD_NEGATIVES):
 
 def caches_teacher(args, objective) -> bool:
     """Whether the fast path looks the teacher's logits up: its outputs on this unaugmented data are fixed
-    unless a term reads teacher features or makes its own batch (tasks.runs.teacher_outputs_are_fixed)."""
+    unless a term reads teacher features or makes its own batch (runs.training.teacher_outputs_are_fixed)."""
     from types import SimpleNamespace
-    from tasks.runs import teacher_outputs_are_fixed
+    from runs.training import teacher_outputs_are_fixed
     return args.fast and teacher_outputs_are_fixed(SimpleNamespace(augments=False), objective, None)
 
 
@@ -180,8 +152,13 @@ def build_models(args, method: str, loader):
         teacher = cached_teacher(teacher, loader, torch.device(args.device))
     example = next(iter(loader))[0][:2].to("cpu")
     teacher.to("cpu")
+    # CRD's memory holds a CIFAR-100-sized training set: the loader's images with their labels, then others
+    train_labels = torch.arange(CIFAR100_TRAIN) % 100
+    train_labels[: images_needed(args)] = random_cifar100(images_needed(args))[1]
+    # the task probes shapes and sets up the terms (CRD's embeddings and memory) for both sides
     return DistillationTask(student, teacher, objective, 100, lambda p: torch.optim.SGD(p, lr=0.05),
-                            example_input=example, num_train=CIFAR100_TRAIN, channels_last=args.fast)
+                            example_input=example, num_train=CIFAR100_TRAIN, train_labels=train_labels,
+                            channels_last=args.fast)
 
 
 def optimizer_for(parameters, device):
@@ -192,7 +169,7 @@ def optimizer_for(parameters, device):
 
 def compile_models(args, models) -> None:
     """--compile: torch.compile in place, as compile=true does (args.compile may also name a backend)."""
-    from tasks.runs import compile_in_place
+    from runs.training import compile_in_place
     if args.compile:
         for model in models:
             compile_in_place(model, args.compile)
@@ -225,6 +202,7 @@ def run_loop(args, method: str, trained: dict | None = None) -> dict:
     """(b) The hand-written loop: the same step as DistillationTask.training_step, without the framework."""
     import torch
     from losses import DistillBatch
+    from tasks.classification import seed_training_step
     device = torch.device(args.device)
     loader = make_loader(args)
     task = build_models(args, method, loader)  # the same models and terms; only their modules are used
@@ -237,8 +215,9 @@ def run_loop(args, method: str, trained: dict | None = None) -> dict:
     student.train()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
     timer = Timer(args, device)
-    for x, y, index in loader:
+    for step, (x, y, index) in enumerate(loader):
         timer.step()
+        seed_training_step(task.seed, step)  # as the task does at each step
         x, y, index = x.to(device, non_blocking=True), y.to(device, non_blocking=True), index.to(device)
         if args.fast:
             x = x.contiguous(memory_format=torch.channels_last)

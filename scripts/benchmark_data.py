@@ -12,17 +12,14 @@ never asserts: the figures depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from datamodules import CIFAR10DataModule  # noqa: E402
+from datamodules import CIFAR10DataModule
 
 
 def fake_cifar(folder: Path, images: int) -> None:

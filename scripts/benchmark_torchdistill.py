@@ -6,7 +6,7 @@ negatives, CE 1 + CRD 0.8), always in fp32, driven the way torchdistill's exampl
 """
 from __future__ import annotations
 
-from scripts.benchmark import CIFAR100_TRAIN, CRD_NEGATIVES, images_needed, normalise, random_cifar100
+from scripts.benchmark_inputs import CIFAR100_TRAIN, CRD_NEGATIVES, images_needed, normalise, random_cifar100
 from scripts.benchmark_timing import Timer
 
 

@@ -37,12 +37,10 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from scripts import benchmark  # noqa: E402
-from scripts.benchmark_timing import Timer, tick_callback  # noqa: E402
-from scripts.gpu_check_report import markdown_report  # noqa: E402
+from runs.configs import CFG_DIR, compose as compose_config
+from scripts import benchmark
+from scripts.benchmark_timing import Timer, tick_callback
+from scripts.gpu_check_report import markdown_report
 
 SECTIONS = ("ddp", "sides", "fast_path", "epoch", "kd_methods")
 # When each section must have started its last run, as a share of the time budget.
@@ -155,15 +153,13 @@ def make_workspace(plan: Plan, folder: Path) -> dict:
 def compose(plan: Plan, workspace: dict, overrides: list[str], trainer: str = "gpu"):
     """The distillation config of `overrides` on the workspace's data and teacher, with cfg/trainer/`trainer`
     (bf16-mixed) on one device of the plan's kind."""
-    from hydra import compose as hydra_compose, initialize_config_dir
     device = ["trainer.devices=1"] + (["trainer.accelerator=cpu", "trainer.precision=bf16-mixed"]
                                       if plan.device == "cpu" else [])
     if plan.device == "cpu" and trainer == "ddp":
         device.append("trainer.sync_batchnorm=false")  # SyncBatchNorm runs on GPUs only
     common = [f"trainer={trainer}", *device, f"teacher.checkpoint={workspace['teacher']}", "data.download=false",
               f"paths.data_dir={workspace['data']}", f"paths.output_dir={workspace['outputs']}"]
-    with initialize_config_dir(config_dir=str(ROOT / "cfg"), version_base="1.3"):
-        return hydra_compose(config_name="distill", overrides=[*common, *overrides, *plan.model_overrides])
+    return compose_config("distill", [*common, *overrides, *plan.model_overrides])
 
 
 def command_line(plan: Plan, trainer: str, overrides: list[str]) -> str:
@@ -253,7 +249,7 @@ def epoch_clock(device: str):
 
 
 def epoch_section(plan: Plan, report: Report, clock, workspace: dict) -> None:
-    from tasks.runs import run_distill
+    from runs.training import run_distill
     if clock.past("epoch"):
         report.put("epoch", "run", {"skipped": "the time budget of this section was spent"})
         return
@@ -295,16 +291,15 @@ def one_method_step(plan: Plan, workspace: dict, name: str) -> dict:
     import pytorch_lightning as pl
     import torch
     from omegaconf import open_dict
-    from tasks.runs import build_distillation
+    from runs.training import build_distillation
     batch, warmup, timed = plan.method_batch, 1, 2
     cfg = compose(plan, workspace, [
         "~experiment", "data=cifar100", "data.val_size=0", f"data.batch_size={batch}", "data.num_workers=0",
         "data.device_resident=true", f"data.train_subset={batch * (warmup + timed)}", f"kd={name}",
         f"compile={str(plan.compile).lower()}", "student=resnet8x4", "teacher/model=resnet32x4"])
     with open_dict(cfg):
-        for key in ("phases", "stages"):  # the main phase's step: pre-training phases left out
-            if key in cfg.kd:
-                cfg.kd[key] = None
+        if "phases" in cfg.kd:  # the main phase's step: pre-training phases left out
+            cfg.kd.phases = None
     before = fresh(plan)
     datamodule, task, _ = build_distillation(cfg)
     args = argparse.Namespace(warmup=warmup, steps=timed, batch=batch, profile_steps=0)
@@ -347,7 +342,7 @@ def ddp_section(plan: Plan, report: Report, clock, workspace: dict, out: Path) -
 def ddp_worker(plan: Plan, workspace: dict, out: Path) -> None:
     """The recipe under trainer=ddp on one device, a few hundred images, one epoch."""
     import torch
-    from tasks.runs import run_distill
+    from runs.training import run_distill
     if plan.threads:
         torch.set_num_threads(plan.threads)
     patch_cifar_md5()
@@ -419,7 +414,7 @@ def main(argv=None) -> None:
                           "environment": environment(plan, args.dry_run)})
     sides = ["lightning", "loop", *(["torchdistill"] if report.data["environment"]["torchdistill"] else [])]
     names = (args.kd_methods.split(",") if args.kd_methods else list(plan.kd_methods or [])
-             or sorted(p.stem for p in (ROOT / "cfg" / "kd").glob("*.yaml")))
+             or sorted(p.stem for p in (CFG_DIR / "kd").glob("*.yaml")))
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as folder:
         workspace = make_workspace(plan, Path(folder))
         patch_cifar_md5()

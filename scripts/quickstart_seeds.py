@@ -1,4 +1,4 @@
-"""Run the quickstart (distill_train.py's default experiment) over several seeds and write its table.
+"""Run the quickstart (distill_train.py with no choices: mnist1d's recipe) over several seeds and write its table.
 
     python scripts/quickstart_seeds.py --seeds 0,1,2 [Hydra overrides ...]
 
@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from scripts.run_records import format_mean_std, markdown_table  # noqa: E402
-from tasks.runs import run_distill  # noqa: E402
+from runs.configs import ROOT, compose
+from runs.tables import format_mean_std, markdown_table
+from runs.training import run_distill
 
 COLUMNS = (("teacher top-1 %", lambda r: 100 * r["last"]["test/teacher_top1"]),
            ("student from scratch top-1 %", lambda r: 100 * r["baseline"]["last"]["test/top1"]),
@@ -42,8 +37,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     records = []
     for seed in args.seeds:
-        with initialize_config_dir(config_dir=str(ROOT / "cfg"), version_base="1.3"):
-            cfg = compose(config_name="distill", overrides=[f"seed={seed}", *args.overrides])
+        cfg = compose("distill", [f"seed={seed}", *args.overrides])
         record = run_distill(cfg, quiet=True)
         (args.out / f"seed{seed}.json").write_text(json.dumps(record, indent=2, default=str))
         records.append(record)

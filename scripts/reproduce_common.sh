@@ -1,7 +1,7 @@
 # Shared by scripts/reproduce_<paper>.sh (sourced, not run). The paper's script sets:
 #   PAPER          folder under cfg/experiment/ whose cells make the table
 #   DEFAULT_SEEDS  seeds when SEEDS is not set
-#   cell_args      (optional function) extra overrides for one cell: cell_args EXPERIMENT
+#   cell_args      (optional function) extra overrides for one run of a cell: cell_args EXPERIMENT SEED
 #   cell_seeds     (optional function) the seeds of one cell, if not $SEEDS: cell_seeds EXPERIMENT
 #   make_tables    function that writes the paper's tables from "$OUT" (calls table ARGS...; FULL=1 when
 #                  every cell ran, so row/column orders naming every label apply)
@@ -89,10 +89,12 @@ if [ "$RAY" -eq 1 ]; then
 else
   FAILED=()
   for cell in "${CELLS[@]}"; do
+    entry=distill_train.py  # cells that say `task: train` (e.g. a teacher with a published accuracy) train one model
+    if grep -q '^task: train' "cfg/experiment/$cell.yaml"; then entry=train.py; fi
     for seed in $(cell_seeds "$cell"); do
       # shellcheck disable=SC2046  # cell_args prints whitespace-free overrides
-      if ! run "$PYTHON" distill_train.py "experiment=$cell" "seed=$seed" "paths.output_dir=$OUT" \
-          $(cell_args "$cell") "${OVERRIDES[@]}"; then
+      if ! run "$PYTHON" "$entry" "experiment=$cell" "seed=$seed" "paths.output_dir=$OUT" \
+          $(cell_args "$cell" "$seed") "${OVERRIDES[@]}"; then
         FAILED+=("$cell seed=$seed")
       fi
     done

@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+import torch
+from omegaconf import OmegaConf
 
-from errors import find_user_error  # noqa: E402
-from models import build_model  # noqa: E402
-from models.teachers import FrozenTeacher  # noqa: E402
-from tasks.distillation import DistillationTask  # noqa: E402
-from tasks.runs import instantiate  # noqa: E402
-from losses import DistillationObjective  # noqa: E402
-from tasks.stages import parse_stages  # noqa: E402
+from errors import find_user_error
+from models import build_model
+from models.teachers import FrozenTeacher
+from tasks.distillation import DistillationTask
+from runs.training import instantiate
+from losses import DistillationObjective
+from tasks.phases import parse_phases
 
 # RepDistiller README, CIFAR-100: same-family pairs, then cross-family pairs (teacher, student).
 PAIRS = [("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("resnet56", "resnet20"), ("resnet110", "resnet20"),
@@ -42,11 +40,12 @@ def one_step(method: str, teacher_name: str, student_name: str, batch_size: int 
     kd = OmegaConf.load(ROOT / "cfg" / "kd" / f"{method}.yaml")
     try:
         objective = DistillationObjective({name: instantiate(node) for name, node in kd.terms.items() if node})
-        parse_stages(kd.get("stages"), objective.terms)
+        parse_phases(kd, objective.terms)
         teacher = FrozenTeacher(build_model(teacher_name, 100))
         student = build_model(student_name, 100)
         x = torch.randn(batch_size, 3, 32, 32)
-        task = DistillationTask(student, teacher, objective, 100, torch.optim.SGD, example_input=x[:2], num_train=64)
+        task = DistillationTask(student, teacher, objective, 100, torch.optim.SGD, example_input=x[:2], num_train=64,
+                                train_labels=torch.arange(64) % 100)
         task.train()
         loss = task.training_step((x, torch.randint(100, (batch_size,)), torch.arange(batch_size)), 0)
         loss.backward()

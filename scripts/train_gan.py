@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from errors import ConfigError, exit_on_user_error  # noqa: E402
-from models.gan import (DCGANDiscriminator, DCGANGenerator, check_image_shape,  # noqa: E402
+from errors import ConfigError, exit_on_user_error
+from runs.folders import git_state
+from runs.records import aside_folder, write_record
+from models.gan import (DCGANDiscriminator, DCGANGenerator, check_image_shape,
                         refresh_batchnorm_statistics, save_generator)
 
 log = logging.getLogger("train_gan")
@@ -52,7 +52,7 @@ def claim_output_folder(folder: Path, rerun: bool) -> None:
     if not rerun:
         raise ConfigError(f"{folder} already holds a generator; pass rerun=true to train again (the old folder is "
                           f"kept aside) or output_dir=PATH for another folder")
-    folder.rename(folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"))
+    folder.rename(aside_folder(folder))
 
 
 def data_normalisation(datamodule, loader: DataLoader, channels: int) -> tuple[list[float], list[float]]:
@@ -73,8 +73,7 @@ def data_normalisation(datamodule, loader: DataLoader, channels: int) -> tuple[l
 
 def train_gan(cfg: DictConfig, command: str | None = None) -> dict:
     """Train the GAN of `cfg` (cfg/gan.yaml composed); returns the run record written beside generator.pt."""
-    from tasks.records import git_state, write_record
-    from tasks.runs import build_datamodule
+    from runs.training import build_datamodule
     from torchvision.utils import save_image
 
     started = time.time()

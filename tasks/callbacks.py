@@ -11,7 +11,8 @@ from errors import ConfigError
 
 
 class TrainThroughput(pl.Callback):
-    """Training samples per second, timed over training batches only (validation excluded)."""
+    """Training samples per second, timed over training batches only (validation excluded); under DDP, of all
+    processes together (each takes an equal share of every step)."""
 
     def __init__(self) -> None:
         self.samples = 0
@@ -22,7 +23,7 @@ class TrainThroughput(pl.Callback):
         self._epoch_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.samples += int(batch[0].shape[0])
+        self.samples += int(batch[0].shape[0]) * trainer.world_size
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self._epoch_start is not None:
@@ -65,7 +66,9 @@ class PlateauRestart(pl.Callback):
     for `patience` epochs, reload the weights of the best checkpoint and multiply every learning rate by
     `factor`; the plateau after `max_decays` decays ends training, on the best weights. The best checkpoint
     (callbacks.checkpoint) is the one reloaded, so the callback and the run record agree on "best". Use it with
-    scheduler=none: a scheduler would overwrite the decayed rates."""
+    scheduler=none: a scheduler would overwrite the decayed rates. CKD's `--lr_decay_times N` counts plateaus,
+    not decays (train_student.py stops at the N-th plateau, after lr phases lr ... lr * factor^(N-1)): it is
+    max_decays = N - 1."""
 
     def __init__(self, monitor: str = "val/top1", mode: str = "max", patience: int = 50, factor: float = 0.1,
                  max_decays: int = 3) -> None:

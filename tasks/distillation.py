@@ -14,11 +14,12 @@ from torch import nn
 from datamodules.mixing import BatchMixing
 from errors import ConfigError
 from losses import DistillationObjective, DistillBatch, DistillTerm
+from losses.base import TupleBatches
 from models.teachers import FrozenTeacher
 from tasks.classification import ClassificationTask
-from tasks.features import FeatureTaps
+from models.features import FeatureTaps
 from tasks.metrics import CKATaps, FidelityMetrics, FidelitySettings, fidelity_settings
-from tasks.stages import Stage, stage_at
+from tasks.phases import Phase, phase_at, starts_a_phase
 
 
 class DistillationTask(ClassificationTask):
@@ -26,16 +27,17 @@ class DistillationTask(ClassificationTask):
                  num_classes: int, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, model_config: dict | None = None,
                  example_input: torch.Tensor | None = None, num_train: int = 0,
-                 stages: list[Stage] | None = None, fidelity: FidelitySettings | dict | None = None,
+                 train_labels: torch.Tensor | None = None, phases: list[Phase] | None = None,
+                 fidelity: FidelitySettings | dict | None = None,
                  augment: BatchMixing | None = None, seed: int = 0, channels_last: bool = False) -> None:
-        super().__init__(student, num_classes, optimizer, scheduler, model_config, channels_last)
-        self.stages = stages or []
+        super().__init__(student, num_classes, optimizer, scheduler, model_config, channels_last, seed)
+        self.phases = phases or []
         self.augment = augment if augment is not None and augment.active else None
-        self.seed = int(seed)
         expanding = [name for name, term in objective.terms.items()
                      if type(term).expand_batch is not DistillTerm.expand_batch]
-        if self.augment is not None and expanding:
-            raise ConfigError(f"augment={self.augment.name} cannot combine with {expanding}, which make their own "
+        if self.augment is not None and (expanding or objective.train_batches is not None):
+            makers = expanding or [n for n, t in objective.terms.items() if t.train_batches is not None]
+            raise ConfigError(f"augment={self.augment.name} cannot combine with {makers}, which make their own "
                               f"training batch; use augment=none")
         if self.augment is not None and self.augment.interpolates_teacher and teacher.counts_training_calls:
             raise ConfigError(f"augment={self.augment.name} mixes the cached teacher's outputs instead of asking the "
@@ -54,7 +56,7 @@ class DistillationTask(ClassificationTask):
         self.student_taps = FeatureTaps(student, objective.student_taps)
         teacher.capture(objective.teacher_taps)
         if example_input is not None:
-            self._probe(example_input, num_train)
+            self._probe(example_input, num_train, train_labels)
         fidelity = fidelity_settings(fidelity)  # None: agreement, KL, teacher top-1; no CKA
         # Hooked after the probe, apart from the objective's taps: training batches carry no extra feature.
         self.cka_taps = CKATaps(teacher.model, student, fidelity) if fidelity.cka else None
@@ -62,9 +64,10 @@ class DistillationTask(ClassificationTask):
         self.test_fidelity = FidelityMetrics(num_classes, "test/", fidelity)
 
     @torch.no_grad()
-    def _probe(self, example_input: torch.Tensor, num_train: int) -> None:
+    def _probe(self, example_input: torch.Tensor, num_train: int, train_labels: torch.Tensor | None) -> None:
         """One forward of both models (student in eval mode: BatchNorm statistics stay put) to give the
-        objective's terms the feature shapes they build their trainable parts from."""
+        objective's terms the feature shapes they build their trainable parts from (and, where known, the
+        training labels: see `DistillTerm.bind_training_labels`)."""
         was_training = self.model.training
         self.model.eval()
         self.model(example_input)
@@ -74,7 +77,7 @@ class DistillationTask(ClassificationTask):
         for term in self.objective.terms.values():
             term.bind_teacher(self.teacher.model, example_input)
         self.objective.setup(student_shapes, {tap: f.shape for tap, f in teacher_features.items()},
-                             self.num_classes, num_train)
+                             self.num_classes, num_train, train_labels)
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -87,20 +90,45 @@ class DistillationTask(ClassificationTask):
         return self
 
     @property
-    def stage(self) -> Stage | None:
-        return stage_at(self.stages, self.current_epoch)
+    def phase(self) -> Phase | None:
+        return phase_at(self.phases, self.current_epoch)
 
     def on_train_epoch_start(self) -> None:
         # Fixed at the epoch's start: Lightning may advance current_epoch before the epoch-end LR step.
-        self._epoch_stage = self.stage
-        learning = self.stage.train if self.stage else ("student", "objective")
+        self._epoch_phase = self.phase
+        if starts_a_phase(self.phases, self.current_epoch):
+            self.start_optimizer_afresh(self.trainer.optimizers, self.phase)
+        self.set_phase_trainability()
+
+    def set_phase_trainability(self) -> None:
+        """Only the parts the current phase trains take gradients and train-mode statistics."""
+        learning = self.phase.train if self.phase else ("student", "objective")
         for part, module in (("student", self.model), ("objective", self.objective)):
             module.requires_grad_(part in learning)  # no grad: SGD skips it, momentum and decay included
-        if "student" not in learning:
-            self.model.eval()  # a frozen student's BatchNorm statistics stay put too
+        # A frozen student's BatchNorm statistics stay put too; a learning one trains in train mode again after a
+        # phase that froze it (Lightning restores the modes it found, it does not reset them per epoch).
+        self.model.train("student" in learning)
+
+    @staticmethod
+    def start_optimizer_afresh(optimizers, phase: Phase | None) -> None:
+        """A phase's own optimizer, as RepDistiller's pre-training builds one: the same kind and settings, no
+        state carried over (momentum buffers), at the phase's lr (the main phase: the configured lr, which the
+        schedule has not moved yet: it counts main-phase epochs only). A run resumed inside a phase keeps the
+        state its checkpoint holds; one resumed at a boundary starts it afresh here, as the unkilled run did."""
+        for optimizer in optimizers:
+            optimizer.state.clear()
+            for group in optimizer.param_groups:
+                group["lr"] = phase.lr if phase is not None and phase.lr is not None else group["main_lr"]
+
+    def configure_optimizers(self):
+        configured = super().configure_optimizers()
+        optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
+        for group in optimizer.param_groups:
+            group["main_lr"] = group["lr"]  # kept in the optimizer's state dict, so a resumed run has it too
+        return configured
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
-        if getattr(self, "_epoch_stage", None) is None:  # the schedule counts main-stage epochs only
+        if getattr(self, "_epoch_phase", None) is None:  # the schedule counts main-phase epochs only
             super().lr_scheduler_step(scheduler, metric)
 
     def training_step(self, batch, batch_idx):
@@ -128,18 +156,32 @@ class DistillationTask(ClassificationTask):
             if self.teacher_seen.device != real.device:  # kept beside the batches: no host sync per step
                 self.teacher_seen = self.teacher_seen.to(real.device)
             self.teacher_seen[real] = True
-        student_logits = self.model(x)
+        student_logits, student_features = self._student_forward(x)
         distill_batch = DistillBatch(inputs=x, targets=y, indices=idx, student_logits=student_logits,
-                                     teacher_logits=teacher_logits, student_features=self.student_taps.pop(),
+                                     teacher_logits=teacher_logits, student_features=student_features,
                                      teacher_features=teacher_features, epoch=self.current_epoch,
-                                     global_step=self.global_step, stage=self.stage.name if self.stage else None,
-                                     soft_targets=soft_targets)
+                                     global_step=self.global_step, phase=self.phase.name if self.phase else None,
+                                     soft_targets=soft_targets, generated=teacher_labelled)
         with torch.autocast(device_type=x.device.type, enabled=False):  # terms compute in fp32 under bf16-mixed
-            total, values = self.objective(distill_batch, self.stage.weights if self.stage else None)
+            total, values = self.objective(distill_batch, self.phase.weights if self.phase else None)
+        self.watch_finite({"loss": total, **{f"kd.terms.{name}": v for name, v in values.items()},
+                           "the teacher's outputs": teacher_logits}, batch_idx)
         self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict({f"train/{name}": value.detach() for name, value in values.items()}, on_epoch=True)
         self.log("train/top1", (student_logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
         return total
+
+    def _student_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The student's logits and tapped features on a training batch; a batch of tuples (losses.base.
+        TupleBatches) goes through in its blocks, one forward each, as the anchor's separate calls do."""
+        plan = self.objective.train_batches
+        if not isinstance(plan, TupleBatches):
+            return self.model(x), self.student_taps.pop()
+        logits, features = [], []
+        for block in x.split(plan.blocks(len(x))):
+            logits.append(self.model(block))
+            features.append(self.student_taps.pop())
+        return torch.cat(logits), {tap: torch.cat([f[tap] for f in features]) for tap in features[0]}
 
     def _evaluate(self, batch, stage: str):
         x, y, idx = batch
@@ -154,23 +196,33 @@ class DistillationTask(ClassificationTask):
         self.log_dict(fidelity, on_epoch=True)
         return student_logits
 
+    def _usage_of_all_processes(self) -> tuple[int, torch.Tensor]:
+        """(teacher calls, examples seen) summed over DDP's processes, each of which counts its own share."""
+        if self._trainer is None:
+            return self.teacher_calls, self.teacher_seen.cpu().clone()
+        reduce = self.trainer.strategy.reduce
+        calls = reduce(torch.tensor(self.teacher_calls, device=self.device), reduce_op="sum")
+        seen = reduce(self.teacher_seen.to(self.device, torch.int32), reduce_op="sum")
+        return int(calls), seen.cpu() > 0
+
     def teacher_usage(self) -> dict[str, int]:
-        seen = self.teacher_seen.cpu().clone()
+        calls, seen = self._usage_of_all_processes()
         if not self.teacher.counts_training_calls:  # cached: the examples its table holds
             held = self.teacher.cached.any(dim=1).cpu()
             seen[: len(held)] |= held[: len(seen)]
-        return {"teacher_calls": self.teacher_calls + getattr(self.teacher, "cache_calls", 0),
+        return {"teacher_calls": calls + getattr(self.teacher, "cache_calls", 0),
                 "teacher_examples": int(seen.sum())}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint["teacher_usage"] = {"calls": self.teacher_calls, "seen": self.teacher_seen.nonzero().flatten().cpu()}
+        calls, seen = self._usage_of_all_processes()
+        checkpoint["teacher_usage"] = {"calls": calls, "seen": seen.nonzero().flatten()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         usage = checkpoint.get("teacher_usage")
-        if usage is not None:  # a resumed run keeps counting where it stopped
-            self.teacher_calls = int(usage["calls"])
+        if usage is not None and self.global_rank == 0:  # a resumed run keeps counting where it stopped; the
+            self.teacher_calls = int(usage["calls"])      # counts are every process's, so one process holds them
             self.teacher_seen[usage["seen"].to(self.teacher_seen.device)] = True
 
     def trainable_parameters(self):

@@ -20,7 +20,7 @@ from torchmetrics.regression import KLDivergence
 from torchmetrics.utilities.data import dim_zero_cat
 
 from errors import ConfigError
-from tasks.features import FeatureTaps
+from models.features import FeatureTaps
 
 # gnosis (the fidelity paper's code) bins confidence in 10 equal-width bins.
 ECE_BINS = 10

@@ -14,6 +14,11 @@ TINY = ["data=mnist1d", "data.train_subset=256", "data.test_subset=128", "data.v
         "data.batch_size=64", "trainer.max_epochs=1", "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
 
+# The quickstart cut to two batches and one epoch (its teacher too), for runs through the entry points.
+QUICKSTART_TINY = ["data.train_subset=64", "data.val_size=32", "data.test_subset=32", "data.batch_size=32",
+                   "trainer.max_epochs=1", "teacher.recipe.trainer.max_epochs=1", "trainer.accelerator=cpu",
+                   "fidelity.cka_max_examples=32"]
+
 
 def tiny_overrides(data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
     return [*TINY, f"paths.data_dir={data_dir}", f"paths.output_dir={output_dir}", *extra]
@@ -37,3 +42,18 @@ class KillAtEpoch(pl.Callback):
 
 class SimulatedKill(RuntimeError):
     pass
+
+
+class DivergeAtEpoch(pl.Callback):
+    """A deliberately diverging learning rate: from the start of `epoch` every learning rate is `lr`. Records
+    the bytes of the last checkpoint as they were then (the last good one), in `last_good`."""
+
+    def __init__(self, epoch: int, lr: float = 1e12) -> None:
+        self.epoch, self.lr, self.last_good = epoch, lr, None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            self.last_good = (Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt").read_bytes()
+            for optimizer in trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = self.lr

@@ -3,6 +3,8 @@ pipeline's pixels where nothing is random, the torchvision augmentation's distri
 draws, and whole runs through Lightning (epoch order, resume, records)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -15,9 +17,10 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from datamodules import EpochSeededRandomSampler, IndexedDataset
+from datamodules.sampling import ProcessShard
 from datamodules.device_data import BatchTransform, DeviceBatches, ResidentTensors, crop_and_flip
 from errors import ConfigError
-from tasks.runs import instantiate, run_distill, run_train
+from runs.training import instantiate, run_distill, run_train
 from tests.fake_cifar import fake_cifar100, fake_cifar_folder  # noqa: F401 - fixture
 from tests.helpers import CFG_DIR, KillAtEpoch, SimulatedKill, compose_config
 
@@ -119,6 +122,35 @@ def test_draws_are_a_function_of_seed_epoch_and_batch(fake_cifar10):
     assert not torch.equal(reference, crops(1, 0)) and not torch.equal(reference, crops(0, 1))
 
 
+def test_processes_share_device_batches_and_draw_apart(fake_cifar10):
+    """Under DDP each process serves its share (the datamodule's ProcessShard): at every step the two shares
+    are the one-process batch of twice the size, evaluation splits without repeats, and the two processes'
+    crops come from different batch draws."""
+    def loaders(processes, rank, batch_size):
+        dm = data_module("cifar10", fake_cifar10, val_size=11, batch_size=batch_size, eval_batch_size=4,
+                         num_workers=0, device_resident=True)
+        dm.trainer = SimpleNamespace(world_size=processes, global_rank=rank,
+                                     strategy=SimpleNamespace(root_device=torch.device("cpu")))
+        return dm.train_dataloader(), dm.val_dataloader()
+
+    (one, _), *shares = loaders(1, 0, 16), loaders(2, 0, 8), loaders(2, 1, 8)
+    train = [batches(loader, 2) for loader, _ in shares]
+    assert len(train[0]) == len(train[1]) == len(one)
+    steps = [(torch.cat([a, b]).tolist(), both.tolist())
+             for (_, _, a), (_, _, b), (_, _, both) in zip(*train, batches(one, 2))]
+    assert all(together == alone for together, alone in steps[:-1])
+    together, alone = steps[-1]  # 21 examples: the last step is topped up with one repeat of the epoch's first
+    assert together == alone + steps[0][1][:1]
+    held_out = [torch.cat([i for _, _, i in batches(val)]) for _, val in shares]
+    assert sorted(torch.cat(held_out).tolist()) == sorted(shares[0][1].rows.tolist())  # 11 examples, once each
+    # Images 0..7 twice, so both processes get images 0..7: only the crop and flip draws can differ.
+    rank0 = shares[0][0]
+    same_images = [DeviceBatches(rank0.resident, torch.arange(8).repeat(2), 8, rank0.transform,
+                                 ProcessShard(FixedOrder(16), 16, rank, 2, 8)) for rank in (0, 1)]
+    crops = [batches(loader, 0)[0] for loader in same_images]
+    assert torch.equal(crops[0][2], crops[1][2]) and not torch.equal(crops[0][0], crops[1][0])
+
+
 class FixedOrder:
     """A sampler that takes the epoch but keeps one order."""
 
@@ -130,6 +162,9 @@ class FixedOrder:
 
     def __iter__(self):
         return iter(range(self.length))
+
+    def __len__(self) -> int:
+        return self.length
 
 
 # -- the augmentation: exact for given draws, torchvision's distribution -------------------------------

@@ -4,7 +4,7 @@ the whole entry point (fit, evaluation, run record: FULL_RUNS); the others run o
 task outside the Lightning loop, which those runs would only repeat.
 
 Cheap by construction: batches of 2, one training batch, validation and test cut to one batch, no sanity
-check, no logger; pre-training stages shrink to one epoch and teacher budgets to a few examples. Teachers are
+check, no logger; pre-training phases shrink to one epoch and teacher budgets to a few examples. Teachers are
 trained once per (data, architecture) for one step and shared by every cell of the module (ensemble members
 and fold teachers reuse that one checkpoint), and all cells share one output folder, so a cached teacher's
 outputs are computed once. ImageNet cells run on a tiny image folder at image_size 64 (their recipe's 224
@@ -12,23 +12,24 @@ only costs time here), IMDB cells on a few made-up reviews with a 40-word vocabu
 """
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from errors import UserError
-from tasks import runs
-from tasks.runs import derived_train_config, model_node, run_distill, run_train
+from models.gan import DCGANGenerator, save_generator
+from runs import training as runs
+from runs.configs import model_node
+from runs.training import derived_train_config, run_distill, run_train
 from tests.fake_cifar import patch_cifar_md5, write_fake_cifar
 from tests.helpers import CFG_DIR, compose_config
 from tests.test_text_and_custom_data import write_fake_imdb, write_image_folder
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import make_experiments  # noqa: E402
+from scripts import experiments, make_experiments
+from scripts.experiments import mdistiller, repdistiller, semiparametric
 
 EXPERIMENT_DIR = Path(CFG_DIR) / "experiment"
 EXPERIMENTS = sorted(str(p.relative_to(EXPERIMENT_DIR).with_suffix("")) for p in EXPERIMENT_DIR.rglob("*.yaml"))
@@ -38,7 +39,8 @@ EXPERIMENTS = sorted(str(p.relative_to(EXPERIMENT_DIR).with_suffix("")) for p in
 ONE_STEP = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
             "trainer.limit_test_batches=1", "+trainer.num_sanity_val_steps=0", "+trainer.check_val_every_n_epoch=10",
             "+callbacks.last_checkpoint.save_on_train_epoch_end=true",
-            "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+            "trainer.accelerator=cpu", "trainer.devices=1", "++trainer.strategy=auto", "++trainer.sync_batchnorm=false",
+            "trainer.enable_progress_bar=false",
             "data.batch_size=2", "data.eval_batch_size=null", "data.num_workers=0", "~logger"]
 # Per data set: the settings that fit its fake data (the fixture adds where the data is).
 DATA = {"cifar10": {"data.val_size": 0}, "cifar100": {"data.val_size": 0},
@@ -46,7 +48,7 @@ DATA = {"cifar10": {"data.val_size": 0}, "cifar100": {"data.val_size": 0},
         "imdb": {"data.val_size": 0, "data.max_length": 12, "data.vocab_size": 40, "data.min_freq": 1},
         # generated, not fake: cut to a few examples (fidelity's CKA subset would otherwise run 1000 test examples)
         "mnist1d": {"data.val_size": 0, "data.train_subset": 16, "data.test_subset": 8}}
-FEW_EXAMPLES = 2  # a teacher-call budget in the test: the training pool the teacher may see
+FEW_EXAMPLES = 3  # a teacher-call budget in the test: the training pool the teacher may see (CKD's tuples of 3)
 
 
 def entry_point(name: str) -> str:
@@ -114,7 +116,7 @@ def teacher_settings(cfg, checkpoint) -> dict:
     settings = {}
     if teacher.get("budget") is not None:
         settings["teacher.budget"] = FEW_EXAMPLES
-    if teacher.kind == "cached":
+    if teacher.kind == "cached" and teacher.get("student_views", "fixed") == "fixed":
         settings["teacher.views"] = 2
     if kind == "single":
         settings["teacher.checkpoint"] = checkpoint(cfg, teacher.model)
@@ -141,27 +143,35 @@ def cell_config(name: str, fake_data, outputs, teachers):
     if "baseline" in cfg:
         apply(cfg, {"baseline": False})
     if config_name == "distill":
-        apply(cfg, {f"kd.stages.{i}.epochs": 1 for i in range(len(cfg.kd.get("stages") or []))})
+        if cfg.augment.name == "synthetic" and not cfg.augment.generator:  # an untrained one, as train_gan.py writes
+            channels = cfg.data.input_shape[0]
+            path = save_generator(outputs / "generator.pt", DCGANGenerator(cfg.data.input_shape, width=4),
+                                  cfg.data.get("mean") or [0.5] * channels, cfg.data.get("std") or [0.25] * channels,
+                                  str(cfg.data.name))
+            apply(cfg, {"augment.generator": str(path)})
+        apply(cfg, {f"kd.phases.{i}.epochs": 1 for i in range(len(cfg.kd.get("phases") or []))})
         apply(cfg, teacher_settings(cfg, teachers))
+        if cfg.get("student_init_checkpoint"):  # PAD-L2's L2 student: a one-step run of its architecture stands in
+            apply(cfg, {"student_init_checkpoint": teachers(cfg, cfg.student)})
     return config_name, cfg
 
 
 # Cells run through the whole entry point (fit, validate and test of the last and best checkpoints, run record):
 # one of each kind of run the experiments contain, the cheapest of its kind. Every other cell runs one training
-# step of its real task - its data, teacher (of its kind, from a shared checkpoint), student, objective, stage,
+# step of its real task - its data, teacher (of its kind, from a shared checkpoint), student, objective, phase,
 # augmentation and optimizer - without the Lightning loop those cells would only repeat.
 FULL_RUNS = {
     "quickstart": "mnist1d, a scratch baseline in the recipe",
     "repdistiller/kd_resnet56_resnet20": "CIFAR-100, single teacher, RepDistiller's recipe",
-    "repdistiller/fsp_resnet56_resnet20": "a pre-training stage before the main one",
+    "repdistiller/fsp_resnet56_resnet20": "a pre-training phase before the main one",
     "mdistiller/dkd_resnet56_resnet20": "a warm-up term",
     "torchdistill/kd_resnet34_resnet18": "ImageNet layout (image folder), torchvision models",
     "semiparametric/crossfit_kd_resnet8_cnn5": "CIFAR-10, cross-fitted fold teachers",
     "semiparametric/enhanced_kd_resnet8_cnn5": "the gamma-corrected loss",
     "fidelity/kd_mixup_ens3_preresnet20_preresnet20": "an ensemble teacher on mixup inputs",
     "fidelity/kd_ens3_lstm_lstm_imdb": "text: an LSTM ensemble",
-    "ckd/mixup_interpolated_budget1600": "a cached teacher under a budget, early stopping",
-    "ckd/crd_budget1600": "a budget on a single teacher, CRD plus an added KD term",
+    "ckd/mixup_resnet32_budget1600": "a cached teacher under a budget with fresh student views, early stopping",
+    "ckd/crd_resnet32_budget1600": "a budget on a cached teacher, CRD on the logits plus an added KD term",
 }
 
 
@@ -169,9 +179,13 @@ def one_training_step(cfg) -> dict:
     """One optimizer step of the cell's distillation task, outside the Lightning loop."""
     datamodule, task, info = runs.build_distillation(cfg)
     batch = next(iter(datamodule.train_dataloader()))
-    task.on_train_epoch_start()  # the first stage's trainable parts (pre-training stages start the run)
     optimizers = task.configure_optimizers()
     optimizer = optimizers["optimizer"] if isinstance(optimizers, dict) else optimizers
+    task.start_optimizer_afresh([optimizer], task.phase)  # the first phase's lr (pre-training phases start the run)
+    task.set_phase_trainability()
+    phases = cfg.kd.get("phases") or []
+    if phases and phases[0].get("lr") is not None:
+        assert all(group["lr"] == phases[0].lr for group in optimizer.param_groups)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer to log to
         loss = task.training_step(batch, 0)
@@ -197,23 +211,25 @@ def step_sample(names: list[str]) -> list[str]:
             chosen.add(name)
         elif paper in ("mnist1d", "fidelity"):
             chosen.add(name)
-        elif paper == "ckd" and cell.endswith("budget1600"):
+        elif paper == "ckd" and cell.endswith("resnet32_budget1600"):
             chosen.add(name)
-        elif paper == "semiparametric" and "resnet8_" in cell:
+        elif paper == "semiparametric" and ("resnet8_" in cell or cell.endswith("resnet8")):
             chosen.add(name)
         elif paper == "mdistiller" and cell.endswith("resnet56_resnet20"):
+            chosen.add(name)
+        elif paper == "torchdistill" and cell.startswith("pad_l2_"):  # a student started from a checkpoint
             chosen.add(name)
     return sorted(n for n in names if n in chosen)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_composes(name):
-    """Cheap for all 200+ cells: the config composes and its objective and stages build."""
-    from tasks.stages import parse_stages
+    """Cheap for all 200+ cells: the config composes and its objective and phases build."""
+    from tasks.phases import parse_phases
     cfg = compose_config(entry_point(name), [f"experiment={name}"])
     if entry_point(name) == "distill":
         objective = runs.build_objective(cfg)
-        parse_stages(cfg.kd.get("stages"), objective.terms)
+        parse_phases(cfg.kd, objective.terms)
 
 
 @pytest.mark.parametrize("name", step_sample(EXPERIMENTS))
@@ -239,24 +255,36 @@ def test_full_runs_are_experiments():
 
 # -- the generated cells ---------------------------------------------------------------------------------
 def test_generated_cells_are_what_the_generator_writes():
-    files = make_experiments.render_all()
+    files = experiments.render_all()
     for path, text in files.items():
         assert path.is_file(), f"{path} is missing: run python scripts/make_experiments.py"
         assert path.read_text() == text, f"{path} differs from its generator: run python scripts/make_experiments.py"
-    stale = [p for p in make_experiments.generated_on_disk() if p not in files]
+    stale = [p for p in experiments.generated_on_disk() if p not in files]
     assert not stale, f"generated files no generator row makes: {stale}; run python scripts/make_experiments.py"
 
 
+def test_check_byte_checks_every_cell(monkeypatch, capsys):
+    """--check passes on the committed cells and names a cell whose text differs by one byte."""
+    assert make_experiments.main(["--check"]) == 0
+    files = experiments.render_all()
+    path = sorted(files)[len(files) // 2]
+    monkeypatch.setattr(make_experiments, "render_all", lambda: {**files, path: files[path] + " "})
+    assert make_experiments.main(["--check"]) == 1
+    assert capsys.readouterr().out.strip() == f"differs: {path.relative_to(experiments.cells.ROOT)}"
+
+
 def test_every_published_cell_has_an_experiment():
-    """Each number of RepDistiller's two tables and of mdistiller's DKD tables is one experiment, no more."""
+    """Each number of RepDistiller's two tables (and the CRD paper's CRD+KD row) and of mdistiller's DKD tables is
+    one experiment, no more."""
     rd = [n for n in EXPERIMENTS if n.startswith("repdistiller/")]
-    published = sum(v is not None for row in make_experiments.RD_RESULTS.values() for v in row)
-    assert len(rd) == published == 13 * 13 - 1 - 6  # FSP: N/A on wrn-40-2 -> wrn-40-1, no cross-architecture row
+    published = sum(v is not None for row in repdistiller.RD_RESULTS.values() for v in row)
+    assert len(rd) == published == 14 * 13 - 1 - 6  # FSP: N/A on wrn-40-2 -> wrn-40-1, no cross-architecture row
     assert "repdistiller/kd_resnet32x4_resnet8x4" in rd and "repdistiller/fsp_wrn_40_2_wrn_40_1" not in rd
     assert not [n for n in rd if n.startswith("repdistiller/fsp_") and "mobilenetv2" in n]
-    assert sum(n.startswith("mdistiller/dkd_") for n in EXPERIMENTS) == len(make_experiments.MD_DKD) + 1
+    assert sum(n.startswith("mdistiller/dkd_") for n in EXPERIMENTS) == len(mdistiller.MD_DKD) + len(mdistiller.MD_IMAGENET)
+    assert {"mdistiller/kd_resnet34_resnet18", "mdistiller/kd_resnet50_mobilenetv1"} <= set(EXPERIMENTS)
     for method in ("kd", "crossfit_kd", "enhanced_kd"):
-        for depth in make_experiments.SP_DEPTHS:
+        for depth in semiparametric.SP_DEPTHS:
             assert f"semiparametric/{method}_resnet{depth}_cnn5" in EXPERIMENTS
 
 
@@ -268,14 +296,76 @@ def test_repdistiller_recipe_and_weights():
     crd = compose_config("distill", ["experiment=repdistiller/crd_vgg13_mobilenetv2"])
     assert crd.optimizer.lr == 0.01 and crd.teacher.recipe.optimizer.lr == 0.05  # small-lr student, lr-0.05 teacher
     assert (crd.kd.terms.ce.weight, crd.kd.terms.crd.weight) == (1.0, 0.8)
+    crd_kd = compose_config("distill", ["experiment=repdistiller/crd_kd_resnet32x4_resnet8x4"])  # -a 1 -b 0.8
+    assert crd_kd.kd.name == "crd_kd" and crd_kd.published.value == 75.46
+    assert (crd_kd.kd.terms.ce.weight, crd_kd.kd.terms.crd.weight, crd_kd.kd.terms.kd.weight) == (1.0, 0.8, 1.0)
+    for cell in ("kd_resnet32x4_resnet8x4", "crd_vgg13_mobilenetv2"):  # fp32 even when launched with trainer=gpu
+        cfg = compose_config("distill", [f"experiment=repdistiller/{cell}", "trainer=gpu"])
+        assert cfg.trainer.precision == "32-true"
     dkd = compose_config("distill", ["experiment=mdistiller/dkd_resnet56_resnet20"])
     assert (dkd.kd.terms.dkd.weight_nckd, dkd.kd.terms.dkd.warmup_epochs, dkd.kd.terms.dkd.temperature) == (2.0, 20, 4.0)
 
 
+@pytest.mark.parametrize("cell, lr", [("ft_resnet32x4_resnet8x4", 0.01), ("ft_wrn_40_2_wrn_16_2", 0.01),
+                                      ("ft_vgg13_vgg8", None), ("ft_resnet32x4_shufflenetv1", None)])
+def test_repdistiller_ft_pretrains_at_its_own_lr(cell, lr):
+    """helper/pretrain.py: FT's paraphraser pre-training runs a fresh SGD at lr 0.01 for ResNet/WRN students, at
+    the main lr (null: the optimizer's) for the others; AB and FSP keep the main lr."""
+    cfg = compose_config("distill", [f"experiment=repdistiller/{cell}"])
+    assert [phase.get("lr") for phase in cfg.kd.phases] == [lr] and cfg.kd.phases[0].epochs == 30
+    ab = compose_config("distill", ["experiment=repdistiller/ab_resnet32x4_resnet8x4"])
+    assert all(phase.get("lr") is None for phase in ab.kd.phases)
+
+
+def test_the_published_block_does_not_change_the_run_hash():
+    """A cell's published result says what to expect, not what to compute: with or without it (or with another
+    value) the run has the same folder, so runs from before the block existed are found again."""
+    from runs.folders import config_digest
+    cfg = compose_config("distill", ["experiment=repdistiller/kd_resnet32x4_resnet8x4"])
+    assert cfg.published.value == 73.33 and cfg.published.teacher == 79.42 and cfg.published.epoch == "last"
+    digest = config_digest(cfg)
+    cfg.published.value = 99.0
+    assert config_digest(cfg) == digest
+    with open_dict(cfg):
+        del cfg["published"]
+    assert config_digest(cfg) == digest
+
+
+def test_ft_cells_take_their_anchors_form_and_batchnorm():
+    """RepDistiller's FT cells keep cfg/kd/ft.yaml's defaults (its FT.py: channel means, paraphraser without BN,
+    translator with BN); torchdistill's cell sets its FTLoss form and `uses_bn: False` for both modules."""
+    rd = compose_config("distill", ["experiment=repdistiller/ft_resnet32x4_resnet8x4"]).kd.terms.ft
+    assert (rd.form, rd.paraphraser_batchnorm, rd.translator_batchnorm) == ("channel_mean", False, True)
+    td = compose_config("distill", ["experiment=torchdistill/ft_resnet34_resnet18"]).kd.terms.ft
+    assert (td.form, td.paraphraser_batchnorm, td.translator_batchnorm, td.weight) == ("full", False, False, 1000.0)
+
+
+@pytest.mark.parametrize("cell, devices, batch, lr, sync", [
+    ("kd_resnet34_resnet18", 3, 256, 0.3, False),  # log: world_size=3, -adjust_lr: 0.1 x 3
+    ("crd_resnet34_resnet18", 3, 85, 0.1, True),  # log: world_size=3, sync_bn=True, no -adjust_lr
+    ("reviewkd_resnet34_resnet18", 3, 64, 0.075, False),  # log: 6673 iterations per epoch = 3 x 64, lr 0.025 x 3
+    ("ft_resnet34_resnet18", 1, 256, 0.1, None)])  # log: world_size=1
+def test_torchdistill_cells_run_the_published_process_layout(cell, devices, batch, lr, sync):
+    cfg = compose_config("distill", [f"experiment=torchdistill/{cell}"])
+    assert (cfg.trainer.devices, cfg.data.batch_size, cfg.optimizer.lr) == (devices, batch, lr)
+    assert cfg.trainer.get("sync_batchnorm") == sync and cfg.trainer.precision == "32-true"
+    assert cfg.trainer.get("strategy") == ("ddp" if devices > 1 else None)
+
+
 # -- bad input -------------------------------------------------------------------------------------------
-def test_imagenet_cell_without_data_root_names_the_fix(outputs):
-    cfg = compose_config("distill", ["experiment=torchdistill/kd_resnet34_resnet18", f"paths.output_dir={outputs}"])
+def test_imagenet_cell_without_data_root_names_the_fix(outputs, tmp_path):
+    teacher = tmp_path / "resnet34.pth"  # teacher checkpoints are read first; this one is there
+    torch.save({"fc.weight": torch.zeros(1)}, teacher)
+    cfg = compose_config("distill", ["experiment=torchdistill/kd_resnet34_resnet18", f"paths.output_dir={outputs}",
+                                     f"teacher.checkpoint={teacher}"])
     with pytest.raises(UserError, match=r"data\.root=PATH"):
+        run_distill(cfg, quiet=True)
+
+
+def test_pad_l2_cell_without_its_l2_student_names_the_key(outputs):
+    cfg = compose_config("distill", ["experiment=torchdistill/pad_l2_resnet34_resnet18", f"paths.output_dir={outputs}"])
+    with pytest.raises(UserError, match=r"student_init_checkpoint=\"<the L2 cell's run folder>/checkpoints/best.ckpt\": "
+                                        r"must be the path of an existing file, or null \(the checkpoint whose"):
         run_distill(cfg, quiet=True)
 
 

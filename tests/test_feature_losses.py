@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 import models
 from errors import ConfigError
 from losses import DistillBatch
-from losses.at import ATTerm, StagewiseTerm
+from losses.at import ATTerm
+from losses.stagewise import StagewiseTerm
 from losses.cc import CCTerm
 from losses.feature_utils import Regressor
 from losses.fitnet import FitNetTerm
@@ -22,7 +23,7 @@ from losses.reviewkd import ReviewKDTerm
 from losses.rkd import RKDTerm
 from losses.sp import SPTerm
 from losses.vid import VIDTerm
-from tasks.features import FeatureTaps
+from models.features import FeatureTaps
 
 CFG_KD = Path(__file__).resolve().parents[1] / "cfg" / "kd"
 
@@ -193,6 +194,9 @@ def test_vid_gaussian_likelihood():
     value.backward()
     assert term.log_scales[0].grad.abs().sum() > 0 and s["stage:-1"].grad.abs().sum() > 0
     assert term.regressors[0][0].weight.grad.abs().sum() > 0
+    convs = [m for m in term.regressors[0] if isinstance(m, torch.nn.Conv2d)]  # RepDistiller VID.py conv1x1
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.bias) for c in convs] == \
+        [(3, 4, (1, 1), None), (4, 4, (1, 1), None), (4, 4, (1, 1), None)]
     with pytest.raises(ConfigError, match="init_pred_var"):
         VIDTerm(init_pred_var=0.0)
 
@@ -423,6 +427,48 @@ def test_activation_boundary_loss():
     assert s[taps[0]].grad.abs().sum() > 0
 
 
+def test_ab_connector_is_repdistiller_s():
+    """RepDistiller models/util.py Connector: identity where channels and size match, else ConvReg without
+    ReLU: 3x3 stride-2 conv (student map twice the teacher's), 4x4 stride-2 transposed conv (half), 1x1 conv
+    (equal size), each with bias, then BatchNorm."""
+    def connector(student, teacher):
+        term = ABTerm(stages=[-1])
+        term.setup({"preact:-1": torch.Size(student)}, {"preact:-1": torch.Size(teacher)}, 10, 100)
+        return term.connectors[0]
+
+    assert isinstance(connector((2, 8, 4, 4), (2, 8, 4, 4)), torch.nn.Identity)
+    cases = [((2, 8, 8, 8), (2, 16, 4, 4), torch.nn.Conv2d, (3, 3), (2, 2)),
+             ((2, 8, 4, 4), (2, 16, 8, 8), torch.nn.ConvTranspose2d, (4, 4), (2, 2)),
+             ((2, 8, 4, 4), (2, 16, 4, 4), torch.nn.Conv2d, (1, 1), (1, 1))]
+    for student, teacher, kind, kernel, stride in cases:
+        layers = list(connector(student, teacher).body)
+        assert [type(layer) for layer in layers] == [kind, torch.nn.BatchNorm2d], (student, teacher)
+        assert (layers[0].kernel_size, layers[0].stride, layers[0].bias is not None) == (kernel, stride, True)
+        x = torch.randn(*student)
+        assert connector(student, teacher)(x).shape == teacher
+    # equal shapes: the loss reads the student's own pre-activation, no trainable part
+    s = {"preact:-1": random_maps(2, 3, 2, 2, seed=51, grad=True)}
+    t = {"preact:-1": random_maps(2, 3, 2, 2, seed=52)}
+    term = ABTerm(stages=[-1])
+    term.setup(shapes(s), shapes(t), 10, 100)
+    assert not list(term.parameters())
+    pairs = zip(s["preact:-1"].detach().flatten().tolist(), t["preact:-1"].flatten().tolist())
+    expected = sum((x + 1) ** 2 * (x > -1 and y <= 0) + (x - 1) ** 2 * (x <= 1 and y > 0) for x, y in pairs)
+    assert term(features_batch(s, t, 2)).item() == pytest.approx(expected / 2 / 1000 * 3, rel=1e-5)
+
+
+@pytest.mark.parametrize("term_class, pair, taps", [
+    (ABTerm, ("vgg13", "vgg8"), ("preact:-4", "preact:-3", "preact:-2", "preact:-1")),  # feat[1:-1]: 4 stages
+    (ABTerm, ("resnet56", "resnet20"), ("preact:-3", "preact:-2", "preact:-1")),
+    (FSPTerm, ("vgg13", "vgg8"), ("stage:-5", "stage:-4", "stage:-3", "stage:-2", "stage:-1")),  # feat[:-1]
+    (FSPTerm, ("wrn_40_2", "wrn_16_2"), ("stage:-4", "stage:-3", "stage:-2", "stage:-1"))])
+def test_ab_and_fsp_default_stages_are_repdistiller_s(term_class, pair, taps):
+    name = "ab" if term_class is ABTerm else "fsp"
+    term = hydra.utils.instantiate(OmegaConf.load(CFG_KD / f"{name}.yaml").terms[name])
+    term.bind_models(model(pair[1]), model(pair[0]))
+    assert term.student_taps == term.teacher_taps == taps
+
+
 def test_fsp_matrices():
     taps = ["stage:0", "stage:1"]
     s = {taps[0]: random_maps(2, 3, 4, 4, seed=21), taps[1]: random_maps(2, 2, 2, 2, seed=22)}
@@ -447,14 +493,14 @@ def test_fsp_matrices():
 def test_factor_transfer_stages():
     s = {"stage:-1": random_maps(2, 3, 4, 4, seed=25, grad=True)}
     t = {"stage:-1": random_maps(2, 4, 4, 4, seed=26)}
-    term = FTTerm(stage=-1, rate=0.5, p=1)
+    term = FTTerm(stage=-1, rate=0.5, p=1, form="full")
     term.setup({"stage:-1": s["stage:-1"].shape}, {"stage:-1": t["stage:-1"].shape}, 10, 100)
     batch = features_batch(s, t, 2)
-    batch.stage = "paraphraser"
+    batch.phase = "paraphraser"
     reconstruction = term(batch)
     rebuilt = term.decoder(term.encoder(t["stage:-1"])).detach()
     assert reconstruction.item() == pytest.approx(((rebuilt - t["stage:-1"]) ** 2).mean().item(), rel=1e-5)
-    batch.stage = None
+    batch.phase = None
     value = term(batch)
     factor_s = term.translator(s["stage:-1"]).detach().flatten(1)
     factor_t = term.encoder(t["stage:-1"]).detach().flatten(1)
@@ -463,14 +509,76 @@ def test_factor_transfer_stages():
         expected += sum(abs(x - y) for x, y in zip(l2_normalise(a), l2_normalise(b)))
     assert value.item() == pytest.approx(expected / factor_s.numel(), rel=1e-5)
     value.backward()
-    assert all(p.grad is None for p in term.encoder.parameters()), "the paraphraser only learns in its stage"
+    assert all(p.grad is None for p in term.encoder.parameters()), "the paraphraser only learns in its phase"
     assert term.translator[0].weight.grad.abs().sum() > 0
+
+
+def ft_on_factors(student_factor, teacher_factor, **kwargs):
+    """FT's loss on given factor maps: the term with its paraphraser and translator replaced by identities."""
+    term = FTTerm(**kwargs)
+    term.setup({"stage:-1": torch.Size([2, 3, 4, 4])}, {"stage:-1": torch.Size([2, 4, 4, 4])}, 10, 100)
+    term.encoder, term.translator = torch.nn.Identity(), torch.nn.Identity()
+    return term(features_batch({"stage:-1": student_factor}, {"stage:-1": teacher_factor}, 2)).item()
+
+
+def pooled_by_two(feature):
+    """(C, H, W) nested lists -> each channel's 2x2 block means."""
+    return [[[sum(channel[2 * i + a][2 * j + b] for a in (0, 1) for b in (0, 1)) / 4
+              for j in range(len(channel[0]) // 2)] for i in range(len(channel) // 2)] for channel in feature]
+
+
+def test_factor_transfer_repdistiller_form_on_hand_made_factors():
+    """RepDistiller distiller_zoo/FT.py: the larger factor map is average-pooled to the smaller; each factor
+    becomes normalise(channel mean of factor^2) over the H*W positions; loss = mean |a_s - a_t| (p2 = 1)."""
+    student = random_maps(2, 3, 4, 4, seed=27)  # the larger map: pooled to 2 x 2
+    teacher = random_maps(2, 2, 2, 2, seed=28)
+
+    def attention(feature):  # (C, H, W) nested lists -> normalised channel mean of squares over positions
+        return l2_normalise([sum(channel[i][j] ** 2 for channel in feature) / len(feature)
+                             for i in range(len(feature[0])) for j in range(len(feature[0][0]))])
+
+    expected = sum(abs(x - y) for b in range(2) for x, y in zip(attention(pooled_by_two(student[b].tolist())),
+                                                                  attention(teacher[b].tolist()))) / (2 * 4)
+    assert ft_on_factors(student, teacher) == pytest.approx(expected, rel=1e-5)
+    # the other way round: a larger teacher map is pooled, never the student's upsampled
+    assert ft_on_factors(teacher, student) == pytest.approx(expected, rel=1e-5)
+    # the paper's / torchdistill's form: whole factors, flattened and L2-normalised (torchdistill FTLoss, p 1)
+    student = random_maps(2, 2, 4, 4, seed=29)
+    full = sum(abs(x - y) for b in range(2)
+               for x, y in zip(l2_normalise([v for c in pooled_by_two(student[b].tolist()) for r in c for v in r]),
+                               l2_normalise(teacher[b].flatten().tolist()))) / (2 * 8)
+    assert ft_on_factors(student, teacher, form="full") == pytest.approx(full, rel=1e-5)
+
+
+def test_factor_transfer_modules_and_options():
+    def norms(module):
+        return sum(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules())
+
+    shapes_s, shapes_t = {"stage:-1": torch.Size([2, 3, 4, 4])}, {"stage:-1": torch.Size([2, 8, 4, 4])}
+    repdistiller = FTTerm()  # models/util.py: Paraphraser(use_bn=False), Translator(use_bn=True)
+    repdistiller.setup(shapes_s, shapes_t, 10, 100)
+    assert norms(repdistiller.encoder) == norms(repdistiller.decoder) == 0 and norms(repdistiller.translator) == 3
+    convs = [m for m in repdistiller.encoder if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.bias is not None) for c in convs] == [(8, 8, True), (8, 4, True),
+                                                                                    (4, 4, True)]
+    assert [m.out_channels for m in repdistiller.translator if isinstance(m, torch.nn.Conv2d)] == [3, 4, 4]
+    torchdistill = FTTerm(form="full", paraphraser_batchnorm=False, translator_batchnorm=False)  # uses_bn: False
+    torchdistill.setup(shapes_s, shapes_t, 10, 100)
+    assert norms(torchdistill) == 0
+    with_bn = FTTerm(paraphraser_batchnorm=True)
+    with_bn.setup(shapes_s, shapes_t, 10, 100)
+    assert norms(with_bn.encoder) == norms(with_bn.decoder) == 3
+    with pytest.raises(ConfigError, match=r"kd.terms.ft.form must be one of \['channel_mean', 'full'\]"):
+        FTTerm(form="flat")
+    cfg = OmegaConf.load(CFG_KD / "ft.yaml").terms.ft
+    assert (cfg.form, cfg.factor_power, cfg.p, cfg.paraphraser_batchnorm, cfg.translator_batchnorm) == \
+        ("channel_mean", 2, 1, False, True)
 
 
 # ----------------------------------------------------------------------------------------------- OFD
 from losses.ofd import OFDTerm, margin_from_batchnorm  # noqa: E402
 from models import build_model  # noqa: E402
-from tasks.features import preact_batchnorms  # noqa: E402
+from models.features import preact_batchnorms  # noqa: E402
 
 
 def test_ofd_margin_is_the_mean_of_the_negative_part():
@@ -527,7 +635,7 @@ def test_connector_methods_serve_1d_feature_maps():
     t = {"preact:-1": random_maps(2, 6, 10, seed=2)}
     term = ABTerm(stages=[-1])
     term.setup(shapes(s), shapes(t), 10, 100)
-    assert isinstance(term.connectors[0][0], torch.nn.Conv1d)
+    assert isinstance(term.connectors[0].body[0], torch.nn.Conv1d)
     value = term(features_batch(s, t, 2))
     value.backward()
     assert torch.isfinite(value) and s["preact:-1"].grad.abs().sum() > 0

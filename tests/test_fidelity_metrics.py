@@ -11,7 +11,7 @@ import torch
 from errors import ConfigError
 from models import build_model
 from tasks.metrics import CKA, CKATaps, FidelityMetrics, classification_metrics, fidelity_settings
-from tasks.runs import build_distillation, run_distill, run_train
+from runs.training import build_distillation, run_distill, run_train
 from tests.helpers import compose_config, tiny_overrides
 
 

@@ -123,8 +123,10 @@ def reference_gamma(kind, scale, p, y, c=1.0, lower=1e-3, alpha=0.5, relerr_c=2.
         return c / (max(p, lower) * (c + (y - p) ** 2)) if scale == "logp" else c / (c + (y - p) ** 2)
     low, high = {"minimax_relerr": (p / (1 + relerr_c), p * (1 + relerr_c)), "minimax_power": (p, p ** (1 / tmax)),
                  "minimax_abserr": (p - abserr_c, p + abserr_c)}[kind]
-    floor = 1e-6 if scale == "logp" else 0.0
-    low, high = min(max(low, floor), 1.0), min(max(high, floor), 1.0)
+    # semiparametric-distillation kd.py bound_fn: the lower end floored (p scale 0; logp 1e-6, abserr 1e-3), the
+    # upper end capped at 1
+    floor = ({"minimax_abserr": 1e-3}.get(kind, 1e-6)) if scale == "logp" else 0.0
+    low, high = max(low, floor), min(high, 1.0)
     points = [low + (high - low) * i / 9 for i in range(10)]
     best, best_worst = None, float("inf")
     for step in range(400):
@@ -150,6 +152,19 @@ def test_kd_mse_gamma(kind, scale):
     term = KDMSEGammaTerm(gamma=kind, scale=scale)
     assert term(batch).item() == pytest.approx(sum(values) / len(values), rel=1e-4)
     assert_grad_reaches_student(term, make_batch(batch_size=3, num_classes=3, seed=5, scale=1.5))
+
+
+@pytest.mark.parametrize("kind", ["minimax_relerr", "minimax_power", "minimax_abserr"])
+def test_minimax_gamma_uses_the_released_interval_ends_at_small_probabilities(kind):
+    """Probabilities where the interval ends are clipped (below the abserr width, below the 1e-6 floor): each
+    entry's gamma is the reference search over the released code's clipped interval."""
+    p = torch.tensor([[1e-9, 1e-7, 5e-4, 0.02, 0.97998990]], dtype=torch.float64)
+    y = torch.tensor([[0.0, 0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
+    for scale in ("logp", "p"):
+        term = KDMSEGammaTerm(gamma=kind, scale=scale)
+        expected = [reference_gamma(kind, scale, float(pk), float(yk)) for pk, yk in zip(p[0], y[0])]
+        assert term.gamma_of(p, y)[0].tolist() == pytest.approx(expected, abs=1e-9)
+    assert KDMSEGammaTerm(gamma="minimax_abserr")._interval(p)[0][0, 2].item() == pytest.approx(1e-3)
 
 
 def test_gamma_settings_are_checked():
@@ -239,13 +254,13 @@ def test_ckd_pairs():
         return sum(values) / len(values)
 
     expected = mse(lambda i: data[i][1]) + 0.5 * mse(lambda i: data[i][2])
-    assert CKDTerm(weight_label=0.5)(batch).item() == pytest.approx(expected, rel=1e-5)
+    assert CKDTerm(weight_label=0.5, pairs="all")(batch).item() == pytest.approx(expected, rel=1e-5)
     term = CKDTerm(pairs="random", num_pairs=10, seed=3)
     first, second = term.pair_indices(5, step=7, device="cpu")
     again = term.pair_indices(5, step=7, device="cpu")
     assert (first != second).all() and torch.equal(first, again[0]) and len(first) == 10
     single = make_batch(batch_size=1)
-    assert CKDTerm()(single).item() == 0.0
+    assert CKDTerm(pairs="all")(single).item() == 0.0
     assert_grad_reaches_student(term, make_batch(seed=9))
 
 
@@ -266,6 +281,58 @@ def test_pad_l2_adaptive_variance():
     assert term.log_variance.weight.grad.abs().sum() > 0 and batch.student_logits.grad.abs().sum() > 0
 
 
+def embedding_batch(seed=12, batch_size=4, width=3):
+    """A batch with student and teacher embeddings (B x width), the student's needing a gradient."""
+    generator = torch.Generator().manual_seed(seed)
+    batch = make_batch(batch_size=batch_size, seed=seed)
+    batch.student_features = {"embedding": torch.randn(batch_size, width, generator=generator).requires_grad_(True)}
+    batch.teacher_features = {"embedding": torch.randn(batch_size, width, generator=generator)}
+    return batch
+
+
+def test_feature_l2_is_torchdistills_mse_on_the_embeddings():
+    from losses.pad import FeatureL2Term
+
+    batch = embedding_batch()
+    s, v = batch.student_features["embedding"].tolist(), batch.teacher_features["embedding"].tolist()
+    expected = entries_mean([[(a - b) ** 2 for a, b in zip(srow, vrow)] for srow, vrow in zip(s, v)])
+    term = FeatureL2Term(weight=15.0)
+    term.setup({"embedding": torch.Size([4, 3])}, {"embedding": torch.Size([4, 3])}, 4, 100)
+    value = term(batch)
+    assert value.item() == pytest.approx(expected, rel=1e-6)
+    value.backward()
+    assert batch.student_features["embedding"].grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="shapes differ"):
+        term.setup({"embedding": torch.Size([4, 3])}, {"embedding": torch.Size([4, 5])}, 4, 100)
+
+
+def test_pad_l2_on_the_embeddings_as_torchdistill():
+    """PADL2Loss: mean over dimensions, then examples, of (t - s)^2 / (eps + exp(log s^2)) + log s^2, the log
+    variance from VarianceBranch4PAD's Linear(d, d) + BatchNorm1d(d) on the student's embedding."""
+    from losses.pad import PADL2Term
+
+    batch = embedding_batch(seed=13)
+    term = PADL2Term(eps=1e-6, tap="embedding")
+    term.setup({"embedding": torch.Size([4, 3])}, {"embedding": torch.Size([4, 3])}, 4, 100)
+    assert term.teacher_taps == ("embedding",) and isinstance(term.log_variance[1], torch.nn.BatchNorm1d)
+    value = term(batch)
+    linear = term.log_variance[0]
+    s, v = batch.student_features["embedding"], batch.teacher_features["embedding"]
+    projected = (s @ linear.weight.T + linear.bias).tolist()
+    log_variance = []  # BatchNorm1d in training mode: per dimension, batch mean and biased variance, eps 1e-5
+    for j in range(3):
+        column = [row[j] for row in projected]
+        mean = sum(column) / 4
+        variance = sum((x - mean) ** 2 for x in column) / 4
+        log_variance.append([(x - mean) / math.sqrt(variance + 1e-5) for x in column])
+    expected = sum((b - a) ** 2 / (1e-6 + math.exp(log_variance[j][i])) + log_variance[j][i]
+                   for i, (srow, vrow) in enumerate(zip(s.tolist(), v.tolist()))
+                   for j, (a, b) in enumerate(zip(srow, vrow))) / 12
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+    value.backward()
+    assert s.grad.abs().sum() > 0 and linear.weight.grad.abs().sum() > 0
+
+
 def test_kd_mse_varred_stays_finite_when_the_target_probability_underflows():
     batch = make_batch(seed=11)
     batch.teacher_logits = batch.teacher_logits.clone()
@@ -277,23 +344,21 @@ def test_kd_mse_varred_stays_finite_when_the_target_probability_underflows():
 
 @pytest.mark.parametrize("make_term,match", [
     (lambda: KDOrthoTerm(eps=-1e-3), "eps must lie in"),
-    (lambda: KDOrthoTerm(temperature=0), "temperature must be a positive"),
     (lambda: KDMSEOrthoTerm(eps=2.0), "eps must lie in"),
     (lambda: KDMSEVarRedTerm(smoothing=-0.1), "smoothing must lie in"),
     (lambda: KDMSEGammaTerm(c=0), "c must be > 0"),
     (lambda: KDMSEGammaTerm(scale="log"), "scale must be one of"),
     (lambda: KDMSEGammaTerm(gamma="minimax_power", power_tmax=0.5), "power_tmax must be >= 1"),
     (lambda: KDMSEGammaTerm(abserr_c=-1), "abserr_c must be > 0"),
-    (lambda: DKDTerm(temperature=-4), "temperature must be a positive"),
     (lambda: DKDTerm(warmup_epochs=-1), "warmup_epochs >= 0"),
     (lambda: DISTTerm(weight_inter=-1), "weight_inter >= 0"),
     (lambda: DISTTerm(weight_inter=0, weight_intra=0), "not both 0"),
     (lambda: TfKDRegTerm(correct_prob=1.5), "correct_prob must lie in"),
     (lambda: TfKDRegTerm(multiplier=0), "multiplier must be > 0"),
-    (lambda: CKDTerm(pairs="some"), "'all' or 'random'"),
+    (lambda: CKDTerm(pairs="some"), "must be one of"),
+    (lambda: CKDTerm(pos_and_neg=1), "pos_and_neg must be an integer >= 2"),
     (lambda: CKDTerm(pairs="random", num_pairs=0), "num_pairs must be a positive integer"),
     (lambda: CKDTerm(weight_label=-1), "weight_label must be >= 0"),
-    (lambda: KDMSETerm(weight=-1), "weight must be a finite number"),
 ])
 def test_bad_hyperparameters_raise_config_error(make_term, match):
     with pytest.raises(ConfigError, match=match):
@@ -335,3 +400,20 @@ def test_logit_configs_instantiate_and_build_an_objective(name):
     assert torch.isfinite(total) and set(values) == set(objective.main_weights)
     total.backward()
     assert batch.student_logits.grad.abs().sum() > 0
+
+
+def test_kd_generated_rows_at_their_own_temperature():
+    """gnosis DistillLoader + TeacherStudentFwdCrossEntLoss: each row's soft cross-entropy at its source's
+    temperature times that temperature squared (real 4, GAN rows 1), averaged over all rows; KL differs from it by
+    the teacher's entropy only."""
+    from losses.kd import KDTerm
+    batch = make_batch(batch_size=5, seed=13)
+    batch.generated = torch.tensor([False, False, True, False, True])
+    total = 0.0
+    for (z, v, _), made in zip(rows(batch), batch.generated.tolist()):
+        t = 1.0 if made else 4.0
+        total += t * t * kl(softmax(v, t), softmax(z, t))
+    term = KDTerm(temperature=4.0, generated_temperature=1.0)
+    assert term(batch).item() == pytest.approx(total / 5, rel=1e-5)
+    assert KDTerm(temperature=4.0)(batch).item() == pytest.approx(
+        sum(16 * kl(softmax(v, 4.0), softmax(z, 4.0)) for z, v, _ in rows(batch)) / 5, rel=1e-5)

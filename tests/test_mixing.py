@@ -5,7 +5,9 @@ import torch
 
 from datamodules.mixing import BatchMixing, CutMix, Mixup, Mixup3
 from errors import ConfigError
-from tasks.runs import run_distill
+from runs.configs import compose
+from runs.training import run_distill
+from runs.validation import check_values
 from tests.helpers import compose_config, tiny_overrides
 
 B, K = 6, 4
@@ -77,8 +79,8 @@ def test_cutmix_pastes_one_box_and_labels_by_its_area():
 
 
 def test_bad_mixing_input():
-    with pytest.raises(ConfigError, match="Beta"):
-        Mixup(alpha=0)
+    with pytest.raises(ConfigError, match=r"augment.alpha=0: must be a number > 0 \(Beta"):  # checked with every value
+        check_values(compose("distill", ["augment=mixup", "augment.alpha=0"]))
     with pytest.raises(ConfigError, match="token"):
         Mixup()(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, dtype=torch.long), 2, 0, 0)
     with pytest.raises(ConfigError, match="use augment=mixup"):
@@ -101,7 +103,7 @@ class TeacherInputs:
 
 @pytest.mark.parametrize("augment", ["mixup", "mixup3", "cutmix"])
 def test_teacher_labels_the_mixed_input_in_a_run(augment, data_dir, tmp_path, monkeypatch):
-    import tasks.runs as runs
+    import runs.training as runs
     original, spies = runs.build_teacher, []
 
     def spying_build_teacher(cfg, datamodule, *args):
@@ -115,7 +117,7 @@ def test_teacher_labels_the_mixed_input_in_a_run(augment, data_dir, tmp_path, mo
     record = run_distill(cfg, quiet=True)
     assert record["config"]["augment"]["name"] == augment
     (teacher_input,) = spies[0].seen
-    from tasks.runs import build_datamodule
+    from runs.training import build_datamodule
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     clean = torch.stack([datamodule.train_set[i][0] for i in range(len(datamodule.train_set))])

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from errors import ConfigError
-from tasks.runs import run_train
-from tasks.sweep import parameter_space, run_sweep, split_arguments
+from runs.training import run_train
+from runs.sweep import parameter_space, run_sweep, split_arguments
 from tests.helpers import compose_config, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,11 +12,13 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from hydra.errors import HydraException
+from omegaconf import open_dict
 
 from errors import UserError
 from models.checkpoints import CheckpointError
-from tasks.records import RunFolderError
-from tasks.runs import build_distillation, build_trainer, run_distill, run_train
+from runs.folders import RunFolderError
+from runs.folders import config_digest
+from runs.training import build_distillation, build_trainer, initial_student, run_distill, run_train
 from tests.helpers import CFG_DIR, SimulatedKill, compose_config, tiny_overrides
 
 ROOT = Path(CFG_DIR).parent
@@ -99,20 +101,35 @@ def test_distill_record_and_teacher_cache(teacher_record, data_dir, outputs):
     assert record["last"]["test/kl"] >= 0
 
 
-def test_killed_run_resumes_to_the_same_weights(teacher_record, data_dir, outputs):
-    common = (f"teacher.checkpoint={teacher_record['checkpoints']['last']}", "trainer.max_epochs=3")
-    straight = run_distill(distill_config(data_dir, outputs, *common, "run_name=straight"), quiet=True)
-    kill = ("+callbacks.kill._target_=tests.helpers.KillAtEpoch", "+callbacks.kill.epoch=2")
+# (overrides, epoch killed at, epochs in all). Plain KD; and a run with trainable term parts (FitNet's regressor,
+# CRD's embeddings, memory bank and Z) and a 2-epoch hint phase at its own lr, killed inside the phase, so the
+# resumed run crosses into the main phase (a fresh optimizer state) after restoring the phase's.
+RESUMED_RUNS = {
+    "kd": (("trainer.max_epochs=3",), 2, 3),
+    "fitnet_hint_and_crd": (("kd=fitnet", "student=cnn1d_small", "+kd.terms.crd._target_=losses.crd.CRDTerm",
+                             "+kd.terms.crd.feat_dim=16", "+kd.terms.crd.num_negatives=32", "trainer.max_epochs=2",
+                             "+kd.phases=[{name: hint, epochs: 2, terms: {fitnet: 1.0, crd: 0.8}, lr: 0.02}]"), 1, 4),
+}
+
+
+@pytest.mark.parametrize("method", sorted(RESUMED_RUNS))
+def test_killed_run_resumes_to_the_same_weights(method, teacher_record, data_dir, outputs):
+    overrides, kill_epoch, epochs = RESUMED_RUNS[method]
+    common = (f"teacher.checkpoint={teacher_record['checkpoints']['last']}", *overrides)
+    straight = run_distill(distill_config(data_dir, outputs, *common, f"run_name={method}-straight"), quiet=True)
+    killed = (*common, f"run_name={method}-killed")
+    kill = ("+callbacks.kill._target_=tests.helpers.KillAtEpoch", f"+callbacks.kill.epoch={kill_epoch}")
     with pytest.raises(SimulatedKill):
-        run_distill(distill_config(data_dir, outputs, *common, "run_name=killed", *kill), quiet=True)
+        run_distill(distill_config(data_dir, outputs, *killed, *kill), quiet=True)
     with pytest.raises(RunFolderError, match="resume=true"):
-        run_distill(distill_config(data_dir, outputs, *common, "run_name=killed"), quiet=True)
-    resumed = run_distill(distill_config(data_dir, outputs, *common, "run_name=killed", "resume=true"), quiet=True)
-    assert resumed["resumed_from"].endswith("last.ckpt") and resumed["epochs"] == straight["epochs"] == 3
+        run_distill(distill_config(data_dir, outputs, *killed), quiet=True)
+    resumed = run_distill(distill_config(data_dir, outputs, *killed, "resume=true"), quiet=True)
+    assert resumed["resumed_from"].endswith("last.ckpt") and resumed["epochs"] == straight["epochs"] == epochs
     weights = [torch.load(r["checkpoints"]["last"], map_location="cpu", weights_only=False)["state_dict"]
                for r in (straight, resumed)]
     assert weights[0].keys() == weights[1].keys()
-    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    for key, value in weights[0].items():  # tensors, and a term's extra state (e.g. CRD's draw count)
+        assert torch.equal(value, weights[1][key]) if torch.is_tensor(value) else value == weights[1][key], key
 
 
 def test_test_only_evaluates_a_checkpoint(teacher_record, data_dir, outputs):
@@ -122,6 +139,24 @@ def test_test_only_evaluates_a_checkpoint(teacher_record, data_dir, outputs):
                                                               f"ckpt={checkpoint}")), quiet=True)
     assert record["model"] == "cnn1d"
     assert record["test"]["test/top1"] == pytest.approx(teacher_record["last"]["test/top1"])
+
+
+def test_student_starts_from_a_checkpoint(teacher_record, data_dir, outputs):
+    """student_init_checkpoint: the student starts from a run's weights (PAD-L2 from the L2 student); a checkpoint
+    that does not fit the student is refused; unset, the run's hash is what it was before the key existed."""
+    checkpoint = teacher_record["checkpoints"]["last"]
+    cfg = distill_config(data_dir, outputs, "student=cnn1d", f"student_init_checkpoint={checkpoint}")
+    student, config = initial_student(cfg)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    assert config["name"] == "cnn1d"
+    assert all(torch.equal(value, saved[f"model.{key}"]) for key, value in student.state_dict().items())
+    with pytest.raises(CheckpointError, match="does not fit architecture 'mlp1d'"):
+        initial_student(distill_config(data_dir, outputs, f"student_init_checkpoint={checkpoint}"))
+    plain = distill_config(data_dir, outputs, "student=cnn1d")
+    assert config_digest(cfg) != config_digest(plain)
+    with open_dict(plain):
+        del plain["student_init_checkpoint"]
+    assert config_digest(plain) == config_digest(distill_config(data_dir, outputs, "student=cnn1d"))
 
 
 # ----------------------------------------------------------------------------------------------- bad input
@@ -142,7 +177,7 @@ def test_teacher_with_other_class_count_is_refused(teacher_record, data_dir, out
 def test_non_checkpoint_file_is_refused(data_dir, outputs, tmp_path):
     junk = tmp_path / "notes.ckpt"
     junk.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="is not a model checkpoint"):
+    with pytest.raises(CheckpointError, match="cannot be read: it is truncated or not a model checkpoint"):
         run_distill(distill_config(data_dir, outputs, f"teacher.checkpoint={junk}"), quiet=True)
 
 
@@ -173,7 +208,7 @@ def test_missing_cifar_offline_stops_before_training(data_dir, outputs, tmp_path
 
 
 def test_non_positive_temperature_stops_before_training(data_dir, outputs):
-    with pytest.raises(UserError, match="temperature must be a positive number"):
+    with pytest.raises(UserError, match=r"kd.terms.kd.temperature=0: must be a number > 0"):
         run_distill(distill_config(data_dir, outputs, "kd.terms.kd.temperature=0", "teacher/model=resnet8",
                                    "run_name=badtemp"), quiet=True)
     assert not list((outputs / "distill").glob("badtemp*"))
@@ -210,8 +245,7 @@ def test_cli_bad_input_is_one_line(data_dir, tmp_path):
     result = run_cli("distill_train.py", *tiny_overrides(data_dir, tmp_path), "kd.terms.kd.temperature=-1")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: kd.terms.kd.temperature must be a positive number, got -1.0; "
-        "use e.g. kd.terms.kd.temperature=4 (the usual CIFAR temperature)"]
+        "error: kd.terms.kd.temperature=-1: must be a number > 0; e.g. kd.terms.kd.temperature=4"]
 
 
 @pytest.mark.parametrize("logger,written", [("tensorboard", "logs/version_0"), ("wandb", "wandb")])

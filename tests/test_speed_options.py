@@ -3,7 +3,7 @@ unchanged), channels_last runs conv nets in NHWC, and under bf16-mixed the disti
 import torch
 
 from losses import DistillationObjective
-from tasks.runs import run_distill
+from runs.training import run_distill
 from tests.fake_cifar import fake_cifar100  # noqa: F401 - fixture
 from tests.helpers import compose_config
 

@@ -61,13 +61,13 @@ def make_term(**kwargs):
     return term
 
 
-def make_batch(stage=None):
+def make_batch(phase=None):
     labels = torch.arange(B) % K
     return DistillBatch(inputs=torch.zeros(4 * B), targets=labels.repeat_interleave(4), indices=torch.arange(4 * B),
                         student_logits=randn(4 * B, K, seed=1).requires_grad_(),
                         teacher_logits=2 * randn(4 * B, K, seed=2),
                         student_features={"embedding": randn(4 * B, D_S, seed=3).requires_grad_()},
-                        teacher_features={"embedding": randn(4 * B, D_T, seed=4)}, stage=stage)
+                        teacher_features={"embedding": randn(4 * B, D_T, seed=4)}, phase=phase)
 
 
 def test_student_loss_matches_the_four_terms_of_the_paper():
@@ -102,7 +102,7 @@ def test_student_loss_matches_the_four_terms_of_the_paper():
 
 def test_teacher_head_pretraining_is_contrastive_cross_entropy_on_the_frozen_teacher():
     term = make_term()
-    batch = make_batch(stage="teacher_head")
+    batch = make_batch(phase="teacher_head")
     value = term(batch)
     with torch.no_grad():
         t_sim = similarity(term.teacher_head(batch.teacher_features["embedding"]).tolist())

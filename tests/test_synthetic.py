@@ -17,7 +17,7 @@ from errors import ConfigError, UserError
 from losses import DistillationObjective
 from models.gan import DCGANDiscriminator, DCGANGenerator, load_generator, save_generator
 from scripts.train_gan import train_gan
-from tasks.runs import run_distill
+from runs.training import run_distill
 from tests.fake_cifar import fake_cifar_folder
 from tests.helpers import compose_config
 
@@ -89,7 +89,7 @@ def test_gan_trainer_spreads_samples_over_the_range_of_data_without_stated_norma
     # single-channel 32x32 Gaussian-mixture data: no mean/std of its own, so [-1, 1] maps onto its range
     record = train_gan(gan_config(data_dir, tmp_path, "data=synthetic", "data.input_shape=[1,32,32]",
                                   "data.n_train=48", "data.n_test=8"))
-    from tasks.runs import build_datamodule
+    from runs.training import build_datamodule
     datamodule = build_datamodule(gan_config(data_dir, tmp_path, "data=synthetic", "data.input_shape=[1,32,32]",
                                              "data.n_train=48", "data.n_test=8"))
     datamodule.setup("fit")

@@ -1,4 +1,4 @@
-"""scripts/make_table.py and scripts/plots.py on hand-made run records with known means and stds."""
+"""scripts/make_table.py on hand-made run records with known means and stds (plots: test_plots.py)."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from scripts import make_table, plots
+from scripts import make_table
+from tests.helpers import compose_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIR_A, PAIR_B = ("resnet32x4", "resnet8x4"), ("vgg13", "vgg8")
@@ -201,30 +203,54 @@ def test_bad_options_name_the_problem(runs, capsys):
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
-# ----------------------------------------------------------------------------------------------- plots
-def assert_figures(prefix: Path) -> None:
-    png, pdf = prefix.with_name(prefix.name + ".png"), prefix.with_name(prefix.name + ".pdf")
-    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 1000
-    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 1000
+# ----------------------------------------------------------------------------------------------- published
+# Runs of three RepDistiller cells (resnet32x4 -> resnet8x4), each record's config the composed cell itself, so
+# it carries the cell's published block: KD 73.33, CRD 75.51, AT 73.44 (teacher 79.42).
+PUBLISHED_CELLS = {"kd": ("repdistiller/kd_resnet32x4_resnet8x4", [0.70, 0.72, 0.74]),
+                   "crd": ("repdistiller/crd_resnet32x4_resnet8x4", [0.75, 0.75, 0.78]),
+                   "at": ("repdistiller/at_resnet32x4_resnet8x4", [0.60, 0.61, 0.62])}
+# By hand: KD 72.00 ± 2.00 vs 73.33: -1.33, within 2 x 2.00; CRD 76.00 ± 1.73 vs 75.51: +0.49, within 2 x 1.73;
+# AT 61.00 ± 1.00 vs 73.44: -12.44, beyond 2 x 1.00 (marked).
+EXPECTED_PUBLISHED = {"kd": "72.00 ± 2.00 vs 73.33 (-1.33)", "crd": "76.00 ± 1.73 vs 75.51 (+0.49)",
+                      "at": "61.00 ± 1.00 vs 73.44 (-12.44)†"}
+PUBLISHED_HEADER = f"{COLUMN_A} (teacher 79.40, published 79.42)"
 
 
-@pytest.mark.parametrize("argv", [
-    ["capacity", "--x", "teacher.model.name", "--group", "teacher.kind,kd.name", "--teacher",
-     "--label", "single / kd=KD", "--label", "crossfit / kd=cross-fit KD"],
-    ["fidelity", "--group", "kd.name"],
-    ["fidelity", "--group", "kd.name", "--mean", "--epoch", "best"],
-    ["methods", "--rows", "kd.name", "--group", "teacher.model.name,student.name"],
-], ids=["capacity", "fidelity-points", "fidelity-means", "methods"])
-def test_plots_write_png_and_pdf(runs, tmp_path, argv):
-    for seed, top1 in enumerate([0.73, 0.74, 0.76]):  # a cross-fit KD line for the capacity plot
-        write(runs, distill_record("kd", PAIR_A, seed, top1, top1, 0.78, kind="crossfit"))
-    prefix = tmp_path / "figures" / argv[0]
-    paths = plots.main([argv[0], str(runs), "--out", str(prefix), *argv[1:]])
-    assert [path.suffix for path in paths] == [".png", ".pdf"]
-    assert_figures(prefix)
+@pytest.fixture(scope="module")
+def cell_configs() -> dict[str, dict]:
+    """The resolved config of each experiment cell, as a run of it records it."""
+    configs = {method: OmegaConf.to_container(compose_config("distill", [f"experiment={name}"]), resolve=True)
+               for method, (name, _) in PUBLISHED_CELLS.items()}
+    assert all(config["published"]["source"] for config in configs.values())  # each names where its number is from
+    return configs
 
 
-def test_capacity_refuses_teacher_line_on_a_non_accuracy_axis(runs, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        plots.main(["capacity", str(runs), "--out", str(tmp_path / "c"), "--metric", "test/kl", "--teacher"])
-    assert exit_info.value.code == 2 and "--teacher draws the teachers' top-1 %" in capsys.readouterr().err
+def write_reproduction(folder: Path, cell_configs: dict, anchor_std: float | None = None) -> Path:
+    for method, (_, values) in PUBLISHED_CELLS.items():
+        for seed, (top1, teacher) in enumerate(zip(values, TEACHER[PAIR_A])):
+            record = distill_record(method, PAIR_A, seed, top1, top1, teacher)
+            record["config"] = {**json.loads(json.dumps(cell_configs[method])), "seed": seed}
+            if anchor_std is not None:
+                record["config"]["published"]["std"] = anchor_std
+            write(folder, record)
+    return folder
+
+
+def test_published_adds_value_difference_and_marks_what_lies_beyond_the_spread(cell_configs, tmp_path):
+    folder = write_reproduction(tmp_path / "runs", cell_configs)
+    plain, _ = make_table.main([str(folder), "--epoch", "last", "--print", "none"])
+    assert " vs " not in plain and "Published" not in plain  # only on request
+    markdown, latex = make_table.main([str(folder), "--epoch", "last", "--published", "--print", "none"])
+    assert markdown_cells(markdown) == {(method, PUBLISHED_HEADER): text for method, text in EXPECTED_PUBLISHED.items()}
+    assert "HobbitLong/RepDistiller README.md, same-architecture table" in markdown
+    assert r"61.00 $\pm$ 1.00 vs 73.44 (-12.44)$^\dagger$" in latex and "†" not in latex
+    best, _ = make_table.main([str(folder), "--epoch", "best", "--published", "--print", "none"])
+    assert "Some published values report the last epoch, not this table's." in best
+
+
+def test_the_anchor_std_widens_the_margin_and_other_metrics_have_no_published_value(cell_configs, tmp_path):
+    folder = write_reproduction(tmp_path / "runs", cell_configs, anchor_std=13.0)  # |-12.44| < max(2 x 1.00, 13)
+    markdown, _ = make_table.main([str(folder), "--epoch", "last", "--published", "--print", "none"])
+    assert markdown_cells(markdown)[("at", PUBLISHED_HEADER)] == "61.00 ± 1.00 vs 73.44 (-12.44)"
+    kl, _ = make_table.main([str(folder), "--epoch", "last", "--metric", "test/kl", "--published", "--print", "none"])
+    assert " vs " not in kl and "no selected run carries a published test/kl" in kl

@@ -8,7 +8,7 @@ import torch
 from datamodules.mixing import Mixup, MixupInterpolated
 from errors import ConfigError
 from models.checkpoints import model_from_checkpoint
-from tasks.runs import build_datamodule, run_distill, run_train
+from runs.training import build_datamodule, run_distill, run_train
 from tests.fake_cifar import fake_cifar100  # noqa: F401 - fixture
 from tests.helpers import compose_config, tiny_overrides
 
@@ -69,7 +69,10 @@ def test_interpolation_replays_the_inputs_draw():
     mixed, _, _ = MixupInterpolated()(inputs, torch.zeros(6, dtype=torch.long), 2, seed=3, step=4)
     outputs = torch.randn(6, 5)
     # outputs mixed with the same partners and weights as the inputs: outputs^T-weighted by the mixed rows
-    assert torch.allclose(MixupInterpolated().interpolate(outputs, inputs, seed=3, step=4), mixed @ outputs, atol=1e-6)
+    logits = MixupInterpolated(teacher_mix="logits").interpolate(outputs, inputs, seed=3, step=4)
+    assert torch.allclose(logits, mixed @ outputs, atol=1e-6)
+    probabilities = MixupInterpolated().interpolate(outputs, inputs, seed=3, step=4)  # CKD's: the softmaxes mixed
+    assert torch.allclose(probabilities.exp(), mixed @ outputs.softmax(dim=1), atol=1e-6)
     assert torch.allclose(Mixup().interpolate(outputs, inputs, seed=3, step=4), mixed @ outputs, atol=1e-6)
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from errors import ConfigError
 from models.teachers import CrossFitTeacher, FrozenTeacher, log_mean_probability
-from tasks.runs import build_datamodule, run_distill, run_train
+from runs.training import build_datamodule, run_distill, run_train
 from tests.helpers import compose_config, tiny_overrides
 
 
@@ -116,7 +116,7 @@ def test_ensemble_distillation_trains_members_with_consecutive_seeds(data_dir, t
     assert 0 <= record["last"]["test/agreement"] <= 1
     mixed = distill(data_dir, tmp_path, "teacher=ensemble", "teacher.models=[mlp1d,cnn1d]")
     assert mixed["teacher_model"] == ["mlp1d", "cnn1d"]
-    with pytest.raises(ConfigError, match="teacher.models names 'resnet9000'"):
+    with pytest.raises(ConfigError, match=r"teacher.models=\['resnet9000'\]: must be a list of model configs"):
         distill(data_dir, tmp_path, "teacher=ensemble", "teacher.models=[resnet9000]")
 
 

@@ -16,8 +16,8 @@ from datamodules import DatasetNotFoundError
 from datamodules.text import IMDBDataModule, tokenize
 from errors import ConfigError, UserError
 from models import build_model, feature_spec
-from tasks.features import FeatureTaps
-from tasks.runs import instantiate, run_distill, run_train
+from models.features import FeatureTaps
+from runs.training import instantiate, run_distill, run_train
 from tests.helpers import CFG_DIR, compose_config
 
 POSITIVE = ["great", "wonderful", "brilliant", "loved", "moving", "superb"]

@@ -1,0 +1,1 @@
+"""Orchestration: run folders and records, teacher training and caching, sweeps, summaries."""

@@ -1,0 +1,113 @@
+"""The checkpoints a run reads, checked before it uses them: its teacher's (teacher.checkpoint, or
+teacher.checkpoints) and the one it resumes from. One that cannot be read (missing, truncated, not a
+checkpoint) or that holds another model stops the run with one line naming the file and how to continue;
+nothing already written is touched.
+
+Honest records: a teacher given by checkpoints of this codebase is the checkpoints' own model, whatever
+teacher/model says, so `adopt_teacher_checkpoints` puts their model config in the run's config before the
+run folder is claimed; the run's name, hash and record, and the tables made from them, then say which
+teacher ran.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from models.checkpoints import (MODEL_CONFIG_KEY, CheckpointError, model_from_checkpoint, read_checkpoint,
+                                state_mismatch)
+from runs.records import RECORD_NAME
+
+
+def _best_beside(path: Path) -> Path | None:
+    """The best-epoch checkpoint in the same run folder, if it is another file and reads."""
+    best = path.with_name("best.ckpt")
+    if best == path or not best.is_file():
+        return None
+    try:
+        read_checkpoint(best)
+    except CheckpointError:
+        return None
+    return best
+
+
+def teacher_fix(path: str | Path, key: str) -> str:
+    """How to go on when the teacher checkpoint `path` (given as `key`, or trained here when None) fails."""
+    path = Path(path)
+    folder = path.parent.parent if path.parent.name == "checkpoints" else None
+    best = _best_beside(path)
+    options = [f"use its run's best epoch instead ({key or 'teacher.checkpoint'}={best})"] if best else []
+    if folder is not None and (folder / RECORD_NAME).is_file():
+        options.append(f"move its finished run aside (mv {folder} {folder}.damaged) and drop {key} so the teacher "
+                       f"is trained again" if key else
+                       f"move the teacher's run aside (mv {folder} {folder}.damaged) so it is trained again")
+    elif key:
+        options.append(f"set {key} to a checkpoint that reads, or drop it to train teacher/model here")
+    return "; or ".join(options) or "pass a .ckpt written by train.py"
+
+
+def resume_fix(path: str | Path) -> str:
+    best = _best_beside(Path(path))
+    return ("rerun=true starts this run over (the old folder is kept aside)"
+            + (f", or resume from its best epoch: cp {best} {path} and pass resume=true again" if best else ""))
+
+
+def teacher_checkpoints(cfg: DictConfig) -> tuple[str, list[str]]:
+    """(the key, the paths) of the checkpoints that the teacher is given, if any."""
+    teacher = cfg.teacher
+    kind = str(teacher.get("source")) if teacher.get("kind") == "cached" else str(teacher.get("kind"))
+    if kind == "single":
+        return "teacher.checkpoint", [str(teacher.checkpoint)] if teacher.get("checkpoint") else []
+    return "teacher.checkpoints", [str(p) for p in teacher.get("checkpoints") or []]
+
+
+def adopt_teacher_checkpoints(cfg: DictConfig) -> None:
+    """Read the teacher's checkpoints (one that cannot be read stops the run) and, where each carries its model
+    config, make teacher.model that config (the feature member's, when the members differ, with every member
+    named in teacher.models). Foreign state dicts carry none: teacher/model builds them, so it already is
+    what runs."""
+    if cfg.get("task") != "distill" or "teacher" not in cfg:
+        return
+    key, paths = teacher_checkpoints(cfg)
+    configs = []
+    for path in paths:
+        try:
+            checkpoint = read_checkpoint(path)
+        except CheckpointError as error:
+            raise error.with_fix(teacher_fix(path, key)) from None
+        configs.append(checkpoint.get(MODEL_CONFIG_KEY) if isinstance(checkpoint, Mapping) else None)
+    if not configs or any(config is None for config in configs):
+        return
+    member = int(cfg.teacher.get("feature_member") or 0) if key == "teacher.checkpoints" else 0
+    with open_dict(cfg):
+        cfg.teacher.model = OmegaConf.create(configs[min(member, len(configs) - 1)])
+        if len({json.dumps(config, sort_keys=True, default=str) for config in configs}) > 1:
+            cfg.teacher.models = [config.get("name") for config in configs]
+
+
+def load_teacher_member(path: str, fallback_config: Mapping, key: str | None) -> tuple[nn.Module, dict]:
+    """A teacher member from its checkpoint; one that fails names the file and how to go on. `key`: where the
+    user gave it (teacher.checkpoint or teacher.checkpoints), None for a teacher trained here."""
+    try:
+        return model_from_checkpoint(path, fallback_config=fallback_config)
+    except CheckpointError as error:
+        raise error.with_fix(teacher_fix(path, key)) from None
+
+
+def check_resumable(path: str, task: nn.Module) -> None:
+    """The checkpoint a run resumes from reads and holds exactly this run's weights."""
+    try:
+        checkpoint = read_checkpoint(path)
+    except CheckpointError as error:
+        raise error.with_fix(resume_fix(path)) from None
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping):
+        raise CheckpointError(path, f"{path} is not a training checkpoint (it holds no Lightning state)",
+                              resume_fix(path))
+    details = state_mismatch(task.state_dict(), state)
+    if details:
+        raise CheckpointError(path, f"{path} holds another model's weights than this run's ({details})",
+                              "rerun=true starts this run over (the old folder is kept aside)")

@@ -1,0 +1,72 @@
+"""The cfg/ tree: composing a config as the entry points would, reading single config files, and building
+objects from config nodes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose as hydra_compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from errors import ConfigError, find_user_error
+from losses import DistillationObjective
+
+ROOT = Path(__file__).resolve().parents[1]
+CFG_DIR = ROOT / "cfg"
+
+
+def compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """The config the CLI entry point would build from these overrides."""
+    GlobalHydra.instance().clear()  # a reused worker process may hold another initialisation
+    try:
+        with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
+            return hydra_compose(config_name=config_name, overrides=overrides)
+    except HydraException as error:  # an unknown key or choice: the user's input
+        raise ConfigError(str(error).strip().splitlines()[0]) from None
+
+
+def model_node(name: str) -> DictConfig:
+    """cfg/model/<name>.yaml, for teachers named in a list (teacher.models)."""
+    path = CFG_DIR / "model" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CFG_DIR / "model").glob("*.yaml"))
+        raise ConfigError(f"teacher.models names '{name}', which is not a model config; use some of {known}")
+    return OmegaConf.load(path)
+
+
+def experiment_in_use(choice: str | None) -> str:
+    """The experiment a composition applied, from Hydra's choice for the group: its name, or "none" (none was
+    chosen, or the data set named by the recipe interpolation has no recipe file)."""
+    return choice if choice and (CFG_DIR / "experiment" / f"{choice}.yaml").is_file() else "none"
+
+
+def chosen_experiment() -> str | None:
+    """The experiment the running Hydra app composed (named on the command line, or the data set's recipe), or
+    "none"; None when the config was not composed by the app (Ray trials, scripts and tests compose their own)."""
+    if not HydraConfig.initialized():
+        return None
+    return experiment_in_use(HydraConfig.get().runtime.choices.get("experiment"))
+def instantiate(node, *args, **kwargs):
+    """Hydra's instantiate, but a user error raised inside a constructor surfaces as itself."""
+    try:
+        return hydra_instantiate(node, *args, **kwargs)
+    except InstantiationException as error:
+        user_error = find_user_error(error)
+        if user_error is None:
+            raise
+        raise user_error from None
+
+
+def build_objective(cfg: DictConfig) -> DistillationObjective:
+    terms = cfg.kd.get("terms")
+    if not terms:
+        raise ConfigError(f"kd={cfg.kd.get('name')} defines no terms; give kd.terms.<name> entries")
+    for name, node in terms.items():
+        if node is not None and "_target_" not in node:
+            raise ConfigError(f"kd.terms.{name} names no term class (_target_), only {sorted(node)}: a config for "
+                              f"another method may have set it (experiment=...); drop it with ~kd.terms.{name}, or add "
+                              f"kd.terms.{name}._target_")
+    return DistillationObjective({name: instantiate(node) for name, node in terms.items() if node is not None})

@@ -1,0 +1,112 @@
+"""Does each model take the data? One probe forward of two training examples (eval mode, no grad, the
+global random state untouched), before any training and before a teacher is trained: a model whose input
+does not fit the data stops the run with one line naming data.input_shape, the model and the fix (models of
+cfg/model/ that do fit). A teacher read from a checkpoint must also answer with finite outputs.
+"""
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from errors import ConfigError, one_line
+from runs.checkpoint_checks import teacher_checkpoints
+from runs.configs import instantiate, model_node
+from runs.validation import checked
+from tasks.finite import NonFiniteError
+
+# Models tried when one does not fit the data, to name some that do (cheap ones, one per input kind).
+FIT_CANDIDATES = ("mlp", "cnn1d", "lenet", "resnet8", "lstm")
+
+
+def example_batch(datamodule) -> torch.Tensor:
+    """Two training examples (the first, twice), drawn without moving torch's global generator."""
+    with torch.random.fork_rng(devices=[]):
+        x = datamodule.train_set[0][0]
+    return x.unsqueeze(0).repeat(2, *[1] * x.dim())
+
+
+def _forward(model: torch.nn.Module, example: torch.Tensor) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(example.to(next((p.device for p in model.parameters()), example.device)))
+    finally:
+        model.train(was_training)
+
+
+def _build_model(cfg: DictConfig, node: DictConfig, section: str = "model") -> torch.nn.Module:
+    """A model from its config node (a cfg/model file's, reading ${data.*}), leaving torch's generator as it was."""
+    node = OmegaConf.create({"data": OmegaConf.to_container(cfg.data), "model": node}).model
+    with torch.random.fork_rng(devices=[]):
+        return checked(section, lambda: instantiate(node), node)
+
+
+def models_that_fit(cfg: DictConfig, example: torch.Tensor, num_classes: int) -> list[str]:
+    """Names of FIT_CANDIDATES that answer `example` with one row of class scores per example."""
+    fits = []
+    for name in FIT_CANDIDATES:
+        try:
+            out = _forward(_build_model(cfg, model_node(name)), example)
+        except Exception:  # noqa: BLE001 - a candidate that does not fit is skipped
+            continue
+        if tuple(out.shape) == (len(example), num_classes):
+            fits.append(name)
+    return fits
+
+
+def check_fits(cfg: DictConfig, model: torch.nn.Module, example: torch.Tensor, num_classes: int, who: str,
+               option: str | None) -> torch.Tensor:
+    """One forward of two training examples (eval mode, no grad, before any training): the model's outputs,
+    or a ConfigError naming data.input_shape, the model (`who`, e.g. "student=resnet8x4") and the fix: other
+    values of `option` (e.g. "student") that fit, or, without an option (a model read from a checkpoint), one
+    trained on this data."""
+    try:
+        out = _forward(model, example)
+        problem = None if tuple(out.shape) == (len(example), num_classes) else \
+            f"it answers {len(example)} examples with shape {list(out.shape)}, not [{len(example)}, {num_classes}]"
+    except Exception as error:  # noqa: BLE001 - any failure of the forward is the misfit we look for
+        problem, out = f"a forward of {len(example)} examples fails ({type(error).__name__}: {one_line(error)})", None
+    if problem is None:
+        return out
+    fits = models_that_fit(cfg, example, num_classes) if option else []
+    shown = f"[{','.join(fits[:2])}]" if option == "teacher.models" else fits[0] if fits else ""
+    fix = (f"pick a model for inputs of this shape, e.g. {option}={shown} (these fit: {', '.join(fits)})" if fits
+           else "pick a model for inputs of this shape" if option else "use one trained on this data")
+    raise ConfigError(f"data.input_shape={list(example.shape[1:])} ({cfg.data.get('name')}) does not fit {who}: "
+                      f"{problem}; {fix}")
+
+
+def check_model_fits(cfg: DictConfig, model: torch.nn.Module, datamodule) -> None:
+    """train.py's model, probed on the data before any training."""
+    datamodule.setup("fit")
+    check_fits(cfg, model, example_batch(datamodule), datamodule.num_classes, f"model={cfg.model.name}", "model")
+
+
+def check_models_fit(cfg: DictConfig, datamodule, student: torch.nn.Module | None = None) -> None:
+    """A distillation run's student (cfg.student, or `student` when given), and each teacher model it will
+    train, probed on the data (set up) before any of them is trained."""
+    example = example_batch(datamodule)
+    if student is not None:
+        check_fits(cfg, student, example, datamodule.num_classes, "the student", None)
+    models = [] if student is not None else [("student", cfg.student)]
+    if not teacher_checkpoints(cfg)[1]:
+        ensemble = "ensemble" in (cfg.teacher.get("kind"), cfg.teacher.get("source"))
+        named = list(cfg.teacher.get("models") or []) if ensemble else []
+        models += [("teacher.models", model_node(name)) for name in named] or [("teacher/model", cfg.teacher.model)]
+    for option, node in models:
+        model = _build_model(cfg, node, option.replace("/", "."))
+        check_fits(cfg, model, example, datamodule.num_classes, f"{option}={node.name}", option)
+
+
+def check_teacher_members(cfg: DictConfig, members: list[torch.nn.Module], checkpoints: list[str], datamodule) -> None:
+    """Each teacher member read from a checkpoint fits the data and answers it with finite outputs, before it is
+    used or cached."""
+    example = example_batch(datamodule)
+    for member, path in zip(members, checkpoints):
+        who = f"the teacher in {path} ({getattr(member, 'model_name', type(member).__name__)})"
+        outputs = check_fits(cfg, member, example, datamodule.num_classes, who, None)
+        if not bool(torch.isfinite(outputs).all()):
+            raise NonFiniteError(f"{who} answers training examples with non-finite outputs (NaN or infinite): it "
+                                 f"diverged in training or its file is damaged; train it again or use another "
+                                 f"checkpoint")
