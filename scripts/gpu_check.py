@@ -150,23 +150,28 @@ def make_workspace(plan: Plan, folder: Path) -> dict:
     return {"data": str(folder / "data"), "teacher": str(teacher), "outputs": str(folder / "outputs")}
 
 
+def device_overrides(plan: Plan, trainer: str) -> list[str]:
+    """One device of the plan's kind; on the CPU bf16-mixed, except fp32 for the DDP smoke run: bf16 convolutions
+    on a CPU without bf16 units run ~25x slower, and that run checks the strategy, not the precision."""
+    if plan.device == "cuda":
+        return ["trainer.devices=1"]
+    ddp = trainer == "ddp"  # SyncBatchNorm runs on GPUs only
+    return ["trainer.accelerator=cpu", "trainer.devices=1", f"trainer.precision={'32' if ddp else 'bf16-mixed'}",
+            *(["trainer.sync_batchnorm=false"] if ddp else [])]
+
+
 def compose(plan: Plan, workspace: dict, overrides: list[str], trainer: str = "gpu"):
     """The distillation config of `overrides` on the workspace's data and teacher, with cfg/trainer/`trainer`
     (bf16-mixed) on one device of the plan's kind."""
-    device = ["trainer.devices=1"] + (["trainer.accelerator=cpu", "trainer.precision=bf16-mixed"]
-                                      if plan.device == "cpu" else [])
-    if plan.device == "cpu" and trainer == "ddp":
-        device.append("trainer.sync_batchnorm=false")  # SyncBatchNorm runs on GPUs only
-    common = [f"trainer={trainer}", *device, f"teacher.checkpoint={workspace['teacher']}", "data.download=false",
-              f"paths.data_dir={workspace['data']}", f"paths.output_dir={workspace['outputs']}"]
+    common = [f"trainer={trainer}", *device_overrides(plan, trainer), f"teacher.checkpoint={workspace['teacher']}",
+              "data.download=false", f"paths.data_dir={workspace['data']}", f"paths.output_dir={workspace['outputs']}"]
     return compose_config("distill", [*common, *overrides, *plan.model_overrides])
 
 
 def command_line(plan: Plan, trainer: str, overrides: list[str]) -> str:
     """The distill_train.py command of a composed run (teacher and paths: the check's workspace)."""
-    device = " trainer.devices=1" if plan.device == "cuda" else " trainer.accelerator=cpu trainer.devices=1"
-    return (f"python distill_train.py trainer={trainer}{device} {' '.join([*overrides, *plan.model_overrides])} "
-            f"teacher.checkpoint=TEACHER paths.data_dir=FAKE_CIFAR")
+    return (f"python distill_train.py trainer={trainer} {' '.join(device_overrides(plan, trainer))} "
+            f"{' '.join([*overrides, *plan.model_overrides])} teacher.checkpoint=TEACHER paths.data_dir=FAKE_CIFAR")
 
 
 class RecompileLimitHits(logging.Handler):
