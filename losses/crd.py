@@ -123,6 +123,7 @@ class CRDTerm(DistillTerm):
         # every process, and a resumed run (both are in the checkpoint, as extra state) continues the stream.
         self.sampling_seed, self.draws = 0, 0
         self._generator: torch.Generator | None = None
+        self._normaliser_checked = False  # whether z_student/z_teacher were read since setup or the last load
 
     def bind_training_labels(self, labels: torch.Tensor) -> None:
         self.training_labels = torch.as_tensor(labels, dtype=torch.int64).cpu()
@@ -168,6 +169,7 @@ class CRDTerm(DistillTerm):
                                    class_table(labels[pool], self.num_classes, pool)):
                 self.register_buffer(name, table, persistent=False)
         self.sampling_seed = int(torch.randint(2**62, ()).item())  # from the run's seed
+        self._normaliser_checked = False
         self.training_labels = None
 
     def get_extra_state(self) -> dict:
@@ -175,6 +177,7 @@ class CRDTerm(DistillTerm):
 
     def set_extra_state(self, state: dict) -> None:
         self.sampling_seed, self.draws = int(state["sampling_seed"]), int(state["draws"])
+        self._normaliser_checked = False  # the loaded normaliser may be unset (a checkpoint before any step)
 
     def _next_generator(self, device: torch.device) -> torch.Generator:
         if self._generator is None or self._generator.device != device:
@@ -217,13 +220,15 @@ class CRDTerm(DistillTerm):
             dots_teacher = torch.cat([positive_teacher, dots_teacher.gather(1, negatives)], dim=1)
         scores_student = torch.exp(dots_student / self.temperature)  # (B, 1 + K)
         scores_teacher = torch.exp(dots_teacher / self.temperature)
-        if self.z_student == 0:  # mean over the global batch's scores
-            sums = sum_over_processes(torch.stack([scores_student.detach().sum().double(),
-                                                   scores_teacher.detach().sum().double(),
-                                                   torch.tensor(scores_student.numel(), dtype=torch.float64,
-                                                                device=student.device)]))
-            self.z_student.fill_((sums[0] / sums[2]).item() * self.num_train)
-            self.z_teacher.fill_((sums[1] / sums[2]).item() * self.num_train)
+        if not self._normaliser_checked:  # the device is asked once per run (or load), not at every step
+            self._normaliser_checked = True
+            if self.z_student == 0:  # mean over the global batch's scores
+                sums = sum_over_processes(torch.stack([scores_student.detach().sum().double(),
+                                                       scores_teacher.detach().sum().double(),
+                                                       torch.tensor(scores_student.numel(), dtype=torch.float64,
+                                                                    device=student.device)]))
+                self.z_student.fill_((sums[0] / sums[2]).item() * self.num_train)
+                self.z_teacher.fill_((sums[1] / sums[2]).item() * self.num_train)
         noise = 1.0 / self.num_train
         loss = (nce_loss(scores_student / self.z_student, noise) + nce_loss(scores_teacher / self.z_teacher, noise))
         self._update_memory(all_indices, all_labels, all_student, all_teacher)

@@ -164,7 +164,8 @@ class CachedTeacher(FrozenTeacher):
         if indices is None:
             return self.inner(x)
         example, view = self.example_indices(indices), indices % self.views
-        if not bool(self.cached[example, view].all()):
-            raise RuntimeError("a training example outside the cached pool reached the cached teacher; the "
-                               "cache was built for another training split")
+        # Checked on the device without waiting for it (no host sync per step): on CPU it raises at once,
+        # on CUDA as a device-side assertion at the next synchronisation.
+        torch._assert_async(self.cached[example, view].all(), "a training example outside the cached pool reached "
+                            "the cached teacher; the cache was built for another training split")
         return self.table[example, view].to(x.device), {}

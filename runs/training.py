@@ -68,9 +68,10 @@ def compile_in_place(model: torch.nn.Module, setting) -> None:
     its state dict, hooks and checkpoint keys stay those of the plain module."""
     if setting in (None, False, "false"):
         return
-    # Compiled code is shared by every instance of a class (a teacher and a student of one architecture);
-    # guard on hooks so that an instance with feature taps never runs code traced without them.
+    # Compiled code is shared by every instance of a class: guard on hooks (an instance with feature taps never runs
+    # code traced without them), and room for teacher + student, train/eval, short batches (torch's 8 falls short).
     torch._dynamo.config.skip_nnmodule_hook_guards = False
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     model.compile(**({} if setting is True or setting == "true" else {"backend": str(setting)}))
 
 

@@ -35,6 +35,32 @@ class TrainThroughput(pl.Callback):
         return self.samples / self.seconds if self.seconds > 0 else None
 
 
+class ThrottledProgressBar(pl.callbacks.RichProgressBar):
+    """Lightning's rich progress bar, reading the logged step values (train/loss) every `every_n_steps` training
+    batches (default: the trainer's log_every_n_steps, when the logger reads them too) instead of after every
+    batch. On a GPU each read is a host-device synchronisation (`.item()`) that leaves the GPU idle while the
+    next step's work is queued; epoch and validation values are read as before."""
+
+    def __init__(self, every_n_steps: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.every_n_steps = every_n_steps
+        self._shown: dict | None = None
+        self._between_reads = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        every = self.every_n_steps or trainer.log_every_n_steps
+        self._between_reads = self._shown is not None and (batch_idx + 1) % max(1, every) != 0
+        try:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        finally:
+            self._between_reads = False
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        if not self._between_reads:
+            self._shown = super().get_metrics(trainer, pl_module)
+        return self._shown
+
+
 class PlateauRestart(pl.Callback):
     """Comparative KD's schedule (Wilf et al., WACV 2025): when the monitored validation metric has not improved
     for `patience` epochs, reload the weights of the best checkpoint and multiply every learning rate by

@@ -153,7 +153,9 @@ class DistillationTask(ClassificationTask):
         if self.teacher.counts_training_calls:
             self.teacher_calls += len(x)
             real = idx if teacher_labelled is None else idx[~teacher_labelled]  # generated rows are no example
-            self.teacher_seen[real.cpu()] = True
+            if self.teacher_seen.device != real.device:  # kept beside the batches: no host sync per step
+                self.teacher_seen = self.teacher_seen.to(real.device)
+            self.teacher_seen[real] = True
         student_logits, student_features = self._student_forward(x)
         distill_batch = DistillBatch(inputs=x, targets=y, indices=idx, student_logits=student_logits,
                                      teacher_logits=teacher_logits, student_features=student_features,
@@ -197,7 +199,7 @@ class DistillationTask(ClassificationTask):
     def _usage_of_all_processes(self) -> tuple[int, torch.Tensor]:
         """(teacher calls, examples seen) summed over DDP's processes, each of which counts its own share."""
         if self._trainer is None:
-            return self.teacher_calls, self.teacher_seen.clone()
+            return self.teacher_calls, self.teacher_seen.cpu().clone()
         reduce = self.trainer.strategy.reduce
         calls = reduce(torch.tensor(self.teacher_calls, device=self.device), reduce_op="sum")
         seen = reduce(self.teacher_seen.to(self.device, torch.int32), reduce_op="sum")
@@ -221,7 +223,7 @@ class DistillationTask(ClassificationTask):
         usage = checkpoint.get("teacher_usage")
         if usage is not None and self.global_rank == 0:  # a resumed run keeps counting where it stopped; the
             self.teacher_calls = int(usage["calls"])      # counts are every process's, so one process holds them
-            self.teacher_seen[usage["seen"]] = True
+            self.teacher_seen[usage["seen"].to(self.teacher_seen.device)] = True
 
     def trainable_parameters(self):
         # Trainable parts of terms (regressors, embeddings, ...) learn with the student.

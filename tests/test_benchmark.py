@@ -20,7 +20,8 @@ def test_lightning_side_and_plain_loop_train_the_same_student(method):
     benchmark.run_lightning(benchmark_args(), method, trained=lightning)
     benchmark.run_loop(benchmark_args(), method, trained=loop)
     assert lightning.keys() == loop.keys()
-    start = benchmark.build_models(benchmark_args(), method, torch.zeros(2, 3, 32, 32)).model.state_dict()
+    args = benchmark_args()
+    start = benchmark.build_models(args, method, benchmark.make_loader(args)).model.state_dict()
     assert any(not torch.equal(start[k], loop[k]) for k in loop)  # the steps did train
     for key in loop:
         torch.testing.assert_close(lightning[key], loop[key], rtol=1e-4, atol=1e-5, msg=key)
@@ -47,3 +48,25 @@ def test_torchdistill_side_trains_the_same_student_as_the_loop(method):
     benchmark.run_torchdistill(benchmark_args(), method, trained=torchdistill)
     for key in loop:
         torch.testing.assert_close(torchdistill[key], loop[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_fast_path_sides_train_the_same_student_from_the_cached_teacher(monkeypatch):
+    """--fast on both sides: channels_last, batches normalised from the device-resident set, and for KD the
+    teacher's logits looked up from the cache: after the table is made, its model runs only for the task's
+    shape probe, never in a training step."""
+    lightning, loop, calls = {}, {}, []
+    made = benchmark.cached_teacher
+
+    def counting(teacher, loader, device):
+        cached = made(teacher, loader, device)
+        cached.model.register_forward_hook(lambda *_: calls.append(1))
+        return cached
+    monkeypatch.setattr(benchmark, "cached_teacher", counting)
+    args = benchmark_args(fast=True)
+    assert benchmark.caches_teacher(args, benchmark.objective_for("kd"))
+    assert not benchmark.caches_teacher(args, benchmark.objective_for("crd"))  # reads teacher features
+    benchmark.run_lightning(args, "kd", trained=lightning)
+    benchmark.run_loop(args, "kd", trained=loop)
+    assert len(calls) == 2  # one probe per side
+    for key in loop:
+        torch.testing.assert_close(lightning[key], loop[key], rtol=1e-4, atol=1e-5, msg=key)
