@@ -180,6 +180,7 @@ RULES: tuple[Rule, ...] = (
     # (whether this machine has it: Lightning's Trainer, where the run builds it; a sweep's driver may have none)
     Rule("trainer.accelerator", choice("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu"), "auto"),
     Rule("trainer.devices", Kind("a device count >= 1 (-1: all), a list of device ids, or auto", _devices), "1"),
+    Rule("trainer.num_nodes", COUNT, "2", " (machines, each running the same command)"),
     Rule("trainer.precision", Kind("one of Lightning's precisions (32-true, bf16-mixed, 16-mixed, ...)",
                                    lambda v: v in _precisions()), "32-true"),
     Rule("trainer.gradient_clip_val", optional(number(at_least=0)), "1.0"),

@@ -267,6 +267,12 @@ CLAIMS: dict[str, Claim] = {
     "ray_runner.py search=kd_temperature tune.address=auto": ray_trial("kd_temperature", **{"tune.address": "auto"}),
     "distill_train.py experiment=repdistiller/crd_resnet32x4_resnet8x4 trainer=gpu":
         each(lambda job: published_cell(job, "repdistiller/crd_resnet32x4_resnet8x4")),
+    "distill_train.py experiment=repdistiller/crd_resnet32x4_resnet8x4 trainer=ddp":
+        settings(lambda job: published_cell(job, "repdistiller/crd_resnet32x4_resnet8x4"),
+                 **{"trainer.strategy": "ddp", "trainer.devices": -1, "trainer.sync_batchnorm": True}),
+    "distill_train.py experiment=repdistiller/crd_resnet32x4_resnet8x4 trainer=ddp trainer.num_nodes=2":
+        settings(lambda job: published_cell(job, "repdistiller/crd_resnet32x4_resnet8x4"),
+                 **{"trainer.strategy": "ddp", "trainer.num_nodes": 2}),
     "train.py data=imdb model=lstm": settings(lambda job: no_recipe(job, "imdb"), **{"model.name": "lstm"}),
     "distill_train.py ~experiment data=imdb kd=kd teacher/model=lstm student=lstm student.hidden_size=32":
         settings(lambda job: pair(job, "imdb", "lstm", "lstm"), **{"student.hidden_size": 32}),
