@@ -20,15 +20,13 @@ import torch
 
 
 from datamodules import CIFAR10DataModule
+from datamodules.cifar_files import accept_unverified_cifar_files, write_random_cifar
 
 
 def fake_cifar(folder: Path, images: int) -> None:
     """Random CIFAR-10 files in torchvision's layout, let through its md5 check (they are not the real set)."""
-    import torchvision
-    from tests.fake_cifar import write_fake_cifar
-    write_fake_cifar(folder, "cifar10", n_train=images, n_test=100)
-    torchvision.datasets.CIFAR10._check_integrity = lambda self: True
-    torchvision.datasets.cifar.check_integrity = lambda path, md5=None: True
+    write_random_cifar(folder, "cifar10", n_train=images, n_test=100)
+    accept_unverified_cifar_files()
 
 
 def epoch_rate(loader, device: torch.device | None, warm_up: bool = True) -> float:

@@ -130,20 +130,14 @@ def fresh(plan: Plan) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ data
-def patch_cifar_md5() -> None:
-    """torchvision checks the real files' md5 sums; the check's random files are let through."""
-    import torchvision
-    torchvision.datasets.CIFAR10._check_integrity = lambda self: True
-    torchvision.datasets.cifar.check_integrity = lambda path, md5=None: True
-
-
 def make_workspace(plan: Plan, folder: Path) -> dict:
-    """Random CIFAR-100 files in torchvision's layout and a random teacher's state dict (a foreign checkpoint,
-    built as teacher/model)."""
+    """Random CIFAR-100 files in torchvision's layout (let through its md5 check in this process) and a random
+    teacher's state dict (a foreign checkpoint, built as teacher/model)."""
     import torch
     from models import build_model
-    from tests.fake_cifar import write_fake_cifar
-    write_fake_cifar(folder / "data", "cifar100", n_train=plan.train_images, n_test=plan.test_images)
+    from datamodules.cifar_files import accept_unverified_cifar_files, write_random_cifar
+    write_random_cifar(folder / "data", "cifar100", n_train=plan.train_images, n_test=plan.test_images)
+    accept_unverified_cifar_files()
     torch.manual_seed(0)
     teacher = folder / f"{plan.teacher}.pt"
     torch.save(build_model(plan.teacher, 100).state_dict(), teacher)
@@ -350,7 +344,8 @@ def ddp_worker(plan: Plan, workspace: dict, out: Path) -> None:
     from runs.training import run_distill
     if plan.threads:
         torch.set_num_threads(plan.threads)
-    patch_cifar_md5()
+    from datamodules.cifar_files import accept_unverified_cifar_files
+    accept_unverified_cifar_files()
     overrides = [f"experiment={RECIPE}", "trainer.max_epochs=1", f"data.train_subset={min(512, plan.train_images)}",
                  f"data.test_subset={min(256, plan.test_images)}", "data.num_workers=0",
                  "trainer.enable_progress_bar=false"]
@@ -422,7 +417,6 @@ def main(argv=None) -> None:
              or sorted(p.stem for p in (CFG_DIR / "kd").glob("*.yaml")))
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as folder:
         workspace = make_workspace(plan, Path(folder))
-        patch_cifar_md5()
         steps = {"ddp": lambda: ddp_section(plan, report, clock, workspace, out),
                  "sides": lambda: sides_section(plan, report, clock, "sides", sides, fast=False),
                  "fast_path": lambda: sides_section(plan, report, clock, "fast_path", ["lightning", "loop"], fast=True),
