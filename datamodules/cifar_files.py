@@ -16,7 +16,7 @@ def _dump(path: Path, content: dict) -> None:
 
 
 def write_random_cifar(root: Path, variant: str = "cifar10", n_train: int = 100, n_test: int = 20,
-                     seed: int = 0) -> dict[str, np.ndarray]:
+                       seed: int = 0) -> dict[str, np.ndarray]:
     """Writes random images under root/cifar-10-batches-py or root/cifar-100-python.
 
     Returns the raw arrays: train/test rows as in the files (N x 3072, CHW order), the same images as

@@ -21,10 +21,10 @@ from errors import ConfigError
 from losses.base import DistillBatch, DistillTerm
 
 
-def check_same_shape(tap: str, student_shapes, teacher_shapes, key: str) -> None:
+def check_same_shape(tap: str, student_shapes, teacher_shapes, who: str) -> None:
     student, teacher = tuple(student_shapes[tap][1:]), tuple(teacher_shapes[tap][1:])
     if student != teacher:
-        raise ConfigError(f"{key} compares the student's and the teacher's '{tap}' directly, but their shapes differ "
+        raise ConfigError(f"{who} compares the student's and the teacher's '{tap}' directly, but their shapes differ "
                           f"({student} vs {teacher}); use a pair whose '{tap}' widths match (e.g. ResNet-34 -> "
                           f"ResNet-18 embeddings, both 512) or a method with a regressor (kd=fitnet)")
 
