@@ -161,10 +161,12 @@ def build_models(args, method: str, loader):
                             channels_last=args.fast)
 
 
-def optimizer_for(parameters, device):
+def sgd():
+    """The optimizer of every side: (a) gets it as a configured optimizer (cfg/optimizer/sgd.yaml's partial), which
+    the task builds fused where torch has the kernel; (b) builds it the same way."""
+    from functools import partial
     import torch
-    fused = {"fused": True} if device.type == "cuda" else {}
-    return torch.optim.SGD(parameters, lr=0.05, momentum=0.9, weight_decay=5e-4, **fused)
+    return partial(torch.optim.SGD, lr=0.05, momentum=0.9, weight_decay=5e-4)
 
 
 def compile_models(args, models) -> None:
@@ -184,7 +186,7 @@ def run_lightning(args, method: str, trained: dict | None = None) -> dict:
     if method == "student":  # training from scratch: the classification task, no teacher at all
         from tasks.classification import ClassificationTask
         task = ClassificationTask(task.model, 100, None, channels_last=args.fast)
-    task.optimizer_factory = lambda parameters: optimizer_for(parameters, torch.device(args.device))
+    task.optimizer_factory = sgd()
     compile_models(args, [task.model, *(task.teacher.members if method != "student" else [])])
     timer = Timer(args, torch.device(args.device))
     trainer = pl.Trainer(accelerator="gpu" if args.device.startswith("cuda") else "cpu", devices=1,
@@ -202,7 +204,7 @@ def run_loop(args, method: str, trained: dict | None = None) -> dict:
     """(b) The hand-written loop: the same step as DistillationTask.training_step, without the framework."""
     import torch
     from losses import DistillBatch
-    from tasks.classification import seed_training_step
+    from tasks.classification import fused_where_possible, seed_training_step
     device = torch.device(args.device)
     loader = make_loader(args)
     task = build_models(args, method, loader)  # the same models and terms; only their modules are used
@@ -211,13 +213,13 @@ def run_loop(args, method: str, trained: dict | None = None) -> dict:
         student.to(memory_format=torch.channels_last)
         teacher.to(memory_format=torch.channels_last)
     compile_models(args, [student, *(teacher.members if method != "student" else [])])
-    optimizer = optimizer_for([*student.parameters(), *objective.parameters()], device)
+    optimizer = fused_where_possible(sgd(), [*student.parameters(), *objective.parameters()])  # as the task does
     student.train()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
     timer = Timer(args, device)
     for step, (x, y, index) in enumerate(loader):
         timer.step()
-        seed_training_step(task.seed, step)  # as the task does at each step
+        seed_training_step(task.seed, step, device=device)  # as the task does at each step
         x, y, index = x.to(device, non_blocking=True), y.to(device, non_blocking=True), index.to(device)
         if args.fast:
             x = x.contiguous(memory_format=torch.channels_last)
