@@ -66,6 +66,7 @@ class ClassificationTask(pl.LightningModule):
         # integer mean of the processes' example counts (a truncated one when their shares differ).
         self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
         self.train_means = EpochMeans()
+        self.marks_graph_steps = False  # compile=graphs: each training step starts a new round of CUDA graph replays
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "_current_fx_name":  # Lightning sets it twice around each of the ~25 hook calls of a step: a
@@ -86,6 +87,8 @@ class ClassificationTask(pl.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         seed_training_step(self.seed, self.global_step, self.global_rank, self.device)
+        if self.marks_graph_steps:  # the graphs' outputs of the last step may be overwritten from here on
+            torch.compiler.cudagraph_mark_step_begin()
 
     def training_step(self, batch, batch_idx):
         x, y, _ = batch

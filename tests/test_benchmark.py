@@ -1,11 +1,11 @@
-"""scripts/benchmark.py compares like with like: (a) the Lightning module and (b) the plain loop train the
+"""The benchmark (scripts/benchmark.py, benchmarks/training.py) compares like with like: (a) the Lightning module and (b) the plain loop train the
 same student to the same weights, for each method it times."""
 import argparse
 
 import pytest
 import torch
 
-from scripts import benchmark
+from benchmarks import training as benchmark
 
 
 def benchmark_args(**overrides) -> argparse.Namespace:

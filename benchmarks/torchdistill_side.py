@@ -6,8 +6,8 @@ negatives, CE 1 + CRD 0.8), always in fp32, driven the way torchdistill's exampl
 """
 from __future__ import annotations
 
-from scripts.benchmark_inputs import CIFAR100_TRAIN, CRD_NEGATIVES, images_needed, normalise, random_cifar100
-from scripts.benchmark_timing import Timer
+from benchmarks.inputs import CIFAR100_TRAIN, CRD_NEGATIVES, images_needed, normalise, random_cifar100
+from benchmarks.timing import Timer
 
 
 def torchdistill_config(args, method: str, teacher, student) -> dict:
