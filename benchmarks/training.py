@@ -289,7 +289,7 @@ def run_loop(args, method: str, trained: dict | None = None) -> dict:
 
 
 def run_torchdistill(args, method: str, trained: dict | None = None) -> dict:
-    """(c): scripts/benchmark_torchdistill.py."""
+    """(c): benchmarks/torchdistill_side.py."""
     from benchmarks.torchdistill_side import run_torchdistill as run
     return run(args, method, trained)
 
@@ -471,7 +471,8 @@ def markdown_table(rows: list[dict], sides: list[str], per_step: bool = False) -
                  + [" / ".join(figure(r.get(f"{s}_peak_mb"), "{:.0f}") for s in sides)]
                  + ([" / ".join(figure(r.get(f"{s}_gpu_busy"), "{:.0%}") for s in sides)] if busy else [])
                  + ([" / ".join(figure(r.get(f"{s}_step_ms_median"), "{:.2f}") for s in sides),
-                     " / ".join(figure(_ms(r.get(f"{s}_cpu_s_per_step")), "{:.2f}") for s in sides)] if per_step else [])
+                     " / ".join(figure(_ms(r.get(f"{s}_cpu_s_per_step")), "{:.2f}") for s in sides)]
+                    if per_step else [])
                  + ([figure(r.get("cifar100_epoch_s"), "{:.0f} s")] if has_a and not per_step else []))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

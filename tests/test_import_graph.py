@@ -1,4 +1,5 @@
-"""Imports run one way: scripts -> benchmarks, entry points -> runs -> tasks -> losses, datamodules -> models -> errors.
+"""Imports run one way: scripts -> benchmarks and entry points -> runs -> tasks -> losses, datamodules -> models
+-> errors.
 No package imports one above it, and no modules import each other in a circle; imports inside functions
 count too, so a local import cannot hide either."""
 import ast
