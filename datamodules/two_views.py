@@ -32,6 +32,10 @@ class Views(NamedTuple):
     weak: torch.Tensor
     strong: torch.Tensor
 
+    def others(self) -> dict[str, torch.Tensor]:
+        """The views beyond the weak one, by name (what a term reads as batch.views[name])."""
+        return {STRONG: self.strong}
+
 
 class TwoViewDataset(Dataset):
     """An IndexedDataset's examples as (Views(weak, strong), y, index): `examples.transform` makes the weak view,

@@ -247,6 +247,9 @@ RULES: tuple[Rule, ...] = (
     Rule("kd.terms.*.temperature", number(above=0), "4"),
     Rule("kd.terms.*.temperature_*", number(above=0), "4"),
     Rule("kd.terms.*.*_temperature", optional(number(above=0)), "1.0", " (null: the term's temperature)"),
+    Rule("kd.terms.*.temperatures", list_of(number(above=0), "a non-empty list of numbers > 0", lambda v: len(v) > 0),
+         "[4.0,3.0,5.0,2.0,6.0]"),
+    Rule("kd.terms.*.standardize", BOOLEAN, "true", " (logit standardization before the temperature)"),
     # sweeps (ray_runner.py)
     Rule("tune.num_samples", COUNT, "1"),
     Rule("tune.max_concurrent", optional(COUNT), "2"),
