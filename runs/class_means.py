@@ -6,6 +6,7 @@ every resume computes the same centres."""
 from __future__ import annotations
 
 import logging
+from typing import Iterable
 
 import torch
 from omegaconf import DictConfig
@@ -21,19 +22,16 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def teacher_class_means(model: torch.nn.Module, dataset, tap: str, num_classes: int, cfg: DictConfig
-                        ) -> torch.Tensor:
-    """(num_classes, feature size): the mean of `model`'s flattened `tap` feature over each class's examples of
-    `dataset`; a class without examples gets zeros (no training batch ever carries its label)."""
-    device = _device(cfg)
+def teacher_class_means(model: torch.nn.Module, batches: Iterable, tap: str, num_classes: int,
+                        device: torch.device | str = "cpu") -> torch.Tensor:
+    """(num_classes, feature size): the mean of `model`'s flattened `tap` feature over each class's examples in
+    `batches` ((x, y, ...) tuples); a class without examples gets zeros (no training batch ever carries its label)."""
     was_training = model.training
     model.eval().to(device)
     taps = FeatureTaps(model, [tap])
-    loader = DataLoader(dataset, batch_size=int(cfg.data.get("eval_batch_size") or cfg.data.batch_size),
-                        num_workers=int(cfg.data.get("num_workers") or 0))
     sums, counts = None, torch.zeros(num_classes, device=device)
     try:
-        for x, y, _ in loader:
+        for x, y, *_ in batches:
             model(x.to(device))
             feature = taps.pop()[tap].flatten(1).float()
             y = y.to(device)
@@ -47,16 +45,25 @@ def teacher_class_means(model: torch.nn.Module, dataset, tap: str, num_classes: 
     return (sums / counts.clamp_min(1).unsqueeze(1)).cpu()
 
 
-def bind_class_means(objective: DistillationObjective, teacher: FrozenTeacher, datamodule, cfg: DictConfig) -> None:
-    """Gives each term that names a `teacher_class_means` tap the teacher's per-class means of it (before the
-    task sets the terms up). The datamodule is set up."""
-    wanted = {term.teacher_class_means for term in objective.terms.values()} - {None}
-    if not wanted:
-        return
-    dataset = ViewDataset(datamodule.train_set, 1, int(cfg.teacher.get("view_seed") or 0))
-    for tap in sorted(wanted):
-        log.info("computing the teacher's per-class means of '%s' over %d training examples", tap, len(dataset))
-        means = teacher_class_means(teacher.model, dataset, tap, datamodule.num_classes, cfg)
+def bind_class_means(objective: DistillationObjective, model: torch.nn.Module, batches: Iterable, num_classes: int,
+                     device: torch.device | str = "cpu") -> None:
+    """Gives each term that names a `teacher_class_means` tap `model`'s per-class means of it over `batches`, before
+    the task sets the terms up. Scripts that build a task by hand (benchmark, support matrix) pass their batch."""
+    batches = list(batches) if not isinstance(batches, DataLoader) else batches
+    for tap in sorted({term.teacher_class_means for term in objective.terms.values()} - {None}):
+        means = teacher_class_means(model, batches, tap, num_classes, device)
         for term in objective.terms.values():
             if term.teacher_class_means == tap:
                 term.bind_teacher_class_means(means)
+
+
+def bind_training_class_means(objective: DistillationObjective, teacher: FrozenTeacher, datamodule, cfg: DictConfig
+                              ) -> None:
+    """bind_class_means over the training set (the datamodule is set up), on the run's device."""
+    if all(term.teacher_class_means is None for term in objective.terms.values()):
+        return
+    dataset = ViewDataset(datamodule.train_set, 1, int(cfg.teacher.get("view_seed") or 0))
+    log.info("computing the teacher's per-class means over %d training examples", len(dataset))
+    loader = DataLoader(dataset, batch_size=int(cfg.data.get("eval_batch_size") or cfg.data.batch_size),
+                        num_workers=int(cfg.data.get("num_workers") or 0))
+    bind_class_means(objective, teacher.model, loader, datamodule.num_classes, _device(cfg))

@@ -257,9 +257,8 @@ def test_teacher_class_means_are_per_class_averages_over_the_data():
     model.classifier_name = "2"
     x = torch.randn(9, 3, generator=torch.Generator().manual_seed(3))
     y = torch.tensor([0, 2, 2, 0, 0, 2, 0, 2, 2])  # class 1 never appears
-    dataset = [(x[i], y[i], torch.tensor(i)) for i in range(9)]
-    cfg = OmegaConf.create({"data": {"batch_size": 4}, "trainer": {"accelerator": "cpu"}})
-    means = teacher_class_means(model, dataset, "embedding", 3, cfg)
+    batches = [(x[i:i + 4], y[i:i + 4], torch.arange(i, min(i + 4, 9))) for i in range(0, 9, 4)]
+    means = teacher_class_means(model, batches, "embedding", 3)
     embedding = model[1](model[0](x)).detach()
     for k in range(3):
         members = [embedding[i] for i in range(9) if int(y[i]) == k]
@@ -297,3 +296,27 @@ def test_bad_ttm_options_are_refused_before_training(key, value):
     cfg = compose_config("distill", ["kd=ttm", f"{key}={value}"])
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         check_values(cfg)
+
+
+# ----------------------------------------------------------------------------------------------- cells
+def test_every_published_number_has_a_cell():
+    from scripts import experiments
+    from scripts.experiments import clskd, kdpp, ttm
+
+    assert len(experiments.names("ttm")) == sum(len(row) for row in ttm.TTM_RESULTS.values()) == 26
+    assert len(experiments.names("kdpp")) == 2 * len(kdpp.ND_RESULTS) == 12
+    assert set(kdpp.ND_KDPP) == set(kdpp.ND_DKDPP) == set(kdpp.ND_RESULTS)
+    assert experiments.names("clskd") == sorted(f"clskd/nkd_{t}_{s}" for t, s in clskd.NKD_IMAGENET)
+
+
+def test_kdpp_cells_run_the_anchors_recipe():
+    from tests.helpers import compose_config
+
+    cfg = compose_config("distill", ["experiment=kdpp/dkdpp_resnet32x4_shufflenetv1"])
+    assert (cfg.data.batch_size, cfg.optimizer.lr, cfg.optimizer.nesterov, cfg.trainer.max_epochs) == (128, 0.02, True, 240)
+    dkd, nd = cfg.kd.terms.dkd, cfg.kd.terms.nd
+    assert (dkd.weight_tckd, dkd.weight_nckd, nd.weight, cfg.published.value) == (0.5, 8.0, 4.0, 77.11)
+    kd = compose_config("distill", ["experiment=kdpp/kdpp_resnet32x4_resnet8x4"])
+    assert (kd.optimizer.lr, kd.kd.terms.kd.weight, kd.kd.terms.nd.weight, kd.published.value) == (0.1, 3.5, 2.0, 75.54)
+    wttm = compose_config("distill", ["experiment=ttm/wttm_vgg13_mobilenetv2"])
+    assert wttm.kd.terms.ttm.sample_weighted and wttm.optimizer.lr == 0.01 and wttm.published.value == 69.16
