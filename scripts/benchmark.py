@@ -143,7 +143,6 @@ def build_models(args, method: str, loader):
     import torch
     from models import build_model
     from models.teachers import FrozenTeacher
-    from runs.class_means import bind_class_means
     from tasks.distillation import DistillationTask
     torch.manual_seed(0)
     teacher = FrozenTeacher(build_model(args.teacher, 100))
@@ -153,7 +152,6 @@ def build_models(args, method: str, loader):
         teacher = cached_teacher(teacher, loader, torch.device(args.device))
     example = next(iter(loader))[0][:2].to("cpu")
     teacher.to("cpu")
-    bind_class_means(objective, teacher.model, [next(iter(loader))[:2]], 100)  # KD++'s class centres, from one batch
     # CRD's memory holds a CIFAR-100-sized training set: the loader's images with their labels, then others
     train_labels = torch.arange(CIFAR100_TRAIN) % 100
     train_labels[: images_needed(args)] = random_cifar100(images_needed(args))[1]
