@@ -247,6 +247,13 @@ RULES: tuple[Rule, ...] = (
     Rule("kd.terms.*.temperature", number(above=0), "4"),
     Rule("kd.terms.*.temperature_*", number(above=0), "4"),
     Rule("kd.terms.*.*_temperature", optional(number(above=0)), "1.0", " (null: the term's temperature)"),
+    Rule("kd.terms.*.exponent", number(above=0), "0.1", " (TTM's gamma = 1/T)"),
+    Rule("kd.terms.*.sample_weighted", BOOLEAN, "true", " (WTTM)"),
+    Rule("kd.terms.*.weight_target", number(at_least=0), "0.1"),
+    Rule("kd.terms.*.weight_non_target", number(at_least=0), "0.1"),
+    Rule("kd.terms.*.weight_weak", number(at_least=0), "0.1"),
+    Rule("kd.terms.*.rank_with_probabilities", BOOLEAN, "false"),
+    Rule("kd.terms.*.centres", choice("class_mean", "classifier"), "class_mean", " (KD++'s class centres)"),
     # sweeps (ray_runner.py)
     Rule("tune.num_samples", COUNT, "1"),
     Rule("tune.max_concurrent", optional(COUNT), "2"),
