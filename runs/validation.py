@@ -247,6 +247,9 @@ RULES: tuple[Rule, ...] = (
     Rule("kd.terms.*.temperature", number(above=0), "4"),
     Rule("kd.terms.*.temperature_*", number(above=0), "4"),
     Rule("kd.terms.*.*_temperature", optional(number(above=0)), "1.0", " (null: the term's temperature)"),
+    Rule("kd.terms.*.standardize", BOOLEAN, "true", " (logit standardization: z-score each row of logits)"),
+    Rule("kd.terms.*.lambda_epochs", COUNT, "10", " (CTKD: epochs of the reversal curriculum)"),
+    Rule("kd.terms.*.lambda_m*", number(at_least=-1, at_most=1), "-1.0", " (CTKD: the reversal strength lambda)"),
     # sweeps (ray_runner.py)
     Rule("tune.num_samples", COUNT, "1"),
     Rule("tune.max_concurrent", optional(COUNT), "2"),
