@@ -17,7 +17,7 @@ from losses import DistillationObjective, DistillBatch, DistillTerm
 from losses.base import TupleBatches
 from models.teachers import FrozenTeacher
 from tasks.classification import ClassificationTask
-from tasks.dot import DistillationOrientedTrainer, split_losses
+from tasks.dot import split_losses, takes_split_gradients
 from models.features import FeatureTaps
 from tasks.metrics import CKATaps, FidelityMetrics, FidelitySettings, fidelity_settings
 from tasks.phases import Phase, phase_at, starts_a_phase
@@ -52,7 +52,7 @@ class DistillationTask(ClassificationTask):
         self.teacher_seen = torch.zeros(max(num_train, 1), dtype=torch.bool)
         object.__setattr__(self, "teacher", teacher)
         self.objective = objective
-        self.dot_optimizer: DistillationOrientedTrainer | None = None  # set by configure_optimizers under optimizer=dot
+        self.split_optimizer = None  # set by configure_optimizers under optimizer=dot (tasks/dot.py)
         for term in objective.terms.values():
             term.bind_models(student, teacher.model)
         self.student_taps = FeatureTaps(student, objective.student_taps)
@@ -127,12 +127,12 @@ class DistillationTask(ClassificationTask):
         optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
         for group in optimizer.param_groups:
             group["main_lr"] = group["lr"]  # kept in the optimizer's state dict, so a resumed run has it too
-        self.dot_optimizer = optimizer if isinstance(optimizer, DistillationOrientedTrainer) else None
-        if self.dot_optimizer is not None:
-            self._check_dot(self.dot_optimizer)
+        self.split_optimizer = optimizer if takes_split_gradients(optimizer) else None
+        if self.split_optimizer is not None:
+            self._check_split_optimizer(self.split_optimizer)
         return configured
 
-    def _check_dot(self, optimizer: DistillationOrientedTrainer) -> None:
+    def _check_split_optimizer(self, optimizer) -> None:
         unknown = sorted(set(optimizer.task_terms) - set(self.objective.terms))
         if unknown:
             raise ConfigError(f"optimizer.task_terms names {unknown}, which are not terms of this method; name some of "
@@ -190,7 +190,7 @@ class DistillationTask(ClassificationTask):
         """What Lightning back-propagates: the total; under optimizer=dot (tasks/dot.py), which keeps the task and
         distillation gradients apart, the task terms' sum, after the distillation terms' gradient (computed first,
         as the anchor does) is handed to the optimizer."""
-        optimizer = self.dot_optimizer
+        optimizer = self.split_optimizer
         if optimizer is None:
             return total
         task, distillation = split_losses(self.phase.weights if self.phase else self.objective.main_weights, values,

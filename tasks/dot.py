@@ -81,6 +81,12 @@ class DistillationOrientedTrainer(torch.optim.Optimizer):
         return loss
 
 
+def takes_split_gradients(optimizer) -> bool:
+    """Whether `optimizer` wants the distillation gradient apart from the task's (DOT, or another optimizer with
+    `task_terms` and `hold_distillation_gradients`: docs/extending.md)."""
+    return hasattr(optimizer, "task_terms") and hasattr(optimizer, "hold_distillation_gradients")
+
+
 def split_losses(weights: dict[str, float], values: dict[str, torch.Tensor], task_terms: Sequence[str]):
     """(task loss, distillation loss): the weighted sums of the step's task terms and of its other terms; None
     for a group with no term in this step."""

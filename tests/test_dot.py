@@ -149,3 +149,32 @@ def test_killed_dot_run_with_a_learned_temperature_resumes_to_the_unkilled_one(d
     for slot, buffers in states[0].items():
         for name, value in buffers.items():
             torch.testing.assert_close(states[1][slot][name], value, msg=f"{slot}.{name}")
+
+
+def test_no_host_read_in_a_ctkd_and_dot_step(monkeypatch):
+    """Neither the learned temperature (its curriculum reads the batch's epoch, a Python int) nor DOT's split step
+    reads a device value back: every tensor-to-host conversion raises inside them."""
+    from losses.ctkd import CTKDTerm
+    from tasks.dot import split_losses
+    from tests.test_logit_losses import make_batch
+    torch.manual_seed(0)
+    student = nn.Linear(6, 4)
+    term = CTKDTerm(weight=0.9)
+    optimizer = DistillationOrientedTrainer([*student.parameters(), *term.parameters()], lr=0.1, weight_decay=5e-4)
+    batch = make_batch(batch_size=5, num_classes=4)
+    batch.student_logits = student(torch.randn(5, 6))
+    batch.epoch = 3
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a host read in the step")
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "cpu", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    values = {"ce": nn.functional.cross_entropy(batch.student_logits, batch.targets), "kd": term(batch)}
+    task, distillation = split_losses({"ce": 0.1, "kd": 0.9}, values, optimizer.task_terms)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    optimizer.hold_distillation_gradients(
+        params, torch.autograd.grad(distillation, params, retain_graph=True, allow_unused=True))
+    task.backward()
+    optimizer.step()
+    monkeypatch.undo()
+    assert "momentum_kd_buffer" in optimizer.state[term.temperature_module.raw]
