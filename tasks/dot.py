@@ -100,6 +100,11 @@ def refuse_unsupported_trainer(trainer_cfg) -> None:
     if int(trainer_cfg.get("accumulate_grad_batches") or 1) > 1:
         raise ConfigError("optimizer=dot holds one batch's distillation gradient per step, so it cannot accumulate "
                           "batches; use trainer.accumulate_grad_batches=1 (or a larger data.batch_size)")
+    devices, nodes = trainer_cfg.get("devices"), int(trainer_cfg.get("num_nodes") or 1)
+    if nodes > 1 or (isinstance(devices, int) and devices > 1) or (not isinstance(devices, (int, str)) and
+                                                                     devices is not None and len(devices) > 1):
+        raise ConfigError("optimizer=dot computes the distillation gradient apart from DDP's synchronised backward, "
+                          "so it runs on one process (as mdistiller's DataParallel does); use trainer.devices=1")
     if trainer_cfg.get("gradient_clip_val"):
         raise ConfigError("optimizer=dot keeps the distillation gradient apart from the one Lightning clips; use "
                           "trainer.gradient_clip_val=null with it")

@@ -121,6 +121,7 @@ def dot_config(data_dir, outputs, teacher, *extra):
 def test_settings_dot_cannot_honour_are_refused_before_training(data_dir, outputs, teacher):
     for extra, match in [("+trainer.accumulate_grad_batches=2", "cannot accumulate"),
                          ("trainer.gradient_clip_val=1.0", "gradient_clip_val=null"),
+                         ("trainer.devices=2", "runs on one process"),
                          ("optimizer.delta=-0.1", "optimizer.delta=-0.1: must be a number in \\[0, 1\\)")]:
         with pytest.raises(ConfigError, match=match):
             check_config(dot_config(data_dir, outputs, teacher, extra))
