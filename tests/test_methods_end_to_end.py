@@ -1,8 +1,8 @@
 """Every `kd=NAME` runs a few steps end to end through the distillation run on CPU, on RepDistiller's
 resnet32x4 -> resnet8x4 and (methods that read features) on a cross-architecture pair, on fake CIFAR-100. Methods indexed by channel
 (FSP, KD-SVD), comparing maps position by position without a connector (DIST+) or comparing the embeddings
-directly (L2 and PAD-L2 on them) cannot serve vgg13 -> mobilenetv2; they must refuse it with their reason and run instead on a cross-architecture pair of equal widths (WRN-40-1 ->
-ResNet-20, both 16/16/32/64 channels)."""
+directly (L2 and PAD-L2 on them) cannot serve vgg13 -> mobilenetv2; they must refuse it with their reason and
+run instead on a cross-architecture pair of equal widths (WRN-40-1 -> ResNet-20, both 16/16/32/64 channels)."""
 from pathlib import Path
 
 import pytest
