@@ -2,8 +2,17 @@
 the behaviour the project had before its fix."""
 from __future__ import annotations
 
+import copy
 import re
+from types import SimpleNamespace
 
+import pytest
+import torch
+from torch import nn
+
+from errors import ConfigError
+from losses import DistillationObjective, KDTerm
+from models.teachers import CrossFitTeacher, FrozenTeacher
 from scripts import experiments
 from scripts.experiments.cells import KD_DIR
 
@@ -19,3 +28,52 @@ def test_method_configs_suggest_no_renamed_key():
     """kd.stages was renamed kd.phases (tasks/phases.py refuses the old key): no method config may suggest it."""
     stale = [path.name for path in KD_DIR.glob("*.yaml") if "kd.stages" in path.read_text()]
     assert not stale
+
+
+# -- the teacher's BatchNorm on batch statistics (mdistiller's OFD, torchdistill since 2023) --------------------
+def small_bn_net(seed=0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(5))
+    net(torch.randn(2, 3, 6, 6))
+    net.num_classes = 5
+    with torch.no_grad():  # running statistics unlike any batch's, so the two modes give different outputs
+        net[1].running_mean.fill_(0.5)
+        net[1].running_var.fill_(4.0)
+    return net
+
+
+@pytest.mark.parametrize("kind", ["single", "crossfit"])
+def test_teacher_batchnorm_on_batch_statistics_moves_nothing(kind):
+    net = small_bn_net()
+    reference = copy.deepcopy(net)
+    x = torch.randn(6, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    indices = torch.arange(6)
+    teacher = (FrozenTeacher(net, batchnorm="batch") if kind == "single" else
+               CrossFitTeacher([net, copy.deepcopy(net)], torch.tensor([0, 0, 0, 1, 1, 1]), batchnorm="batch"))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    logits, _ = teacher(x, indices)
+    with torch.no_grad():
+        train_mode = copy.deepcopy(reference).train()
+        rows = [slice(0, 6)] if kind == "single" else [slice(0, 3), slice(3, 6)]  # a fold's rows form its batch
+        expected = torch.cat([train_mode(x[r]) for r in rows])
+        held_out = reference.eval()(x)
+    assert torch.allclose(logits, expected, atol=1e-5)  # the batch's own statistics, as in train mode
+    assert not torch.allclose(logits, held_out, atol=1e-3)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # running stats, counter, weights
+    assert not net.training and not net[1].training and net[1].track_running_stats  # modes restored
+    ensemble = held_out if kind == "single" else held_out.log_softmax(dim=1)  # cross-fit: both (equal) members
+    assert torch.allclose(teacher(x)[0], ensemble, atol=1e-5)  # held-out data: running statistics
+    assert torch.allclose(FrozenTeacher(small_bn_net())(x, indices)[0], held_out, atol=1e-5)  # default: running
+
+
+def test_teacher_batchnorm_on_batch_statistics_is_never_cached():
+    from models.teachers import CachedTeacher
+    from runs.training import teacher_outputs_are_fixed
+    with pytest.raises(ConfigError, match="cannot be cached"):
+        CachedTeacher(FrozenTeacher(small_bn_net(), batchnorm="batch"), torch.zeros(4, 1, 5), 0)
+    with pytest.raises(ConfigError, match="teacher.batchnorm"):
+        FrozenTeacher(small_bn_net(), batchnorm="train")
+    logit_only = DistillationObjective({"kd": KDTerm()})
+    data = SimpleNamespace(augments=False)
+    assert teacher_outputs_are_fixed(data, logit_only, None) and not teacher_outputs_are_fixed(
+        data, logit_only, None, "batch")
