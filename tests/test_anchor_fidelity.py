@@ -12,6 +12,7 @@ from torch import nn
 
 from errors import ConfigError
 from losses import DistillationObjective, KDTerm
+from losses.ofd import OFDTerm, margin_from_batchnorm
 from models.teachers import CrossFitTeacher, FrozenTeacher
 from scripts import experiments
 from scripts.experiments.cells import KD_DIR
@@ -77,3 +78,24 @@ def test_teacher_batchnorm_on_batch_statistics_is_never_cached():
     data = SimpleNamespace(augments=False)
     assert teacher_outputs_are_fixed(data, logit_only, None) and not teacher_outputs_are_fixed(
         data, logit_only, None, "batch")
+
+
+# -- OFD as mdistiller runs it ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("teacher,student,count", [("vgg13", "vgg8", 4), ("resnet32x4", "resnet8x4", 3),
+                                                   ("vgg13", "mobilenetv2", 4)])
+def test_ofd_distils_every_stage_but_the_stem_by_default(teacher, student, count):
+    """mdistiller's OFD reads preact_feats[1:] of both models (aligned from the deep end): 4 stages for VGG, where
+    the old default [-3, -2, -1] took 3."""
+    from models import build_model
+    term = OFDTerm()
+    term.bind_models(build_model(student, 10), build_model(teacher, 10))
+    assert term.student_taps == tuple(f"preact:{i}" for i in range(-count, 0))
+
+
+def test_ofd_margin_takes_the_batchnorm_scale_as_its_absolute_value():
+    """mdistiller: s = abs(gamma); a negative gamma describes the same pre-activation distribution."""
+    positive, negative = nn.BatchNorm2d(2), nn.BatchNorm2d(2)
+    positive.weight.data, negative.weight.data = torch.tensor([1.5, 0.5]), torch.tensor([-1.5, -0.5])
+    positive.bias.data = negative.bias.data = torch.tensor([0.3, -0.2])
+    torch.testing.assert_close(margin_from_batchnorm(negative), margin_from_batchnorm(positive))
+    assert (margin_from_batchnorm(negative) < 0).all()
