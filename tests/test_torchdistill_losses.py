@@ -192,3 +192,25 @@ def test_dist_plus_refuses_maps_of_different_shapes_and_unknown_forms():
         set_up(DISTPlusTerm(), batch)
     with pytest.raises(ConfigError, match="channel_form"):
         DISTPlusTerm(channel_form="cosine")
+
+
+# ----------------------------------------------------------------------------------------------- the cells
+@pytest.mark.parametrize("cell,optimizer,lr,weight_decay,published", [
+    ("ickd_resnet34_resnet18", "AdamW", 0.0002, 0.0005, 68.34),
+    ("srd_resnet34_resnet18", "SGD", 0.1, 0.0001, 71.92),
+    ("dist_plus_resnet34_resnet18", "SGD", 0.1, 0.0001, 71.37)])
+def test_torchdistill_cells_of_the_new_methods(cell, optimizer, lr, weight_decay, published):
+    from tests.helpers import compose_config
+    cfg = compose_config("distill", [f"experiment=torchdistill/{cell}"])
+    assert cfg.optimizer._target_ == f"torch.optim.{optimizer}"
+    assert (cfg.optimizer.lr, cfg.optimizer.weight_decay, cfg.data.batch_size, cfg.trainer.devices) == (
+        lr, weight_decay, 256, 1)
+    assert cfg.published.value == published and cfg.teacher.batchnorm == "batch"  # published after fcc8727
+
+
+@pytest.mark.parametrize("cell,batchnorm", [("dist_resnet34_resnet18", "batch"), ("kd_resnet34_resnet18", "running"),
+                                            ("reviewkd_resnet34_resnet18", "running")])
+def test_torchdistill_cells_run_the_teacher_mode_of_their_run(cell, batchnorm):
+    """Runs logged in 2020-2021 had the teacher in eval mode; those published after May 2023 in train mode."""
+    from tests.helpers import compose_config
+    assert compose_config("distill", [f"experiment=torchdistill/{cell}"]).teacher.batchnorm == batchnorm
