@@ -3,6 +3,7 @@ the behaviour the project had before its fix."""
 from __future__ import annotations
 
 import copy
+import math
 import re
 from types import SimpleNamespace
 
@@ -113,3 +114,26 @@ def test_torchdistill_at_and_tfkd_run_the_one_gpu_layout_and_say_why(cell, logge
     header = (KD_DIR.parent / "experiment" / "torchdistill" / f"{cell}.yaml").read_text().split("defaults:")[0]
     flat = " ".join(line.lstrip("# ") for line in header.splitlines())
     assert logged in flat and "1-GPU run" in flat and "Unverified" in flat
+
+
+# -- RepDistiller's VGG and MobileNetV2 initialisation ---------------------------------------------------------
+@pytest.mark.parametrize("name", ["vgg8", "vgg13", "mobilenetv2"])
+def test_vgg_and_mobilenetv2_start_from_repdistillers_initialisation(name):
+    """Convolutions N(0, sqrt(2 / (k k out))) with zero bias, linear layers N(0, 0.01) with zero bias (torch's
+    defaults are uniform with std 1 / sqrt(3 fan_in): 0.012 instead of 0.021 for a 3x3 256 -> 512 conv, 0.026
+    instead of 0.01 for a 512-wide classifier)."""
+    from models import build_model
+    torch.manual_seed(0)
+    model = build_model(name, 100)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.numel() >= 20000]
+    assert convs
+    for conv in convs:
+        expected = math.sqrt(2.0 / (conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels))
+        weight = conv.weight.detach()
+        assert weight.std().item() == pytest.approx(expected, rel=0.05), conv
+        assert abs(weight.mean().item()) < 0.1 * expected
+        assert conv.bias is None or not conv.bias.any()
+        # normal, not uniform: the kurtosis of a normal is 3, of a uniform 1.8
+        assert ((weight - weight.mean()) ** 4).mean().item() / weight.var().item() ** 2 == pytest.approx(3.0, abs=0.3)
+    linear = model.classifier
+    assert linear.weight.std().item() == pytest.approx(0.01, rel=0.05) and not linear.bias.any()
