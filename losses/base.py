@@ -101,6 +101,8 @@ class DistillTerm(nn.Module):
     teacher_taps: tuple[str, ...] = ()
     # The training batches the term needs instead of the loader's shuffled ones (None: those).
     train_batches: TupleBatches | ClassGroupedBatches | None = None
+    # Buffers each process keeps its own under DDP (not broadcast from rank 0), by name under the term.
+    process_local_buffers: tuple[str, ...] = ()
 
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from datamodules.mixing import BatchMixing
 from errors import ConfigError
@@ -57,6 +58,10 @@ class DistillationTask(ClassificationTask):
         teacher.capture(objective.teacher_taps)
         if example_input is not None:
             self._probe(example_input, num_train, train_labels)
+        local = [f"objective.terms.{name}.{buffer}" for name, term in objective.terms.items()
+                 for buffer in term.process_local_buffers]
+        if local:  # each process keeps its own (e.g. CRD's memory_scope=process): DDP must not broadcast rank 0's
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, local)
         fidelity = fidelity_settings(fidelity)  # None: agreement, KL, teacher top-1; no CKA
         # Hooked after the probe, apart from the objective's taps: training batches carry no extra feature.
         self.cka_taps = CKATaps(teacher.model, student, fidelity) if fidelity.cka else None

@@ -137,3 +137,67 @@ def test_vgg_and_mobilenetv2_start_from_repdistillers_initialisation(name):
         assert ((weight - weight.mean()) ** 4).mean().item() / weight.var().item() ** 2 == pytest.approx(3.0, abs=0.3)
     linear = model.classifier
     assert linear.weight.std().item() == pytest.approx(0.01, rel=0.05) and not linear.bias.any()
+
+
+# -- torchdistill's CRD: one memory per process ------------------------------------------------------------------
+def per_process_steps(rank, port, folder):
+    import os
+    import torch.distributed as dist
+    from tests import test_crd
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        own = slice(rank * test_crd.PROCESS_BATCH, (rank + 1) * test_crd.PROCESS_BATCH)
+        torch.save(scoped_steps("process", own), os.path.join(folder, f"{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def scoped_steps(scope, part=slice(None)):
+    from tests import test_crd
+    term = test_crd.make_term("bank", negatives=9, num_train=test_crd.TRAIN)
+    term.memory_scope = scope
+    for batch in test_crd.joint_batches():
+        term(test_crd.rows(batch, part))
+    return {k: v.clone() for k, v in term.state_dict().items() if torch.is_tensor(v)}
+
+
+def test_crd_per_process_memory_is_updated_from_that_process_rows_only(tmp_path):
+    """memory_scope=process (torchdistill's CRDLoss under 3 processes): each process's memory and Z are what one
+    process with that process's rows alone would hold, and differ between processes (global: identical)."""
+    import socket
+    from tests import test_crd
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    torch.multiprocessing.start_processes(per_process_steps, args=(port, str(tmp_path)), nprocs=2, join=True,
+                                          start_method="fork")
+    ranks = [torch.load(tmp_path / f"{rank}.pt") for rank in range(2)]
+    for rank, state in enumerate(ranks):
+        alone = scoped_steps("process", slice(rank * test_crd.PROCESS_BATCH, (rank + 1) * test_crd.PROCESS_BATCH))
+        for name in ("memory_student", "memory_teacher"):
+            torch.testing.assert_close(state[name], alone[name], msg=name)
+    torch.testing.assert_close(ranks[0]["z_student"], scoped_steps("process", slice(0, test_crd.PROCESS_BATCH))[
+        "z_student"])  # rank 0 draws the single-process stream
+    assert not torch.equal(ranks[0]["memory_student"], ranks[1]["memory_student"])
+    assert not torch.equal(ranks[0]["z_student"], ranks[1]["z_student"])
+
+
+def test_crd_per_process_memory_is_kept_out_of_ddp_buffer_broadcast():
+    from losses.crd import CRDTerm
+    from tests import test_crd
+    term = test_crd.make_term()
+    assert term.process_local_buffers == ()
+    term.memory_scope = "process"
+    assert set(term.process_local_buffers) == {"memory_student", "memory_teacher", "z_student", "z_teacher",
+                                               "queue_pointer"}
+    with pytest.raises(ConfigError, match="memory_scope"):
+        CRDTerm(memory_scope="rank")
+
+
+def test_torchdistill_crd_cell_keeps_one_memory_per_process():
+    from tests.helpers import compose_config
+    cfg = compose_config("distill", ["experiment=torchdistill/crd_resnet34_resnet18"])
+    assert cfg.kd.terms.crd.memory_scope == "process" and cfg.trainer.devices == 3
+    assert compose_config("distill", ["kd=crd"]).kd.terms.crd.get("memory_scope", "global") == "global"

@@ -100,7 +100,9 @@ ROWS = (
          ("terms.crd.feat_dim", 128, "Linear4CRD out_features 128"),
          ("terms.crd.num_negatives", 16384, "num_negative_samples 16384"),
          ("terms.crd.temperature", 0.07, "CRDLoss temperature 0.07"),
-         ("terms.crd.momentum", 0.5, "CRDLoss momentum 0.5")), sync_bn=True),
+         ("terms.crd.momentum", 0.5, "CRDLoss momentum 0.5"),
+         ("terms.crd.memory_scope", "process", "CRDLoss is a criterion outside DDP: each of the 3 processes keeps "
+                                               "its own memory, updated from its own rows")), sync_bn=True),
     Row("sskd", "sskd", "resnet34", "rrpr2020/sskd-resnet18_from_resnet34.yaml", "SSKD", ("71.62", 70.09),
         "SSKDLoss loss_weights [CE 1.0, KD 0.9, SS 10.0, TF 2.7], T 4 / 0.5 / 4, ss_ratio 0.75, tf_ratio 1.0.",
         100, 3, 85, 0.1, 5.0e-4, (30, 60, 90),
