@@ -201,3 +201,38 @@ def test_torchdistill_crd_cell_keeps_one_memory_per_process():
     cfg = compose_config("distill", ["experiment=torchdistill/crd_resnet34_resnet18"])
     assert cfg.kd.terms.crd.memory_scope == "process" and cfg.trainer.devices == 3
     assert compose_config("distill", ["kd=crd"]).kd.terms.crd.get("memory_scope", "global") == "global"
+
+
+# -- CKD's plateau restart reloads the trainable modules only --------------------------------------------------
+def test_plateau_restart_reloads_the_trainable_parts_and_keeps_the_terms_own_state(tmp_path):
+    """alextxu/ckd reloads its trainable modules (student, embeddings) at a plateau; the CRD memory and normaliser
+    (buffers of the term itself) carry on. The old callback reloaded the whole state dict, memory included."""
+    from losses.base import DistillTerm
+    from tasks.callbacks import PlateauRestart
+
+    class MemoryTerm(DistillTerm):
+        def __init__(self):
+            super().__init__(1.0)
+            self.embed = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+            self.register_buffer("memory", torch.zeros(3))
+            self.register_buffer("z", torch.zeros(()))
+
+    module = nn.Module()
+    module.model = nn.Linear(2, 2)
+    module.objective = nn.Module()
+    module.objective.terms = nn.ModuleDict({"crd": MemoryTerm()})
+    path = tmp_path / "best.ckpt"
+    torch.save({"state_dict": copy.deepcopy(module.state_dict())}, path)
+    best = copy.deepcopy(module.state_dict())
+    with torch.no_grad():  # training goes on past the best epoch
+        for value in module.state_dict().values():
+            value.add_(1)
+    now = copy.deepcopy(module.state_dict())
+    module.device = torch.device("cpu")
+    trainer = SimpleNamespace(checkpoint_callbacks=[SimpleNamespace(monitor="val/top1", best_model_path=str(path))])
+    PlateauRestart()._reload_best(trainer, module)
+    state = module.state_dict()
+    own = {"objective.terms.crd.memory", "objective.terms.crd.z"}
+    for key, value in state.items():
+        torch.testing.assert_close(value, now[key] if key in own else best[key], msg=key)
+    assert "objective.terms.crd.embed.1.running_mean" not in own  # the embedding's BatchNorm goes back too
