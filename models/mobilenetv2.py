@@ -54,6 +54,7 @@ class MobileNetV2(nn.Module):
         self.feature_stages = ["conv1", "blocks.1", "blocks.2", "blocks.4", "blocks.6"]
         self.preact_stages = ["conv1.2:input", "blocks.1", "blocks.2", "blocks.4", "blocks.6"]
         self.classifier_name = "classifier"
+        self.feature_modules = ["conv1", "blocks"]  # RepDistiller's get_feat_modules: not the last conv2
         repdistiller_init(self)
 
     def forward(self, x):

@@ -18,7 +18,7 @@ from losses import DistillationObjective, DistillBatch, DistillTerm
 from losses.base import TupleBatches
 from models.teachers import FrozenTeacher
 from tasks.classification import ClassificationTask
-from models.features import FeatureTaps
+from models.features import FeatureTaps, feature_modules
 from tasks.metrics import CKATaps, FidelityMetrics, FidelitySettings, fidelity_settings
 from tasks.phases import Phase, phase_at, starts_a_phase
 
@@ -113,6 +113,10 @@ class DistillationTask(ClassificationTask):
         # A frozen student's BatchNorm statistics stay put too; a learning one trains in train mode again after a
         # phase that froze it (Lightning restores the modes it found, it does not reset them per epoch).
         self.model.train("student" in learning)
+        if "student_features" in learning and "student" not in learning:  # RepDistiller's get_feat_modules
+            for module in feature_modules(self.model):
+                module.requires_grad_(True)
+                module.train(True)
 
     @staticmethod
     def start_optimizer_afresh(optimizers, phase: Phase | None) -> None:

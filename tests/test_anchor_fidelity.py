@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from errors import ConfigError
@@ -236,3 +237,35 @@ def test_plateau_restart_reloads_the_trainable_parts_and_keeps_the_terms_own_sta
     for key, value in state.items():
         torch.testing.assert_close(value, now[key] if key in own else best[key], msg=key)
     assert "objective.terms.crd.embed.1.running_mean" not in own  # the embedding's BatchNorm goes back too
+
+
+# -- AB and FSP pre-training trains the student's feature modules only -----------------------------------------
+@pytest.mark.parametrize("student,frozen", [("wrn_16_2", ["bn1", "fc"]), ("mobilenetv2", ["conv2", "classifier"]),
+                                            ("resnet8x4", ["fc"])])
+def test_feature_pretraining_trains_only_the_feature_modules(student, frozen):
+    """RepDistiller's helper/pretrain.py init: model_s.eval(), then the student's get_feat_modules (and the
+    connectors) train; a WRN's final BatchNorm, which gives AB's last tap, is neither trained nor updated."""
+    from models import build_model
+    from tasks.distillation import DistillationTask
+    from tasks.phases import parse_phases
+    kd = OmegaConf.load(KD_DIR / "ab.yaml")
+    assert list(parse_phases(kd, kd.terms)[0].train) == ["student_features", "objective"]
+    assert OmegaConf.load(KD_DIR / "fsp.yaml").phases[0].train == ["student_features", "objective"]
+    model = build_model(student, 10)
+    task = SimpleNamespace(phase=parse_phases(kd, kd.terms)[0], model=model, objective=nn.Linear(2, 2))
+    DistillationTask.set_phase_trainability(task)
+    children = dict(model.named_children())
+    for name, child in children.items():
+        if not any(True for _ in child.parameters()) and not any(True for _ in child.buffers()):
+            continue  # stateless (ReLU, pooling): its mode changes nothing
+        learns = name not in frozen
+        assert all(p.requires_grad == learns for p in child.parameters()), name
+        assert all(m.training == learns for m in child.modules()), name
+    assert all(p.requires_grad for p in task.objective.parameters())
+    if student == "wrn_16_2":
+        before = model.bn1.running_mean.clone()
+        model(torch.randn(4, 3, 32, 32))
+        assert torch.equal(model.bn1.running_mean, before)
+    task.phase = None  # the main phase: the whole student learns again, in train mode
+    DistillationTask.set_phase_trainability(task)
+    assert all(p.requires_grad for p in model.parameters()) and all(m.training for m in model.modules())
