@@ -22,9 +22,9 @@ from scripts.experiments.cells import KD_DIR
 
 def test_mdistiller_cells_cite_the_defaults_file_by_its_path():
     """mdistiller's defaults live in mdistiller/engine/cfg.py; a bare engine/cfg.py names no file of the repo."""
-    cited = [text for path, text in experiments.render_all().items() if "/mdistiller/" in str(path)]
-    assert any("mdistiller/engine/cfg.py" in text for text in cited)
-    assert not [text for text in cited if re.search(r"(?<!mdistiller/)engine/cfg\.py", text)]
+    cells = experiments.render_all()
+    assert any("mdistiller/engine/cfg.py" in text for path, text in cells.items() if "/mdistiller/" in str(path))
+    assert not [path.name for path, text in cells.items() if re.search(r"(?<!mdistiller/)engine/cfg\.py", text)]
 
 
 def test_method_configs_suggest_no_renamed_key():
