@@ -108,6 +108,8 @@ class DistillTerm(nn.Module):
     # Augmented views of each training example the term reads beyond the batch's own, as batch.views[name]
     # (datamodules/two_views.py makes them): ("strong",) for MLKD's RandAugment view.
     train_views: tuple[str, ...] = ()
+    # Buffers each process keeps its own under DDP (not broadcast from rank 0), by name under the term.
+    process_local_buffers: tuple[str, ...] = ()
     # A teacher tap whose per-class means over the training set the term needs (KD++'s class centres), or None.
     teacher_class_means: str | None = None
 

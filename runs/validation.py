@@ -246,6 +246,7 @@ RULES: tuple[Rule, ...] = (
     Rule("teacher.views", optional(COUNT), "10"),
     Rule("teacher.view_seed", integer(0, 2 ** 32 - 1), "0"),
     Rule("teacher.cache", choice("auto", False), "auto"),
+    Rule("teacher.batchnorm", choice("running", "batch"), "running"),
     # augmentation and the options every distillation term shares
     Rule("augment.alpha", number(above=0), "1.0", " (Beta(alpha, alpha) draws the mixing weights)"),
     Rule("kd.terms.*.weight", number(at_least=0), "1.0", " (0 switches the term off)"),

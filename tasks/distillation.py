@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from datamodules.mixing import BatchMixing
 from datamodules.two_views import Views
@@ -19,7 +20,7 @@ from losses.base import TupleBatches
 from models.teachers import FrozenTeacher
 from tasks.classification import ClassificationTask
 from tasks.dot import split_losses, takes_split_gradients
-from models.features import FeatureTaps
+from models.features import FeatureTaps, feature_modules
 from tasks.metrics import CKATaps, FidelityMetrics, FidelitySettings, fidelity_settings
 from tasks.phases import Phase, phase_at, starts_a_phase
 
@@ -80,6 +81,10 @@ class DistillationTask(ClassificationTask):
         teacher.capture(objective.teacher_taps)
         if example_input is not None:
             self._probe(example_input, num_train, train_labels)
+        local = [f"objective.terms.{name}.{buffer}" for name, term in objective.terms.items()
+                 for buffer in term.process_local_buffers]
+        if local:  # each process keeps its own (e.g. CRD's memory_scope=process): DDP must not broadcast rank 0's
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, local)
         fidelity = fidelity_settings(fidelity)  # None: agreement, KL, teacher top-1; no CKA
         # Hooked after the probe, apart from the objective's taps: training batches carry no extra feature.
         self.cka_taps = CKATaps(teacher.model, student, fidelity) if fidelity.cka else None
@@ -131,6 +136,10 @@ class DistillationTask(ClassificationTask):
         # A frozen student's BatchNorm statistics stay put too; a learning one trains in train mode again after a
         # phase that froze it (Lightning restores the modes it found, it does not reset them per epoch).
         self.model.train("student" in learning)
+        if "student_features" in learning and "student" not in learning:  # RepDistiller's get_feat_modules
+            for module in feature_modules(self.model):
+                module.requires_grad_(True)
+                module.train(True)
 
     @staticmethod
     def start_optimizer_afresh(optimizers, phase: Phase | None) -> None:

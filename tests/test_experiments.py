@@ -221,6 +221,8 @@ def step_sample(names: list[str]) -> list[str]:
             chosen.add(name)
         elif paper == "torchdistill" and cell.startswith("pad_l2_"):  # a student started from a checkpoint
             chosen.add(name)
+        elif paper == "torchdistill" and cell.startswith("srd_"):  # a teacher on batch statistics
+            chosen.add(name)
     return sorted(n for n in names if n in chosen)
 
 
