@@ -33,6 +33,8 @@ from runs.processes import follows_first_process, single_process_trainer
 from runs.model_fit import check_model_fits, check_models_fit, check_teacher_members
 from runs.validation import check_config, checked
 from runs.folders import claim_run_folder, config_digest, git_state, run_folder, run_folder_lock
+from runs.plugins import trainer_plugins
+from runs.stops import trainer_stops
 from runs.records import read_record, write_record
 from tasks.phases import parse_phases, pre_training_epochs
 from runs.teacher_cache import cached_teacher
@@ -100,7 +102,7 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback], extra_epo
         callbacks.append(callback)
     try:
         return instantiate(cfg.trainer, logger=logger, callbacks=callbacks + extra_callbacks, **extra,
-                           default_root_dir=cfg.run_dir, max_epochs=cfg.trainer.max_epochs + extra_epochs)
+                           plugins=trainer_plugins(cfg), default_root_dir=cfg.run_dir, max_epochs=cfg.trainer.max_epochs + extra_epochs)
     except InstantiationException as error:  # e.g. trainer.accelerator=gpu where no GPU is visible
         if not isinstance(error.__cause__, MisconfigurationException):
             raise
@@ -149,16 +151,19 @@ def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folde
     trainer = build_trainer(cfg, [throughput, *(callbacks or [])], pre_training_epochs(getattr(task, "phases", [])))
     if resume_from is not None:
         check_resumable(resume_from, task)
+    what = f"{cfg.task}/{folder.name}"
     started = time.time()
-    trainer.fit(task, datamodule, ckpt_path=resume_from)
+    with trainer_stops(trainer, what):
+        trainer.fit(task, datamodule, ckpt_path=resume_from)
     wall = time.time() - started
     usage = task.teacher_usage() if hasattr(task, "teacher_usage") else {}  # before evaluation reloads checkpoints
     best_callback, last_callback = checkpoint_callbacks(trainer)
     last_path = last_callback.best_model_path or str(folder / "checkpoints" / "last.ckpt")
     best_path = best_callback.best_model_path or last_path
     hide_evaluation_bars(trainer, bool(cfg.get("verbose")))
-    last = _evaluate(trainer, task, datamodule, last_path)
-    best = _evaluate(trainer, task, datamodule, best_path)
+    with trainer_stops(trainer, what):
+        last = _evaluate(trainer, task, datamodule, last_path)
+        best = _evaluate(trainer, task, datamodule, best_path)
     record = {
         "task": cfg.task, "run_dir": str(folder), "seed": cfg.seed, **git_state(),
         "config": OmegaConf.to_container(cfg, resolve=True), "config_digest": config_digest(cfg),
@@ -211,7 +216,9 @@ def derived_train_config(cfg: DictConfig, model_node: DictConfig, recipe: DictCo
         train_cfg.model = model_node
         train_cfg.task = "train"
         train_cfg.run_dir = None
-        train_cfg.resume = cfg.resume
+        # A model trained inside a run continues its own unfinished run by itself (as a sweep's trials do),
+        # to the result an unkilled run reaches: no hint to pass resume=true that the outer run would refuse.
+        train_cfg.resume = "auto"
         train_cfg.rerun = False
         train_cfg.test_only = False
         train_cfg.ckpt = None
@@ -441,7 +448,8 @@ def _test_checkpoint(cfg: DictConfig, folder: Path) -> dict:
         task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer), None, config)
     trainer = build_trainer(cfg, [])
     hide_evaluation_bars(trainer, bool(cfg.get("verbose")))
-    metrics = trainer.test(task, datamodule, verbose=False)[0]
+    with trainer_stops(trainer, f"{cfg.task}/{folder.name}"):
+        metrics = trainer.test(task, datamodule, verbose=False)[0]
     record = {"task": f"{cfg.task}-test", "run_dir": str(folder), "checkpoint": str(cfg.ckpt),
               "model": config.get("name"), **git_state(), "config": OmegaConf.to_container(cfg, resolve=True),
               "test": {k: float(v) for k, v in metrics.items()}, **info}

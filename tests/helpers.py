@@ -57,3 +57,21 @@ class DivergeAtEpoch(pl.Callback):
             for optimizer in trainer.optimizers:
                 for group in optimizer.param_groups:
                     group["lr"] = self.lr
+
+
+class PauseAtEpoch(pl.Callback):
+    """Stands still after the first training batch of `epoch` (after the previous epoch's checkpoint), with
+    `marker` written, until a signal stops the run (SIGINT raises where it lands; SIGTERM sets Lightning's flag,
+    read here) or `seconds` pass: where a test sends its signal."""
+
+    def __init__(self, epoch: int, marker: str, seconds: float = 120.0) -> None:
+        self.epoch, self.marker, self.seconds = epoch, marker, seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import time
+        if trainer.current_epoch != self.epoch or batch_idx != 0:
+            return
+        Path(self.marker).write_text("paused")
+        deadline = time.monotonic() + self.seconds
+        while not trainer.received_sigterm and time.monotonic() < deadline:
+            time.sleep(0.05)
