@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from errors import ConfigError, UserError, one_line
 from runs.checkpoint_checks import adopt_teacher_checkpoints
 from runs.configs import CFG_DIR, build_objective, instantiate
+from runs.writing import output_folder_problem
 from tasks.metrics import fidelity_settings
 from tasks.phases import parse_phases
 
@@ -115,12 +116,7 @@ EXISTING_FILE = Kind("the path of an existing file", lambda v: isinstance(v, str
 
 
 def _writable_folder(value: Any) -> bool:
-    if not isinstance(value, str) or not value.strip() or Path(value).is_file():
-        return False
-    existing = Path(value).absolute()
-    while not existing.exists():
-        existing = existing.parent
-    return existing.is_dir() and os.access(existing, os.W_OK)
+    return isinstance(value, str) and bool(value.strip()) and output_folder_problem(value) is None
 
 
 def _is_model_config(name: Any) -> bool:
@@ -173,7 +169,8 @@ RULES: tuple[Rule, ...] = (
     Rule("ckpt", optional(EXISTING_FILE), "outputs/train/<run>/checkpoints/last.ckpt"),
     Rule("student_init_checkpoint", optional(EXISTING_FILE), "outputs/distill/<run>/checkpoints/best.ckpt",
          " (the checkpoint whose weights the student starts from, e.g. PAD-L2's L2 student)"),
-    Rule("paths.output_dir", Kind("a folder you can write to (not a file)", _writable_folder), "outputs"),
+    Rule("paths.output_dir", Kind("a folder you can write to (not a file, on a disk with room)", _writable_folder),
+         "outputs"),
     Rule("paths.data_dir", Kind("a folder (not a file)", lambda v: TEXT.accepts(v) and not Path(v).is_file()), "data"),
     # the trainer
     Rule("trainer.max_epochs", COUNT, "30", " (the number of epochs)"),
