@@ -111,3 +111,43 @@ def check_resumable(path: str, task: nn.Module) -> None:
     if details:
         raise CheckpointError(path, f"{path} holds another model's weights than this run's ({details})",
                               "rerun=true starts this run over (the old folder is kept aside)")
+
+
+# ----------------------------------------------------------------------------------------------- init_from
+INIT_FROM_FIX = ("init_from takes a checkpoint of a run of the same model (and, for distillation, the same method) "
+                 "whose weights to start from; for a student's weights alone use student_init_checkpoint")
+
+
+def check_init_from(cfg: DictConfig) -> None:
+    """init_from=PATH reads, and its model is this run's (before anything is built or a teacher is trained)."""
+    path = cfg.get("init_from")
+    if not path:
+        return
+    try:
+        checkpoint = read_checkpoint(path)
+    except CheckpointError as error:
+        raise error.with_fix(f"set init_from to a checkpoint that reads ({INIT_FROM_FIX})") from None
+    if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("state_dict"), Mapping):
+        raise CheckpointError(path, f"init_from={path} is not a training checkpoint (it holds no Lightning state)",
+                              INIT_FROM_FIX)
+    model = (checkpoint.get(MODEL_CONFIG_KEY) or {}).get("name")
+    own = (cfg.get("student") if cfg.get("task") == "distill" else cfg.get("model")) or {}
+    if model and own.get("name") and model != own.get("name"):
+        who = "student" if cfg.get("task") == "distill" else "model"
+        raise CheckpointError(path, f"init_from={path} holds a {model}, but this run's {who} is {own.get('name')}",
+                              f"set {who}={model}, or {INIT_FROM_FIX}")
+
+
+def initialise_from(path: str, task: nn.Module) -> dict:
+    """Load the trainable state of the checkpoint `path` (the model's weights, a term's trainable parts and
+    memories) into `task`; the epochs, optimizer and schedule start afresh. Returns the origin, for the record."""
+    checkpoint = read_checkpoint(path)
+    state = checkpoint["state_dict"]
+    details = state_mismatch(task.state_dict(), state)
+    if details:
+        raise CheckpointError(path, f"init_from={path} holds another model's weights than this run's ({details})",
+                              INIT_FROM_FIX)
+    task.load_state_dict(state)
+    folder = Path(path).resolve().parent.parent
+    return {"checkpoint": str(path), "epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step"),
+            "run_dir": str(folder) if (folder / RECORD_NAME).is_file() or (folder / "checkpoints").is_dir() else None}

@@ -35,7 +35,7 @@ NOT_HASHED_NESTED = {"trainer": ("enable_progress_bar", "log_every_n_steps", "en
 # their folders.
 HASHED_WHEN_ON = {"data": ("device_resident", "mean", "std")}
 # Top-level keys added later, hashed only away from their default for the same reason.
-HASHED_WHEN_NOT_DEFAULT = {"pre_training_scale": 1.0, "student_init_checkpoint": None}
+HASHED_WHEN_NOT_DEFAULT = {"pre_training_scale": 1.0, "student_init_checkpoint": None, "init_from": None}
 # Model options added later, hashed only away from their default, in every model node (model, student,
 # teacher.model), for the same reason.
 MODEL_OPTIONS_HASHED_WHEN_NOT_DEFAULT = {"shortcut": "B"}

@@ -26,7 +26,7 @@ from tasks.classification import ClassificationTask
 from tasks.distillation import DistillationTask
 from tasks.finite import NonFiniteError
 from tasks.metrics import fidelity_settings
-from runs.checkpoint_checks import check_resumable, load_teacher_member, teacher_checkpoints
+from runs.checkpoint_checks import check_resumable, initialise_from, load_teacher_member, teacher_checkpoints
 from runs.configs import build_objective, chosen_experiment, instantiate, model_node
 from runs.console import hide_evaluation_bars
 from runs.processes import follows_first_process, single_process_trainer
@@ -151,6 +151,8 @@ def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folde
     trainer = build_trainer(cfg, [throughput, *(callbacks or [])], pre_training_epochs(getattr(task, "phases", [])))
     if resume_from is not None:
         check_resumable(resume_from, task)
+    elif cfg.get("init_from"):  # a new run starting from another run's weights (its origin recorded)
+        extra = {**extra, "init_from": initialise_from(str(cfg.init_from), task)}
     what = f"{cfg.task}/{folder.name}"
     started = time.time()
     with trainer_stops(trainer, what):

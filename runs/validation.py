@@ -30,7 +30,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from errors import ConfigError, UserError, one_line
-from runs.checkpoint_checks import adopt_teacher_checkpoints
+from runs.checkpoint_checks import adopt_teacher_checkpoints, check_init_from
 from runs.configs import CFG_DIR, build_objective, instantiate
 from runs.writing import output_folder_problem
 from tasks.metrics import fidelity_settings
@@ -169,6 +169,8 @@ RULES: tuple[Rule, ...] = (
     Rule("ckpt", optional(EXISTING_FILE), "outputs/train/<run>/checkpoints/last.ckpt"),
     Rule("student_init_checkpoint", optional(EXISTING_FILE), "outputs/distill/<run>/checkpoints/best.ckpt",
          " (the checkpoint whose weights the student starts from, e.g. PAD-L2's L2 student)"),
+    Rule("init_from", optional(EXISTING_FILE), "outputs/train/<run>/checkpoints/last.ckpt",
+         " (a checkpoint of a run of the same model and method whose weights a new run starts from)"),
     Rule("paths.output_dir", Kind("a folder you can write to (not a file, on a disk with room)", _writable_folder),
          "outputs"),
     Rule("paths.data_dir", Kind("a folder (not a file)", lambda v: TEXT.accepts(v) and not Path(v).is_file()), "data"),
@@ -319,6 +321,7 @@ def check_config(cfg: DictConfig) -> None:
     distillation run also its teacher checkpoints, whose model config becomes teacher.model
     (runs/checkpoint_checks.py), so call it before the run folder is claimed."""
     check_values(cfg)
+    check_init_from(cfg)
     optimizer = checked("optimizer", lambda: instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))]),
                          cfg.optimizer)
     if cfg.get("scheduler"):
