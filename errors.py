@@ -34,6 +34,17 @@ def find_user_error(error: BaseException) -> UserError | None:
     return None
 
 
+def user_message(error: UserError) -> str:
+    """The error's message on one line; one raised in a DataLoader worker process comes back wrapped with the
+    worker's traceback ("Caught X in DataLoader worker process N. Original Traceback ..."): its last line,
+    "module.X: message", holds the message."""
+    text = str(error)
+    if "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return one_line(text)
+
+
 def one_line(text: object) -> str:
     """`text` on one line (a message quoting a library's multi-line error stays one line)."""
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
@@ -55,5 +66,5 @@ def exit_on_user_error(run, cfg):
         user_error = find_user_error(error)
         if user_error is None:
             raise
-        print(f"error: {one_line(user_error)}", file=sys.stderr)
+        print(f"error: {user_message(user_error)}", file=sys.stderr)
         sys.exit(2)

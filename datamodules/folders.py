@@ -14,7 +14,7 @@ from pathlib import Path
 from torchvision import datasets, transforms
 
 from datamodules.base import DatasetNotFoundError, KDDataModule
-from errors import ConfigError
+from errors import ConfigError, UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -24,13 +24,28 @@ def class_folders(folder: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
 
 
+class UnreadableImageError(UserError, OSError):
+    pass
+
+
+def load_image(path: str):
+    """torchvision's default loader (PIL, RGB); a file that PIL cannot read stops the run naming it, instead of
+    a traceback from inside a loader worker (files are checked as they are read: a header check of every file
+    up front would cost minutes on ImageNet-sized folders)."""
+    try:
+        return datasets.folder.default_loader(path)
+    except (OSError, ValueError, SyntaxError) as error:  # PIL's UnidentifiedImageError is an OSError
+        raise UnreadableImageError(f"{path} is not an image that PIL can read ({type(error).__name__}); remove it from "
+                                   f"the class folder, or replace it with a readable image") from None
+
+
 class _FixedClassImageFolder(datasets.ImageFolder):
     """ImageFolder whose class indices come from the training folder, so a held-out folder that lacks a
     class (or lists them differently) still labels every image as the training set does."""
 
     def __init__(self, root: str, classes: list[str]) -> None:
         self._fixed_classes = classes
-        super().__init__(root, allow_empty=True)
+        super().__init__(root, loader=load_image, allow_empty=True)
 
     def find_classes(self, directory):
         return self._fixed_classes, {name: i for i, name in enumerate(self._fixed_classes)}
@@ -54,6 +69,9 @@ class ImageFolderDataModule(KDDataModule):
         self.root = Path(root).expanduser()
         self.train_folder, self.test_folder = self._find_folders(test_dir)
         self.classes = class_folders(self.train_folder)
+        if len(self.classes) == 1:
+            raise ConfigError(f"{self.train_folder} has one class folder ({self.classes[0]}); classification needs two "
+                              f"or more: put each class's training images in its own subfolder of train/")
         if not self.classes:
             raise DatasetNotFoundError(f"{self.train_folder} has no class subfolders; put each class's training "
                                        f"images in {self.train_folder}/<class name>/")

@@ -19,6 +19,7 @@ from torch import nn
 
 from models.checkpoints import (MODEL_CONFIG_KEY, CheckpointError, model_from_checkpoint, read_checkpoint,
                                 state_mismatch)
+from runs.notices import notice
 from runs.records import RECORD_NAME
 
 
@@ -82,10 +83,22 @@ def adopt_teacher_checkpoints(cfg: DictConfig) -> None:
     if not configs or any(config is None for config in configs):
         return
     member = int(cfg.teacher.get("feature_member") or 0) if key == "teacher.checkpoints" else 0
+    adopted, named = configs[min(member, len(configs) - 1)].get("name"), (cfg.teacher.get("model") or {}).get("name")
+    if named and adopted and named != adopted and _named_on_command_line("teacher/model"):
+        notice(f"{key} holds a {adopted}, not the teacher/model={named} named beside it: the checkpoint's {adopted} is "
+               f"the teacher (and what the run's name and record say); drop teacher/model or name {adopted}")
     with open_dict(cfg):
         cfg.teacher.model = OmegaConf.create(configs[min(member, len(configs) - 1)])
         if len({json.dumps(config, sort_keys=True, default=str) for config in configs}) > 1:
             cfg.teacher.models = [config.get("name") for config in configs]
+
+
+def _named_on_command_line(group: str) -> bool:
+    """Whether the command line chose `group` (True where no Hydra app composed the config: tests, sweeps)."""
+    from hydra.core.hydra_config import HydraConfig
+    if not HydraConfig.initialized():
+        return True
+    return any(o.lstrip("+~").split("=", 1)[0] == group for o in HydraConfig.get().overrides.task)
 
 
 def load_teacher_member(path: str, fallback_config: Mapping, key: str | None) -> tuple[nn.Module, dict]:

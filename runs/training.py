@@ -33,6 +33,7 @@ from runs.processes import follows_first_process, single_process_trainer
 from runs.model_fit import check_model_fits, check_models_fit, check_teacher_members
 from runs.validation import check_config, checked
 from runs.folders import claim_run_folder, config_digest, git_state, run_folder, run_folder_lock
+from runs.notices import data_notices
 from runs.plugins import trainer_plugins
 from runs.stops import trainer_stops
 from runs.records import read_record, write_record
@@ -199,6 +200,7 @@ def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback]
             model = checked("model", lambda: instantiate(cfg.model), cfg.model)
             check_classes(model, datamodule.num_classes, "model", "set model.num_classes to match or pick other data")
             check_model_fits(cfg, model, datamodule)
+            data_notices(cfg, datamodule)
             compile_in_place(model, cfg.get("compile"))
             task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer),
                                       instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
@@ -335,6 +337,17 @@ def build_teacher(cfg: DictConfig, datamodule, objective: DistillationObjective 
     return teacher, {**info, **cache_info}
 
 
+def check_folds(cfg: DictConfig, datamodule) -> None:
+    """A cross-fit teacher's folds each hold training examples (before any fold teacher is trained)."""
+    teacher = cfg.teacher
+    kind = teacher.get("source") if teacher.get("kind") == "cached" else teacher.get("kind")
+    examples = len(datamodule.train_indices)
+    if kind == "crossfit" and int(teacher.folds) > examples:
+        raise ConfigError(f"teacher.folds={teacher.folds} is more than the {examples} training examples of "
+                          f"{cfg.data.name}: a fold would be empty; use at most {examples} folds (e.g. teacher.folds=5) "
+                          f"or more data (data.train_subset)")
+
+
 def use_term_batches(datamodule, objective: DistillationObjective) -> None:
     """Trains on the batches a term makes its own (CKD's tuples, class-grouped batches), if one asks; after the
     teacher is built (a cached teacher fixes the training views first)."""
@@ -373,7 +386,9 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     if budget is not None:
         datamodule.limit_train_pool(budget)
     datamodule.setup("fit")
+    check_folds(cfg, datamodule)
     check_models_fit(cfg, datamodule, student)  # the student and any teacher to train, before one is trained
+    data_notices(cfg, datamodule)
     teacher, info = build_teacher(cfg, datamodule, objective, augment)
     use_term_batches(datamodule, objective)
     pl.seed_everything(cfg.seed, workers=True)  # the student's init must not depend on teacher training

@@ -32,6 +32,8 @@ from omegaconf import DictConfig, OmegaConf
 from errors import ConfigError, UserError, one_line
 from runs.checkpoint_checks import adopt_teacher_checkpoints, check_init_from
 from runs.configs import CFG_DIR, build_objective, instantiate
+from runs.notices import config_notices
+from runs.processes import is_multi_process
 from runs.writing import output_folder_problem
 from tasks.metrics import fidelity_settings
 from tasks.phases import parse_phases
@@ -243,6 +245,7 @@ RULES: tuple[Rule, ...] = (
     # augmentation and the options every distillation term shares
     Rule("augment.alpha", number(above=0), "1.0", " (Beta(alpha, alpha) draws the mixing weights)"),
     Rule("kd.terms.*.weight", number(at_least=0), "1.0", " (0 switches the term off)"),
+    Rule("kd.terms.*.label_smoothing", number(at_least=0, at_most=1), "0.1"),
     Rule("kd.terms.*.temperature", number(above=0), "4"),
     Rule("kd.terms.*.temperature_*", number(above=0), "4"),
     Rule("kd.terms.*.*_temperature", optional(number(above=0)), "1.0", " (null: the term's temperature)"),
@@ -321,12 +324,14 @@ def check_config(cfg: DictConfig) -> None:
     distillation run also its teacher checkpoints, whose model config becomes teacher.model
     (runs/checkpoint_checks.py), so call it before the run folder is claimed."""
     check_values(cfg)
+    check_trainer(cfg.trainer)
     check_init_from(cfg)
     optimizer = checked("optimizer", lambda: instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))]),
                          cfg.optimizer)
     if cfg.get("scheduler"):
         checked("scheduler", lambda: instantiate(cfg.scheduler)(optimizer), cfg.scheduler)
     if cfg.get("task") != "distill":
+        config_notices(cfg)
         return
     objective = checked("kd.terms", lambda: build_objective(cfg))
     checked("kd.phases", lambda: parse_phases(cfg.kd, objective.terms, float(cfg.get("pre_training_scale", 1.0))))
@@ -334,3 +339,14 @@ def check_config(cfg: DictConfig) -> None:
         checked("augment", lambda: instantiate(cfg.augment), cfg.augment)
     checked("fidelity", lambda: fidelity_settings(cfg.get("fidelity")))
     adopt_teacher_checkpoints(cfg)
+    config_notices(cfg)
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """Trainer settings that only fail once training starts: synchronised BatchNorm on CPU processes (torch's
+    SyncBatchNorm runs on GPUs only), e.g. trainer=ddp trainer.accelerator=cpu."""
+    accelerator = trainer.get("accelerator")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if trainer.get("sync_batchnorm") and on_cpu and is_multi_process(trainer):
+        raise ConfigError(f"trainer.sync_batchnorm=true synchronises BatchNorm between GPU processes only, and these "
+                          f"processes run on the CPU (trainer.accelerator={accelerator}); add trainer.sync_batchnorm=false")
