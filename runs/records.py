@@ -47,7 +47,15 @@ class Record:
 
     def metric(self, epoch: str, name: str) -> float | None:
         value = (self.data.get(epoch) or {}).get(name)
-        return None if value is None else float(value)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            value = repr(value)  # a list, a dict, true/false: not a number, refused below
+        try:
+            return float(value)
+        except ValueError:
+            raise RecordsError(f"{self.path}: its '{epoch}' metric {name} is {value!r}, not a number; fix that record "
+                               f"(or move it out of the folder, or leave it out with --filter)") from None
 
 
 # ----------------------------------------------------------------------------------------------- loading

@@ -94,7 +94,9 @@ def continue_command(cfg: DictConfig, argv: list[str] | None = None) -> str:
 
 
 def stopped_line(stop: RunStopped, cfg: DictConfig) -> str:
-    """The one line a stopped run prints."""
+    """The one line a stopped run prints (a script that is no run: the signal alone)."""
+    if not isinstance(cfg, DictConfig) or "task" not in cfg:
+        return f"stopped by {stop.signal_name}; nothing was written"
     kept = (f"its last finished epoch is kept in {stop.kept}" if stop.kept
             else "no epoch of it had finished, so it starts again")
     return f"stopped by {stop.signal_name} {stop.where}; {kept}; continue with: {continue_command(cfg)}"
