@@ -90,17 +90,17 @@ def _config_keys(tree: Any, prefix: str = "") -> list[str]:
 
 
 def check_axis_keys(records: Sequence[Record], keys: Sequence[str], option: str) -> None:
-    """Every key of an axis (`option`, e.g. --rows) is found in some selected record (else every label would be
-    "-"); a refusal names the nearest keys the records have."""
+    """A key of an axis (`option`, e.g. --rows) that no selected record has gets one warning line naming the
+    nearest keys the records have: every label on that axis is "-" (as for train runs, which have no kd)."""
     for key in keys:
         if any(config_value(record, key) != MISSING for record in records):
             continue
         known = sorted({k for record in records for tree in (record.data.get("config", {}), record.data)
                         for k in _config_keys(tree)})
         nearest = difflib.get_close_matches(key.split("|")[-1].strip(), known, n=3, cutoff=0.6)
-        raise RecordsError(f"{option} {key}: no selected record has this config key"
-                           + (f"; did you mean {' or '.join(nearest)}?" if nearest else "")
-                           + " (the keys are dotted paths into record.json's config, e.g. kd.name, student.name)")
+        warn(f"{option} {key}: no selected record has this config key, so its labels are all '-'"
+             + (f"; did you mean {' or '.join(nearest)}?" if nearest else "")
+             + " (keys are dotted paths into record.json's config, e.g. kd.name, student.name)")
 
 
 def check_out(prefix: Path | None) -> None:

@@ -60,8 +60,8 @@ class DivergeAtEpoch(pl.Callback):
 
 
 class PauseAtEpoch(pl.Callback):
-    """Stands still after the first training batch of `epoch` (after the previous epoch's checkpoint), with
-    `marker` written, until a signal stops the run (SIGINT raises where it lands; SIGTERM sets Lightning's flag,
+    """Stands still after the first training batch of `epoch` (after the previous epoch's checkpoint), once (while
+    `marker` does not exist yet), with `marker` written, until a signal stops the run (SIGINT raises where it lands; SIGTERM sets Lightning's flag,
     read here) or `seconds` pass: where a test sends its signal."""
 
     def __init__(self, epoch: int, marker: str, seconds: float = 120.0) -> None:
@@ -69,8 +69,8 @@ class PauseAtEpoch(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         import time
-        if trainer.current_epoch != self.epoch or batch_idx != 0:
-            return
+        if trainer.current_epoch != self.epoch or batch_idx != 0 or Path(self.marker).exists():
+            return  # (the marker left by a first pause: the resumed run goes through)
         Path(self.marker).write_text("paused")
         deadline = time.monotonic() + self.seconds
         while not trainer.received_sigterm and time.monotonic() < deadline:
