@@ -303,7 +303,7 @@ def figure(args: argparse.Namespace):
     """The figure the arguments ask for, not yet saved (tests look at it)."""
     check_out(args.out)
     records = select(load_records(args.folder, args.pattern, args.baselines), parse_filters(args.filter))
-    for option in ("x", "rows", "group", "teacher_group"):  # the axes this plot keys by
+    for option in ("x", "rows", "group"):  # the axes this plot keys by
         if getattr(args, option, None):
             check_axis_keys(records, parse_keys(getattr(args, option)), f"--{option.replace('_', '-')}")
     return PLOTS[args.plot](records, args)

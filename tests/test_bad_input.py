@@ -87,10 +87,10 @@ CASES = [
     Case("ray_runner.py", ("optimizer.lr=-1",), ("optimizer.lr",)),
     Case("ray_runner.py", ("tune.num_samples=0",), ("tune.num_samples",), own_process=True),
     Case("ray_runner.py", ("tune.scheduler=hyperband",), ("tune.scheduler",)),
-    # every value of the space checked before Ray starts, not only the first trial's
-    Case("ray_runner.py", ("search.space={kd.terms.kd.temperature: {grid: [4, -1]}}",),
+    # every value of the space checked before Ray starts, not only the first trial's ({{ }}: braces, formatted)
+    Case("ray_runner.py", ("search.space={{kd.terms.kd.temperature: {{grid: [4, -1]}}}}",),
          ("kd.terms.kd.temperature=-1", "search=kd_temperature")),
-    Case("ray_runner.py", ("search.space={seed: {randint: [0, 5000000000]}}",), ("seed=4999999999",)),
+    Case("ray_runner.py", ("+search.space.seed={{randint: [0, 5000000000]}}",), ("seed=4999999999",)),
     # Hydra's own refusals: what was asked, the nearest valid names, how to list them
     Case("train.py", ("optimzer.lr=0.1",), ("optimzer.lr=0.1", "did you mean optimizer.lr=0.1", "--cfg job")),
     Case("train.py", ("trainer.max_epoch=3",), ("trainer.max_epochs=3", "--package trainer")),
@@ -123,8 +123,9 @@ CASES = [
     Case("train.py", ("data=csv", "data.path={latin1_csv}", "data.label=label", "model=mlp"),
          ("{latin1_csv}", "not UTF-8")),
     # the scripts: records that are not numbers, an --out below a file, a key no record has
-    Case("scripts/make_table.py", ("{bad_records}",), ("test/top1", "'high'", "not a number")),
-    Case("scripts/make_table.py", ("{outputs}", "--out", "{a_file}/table"), ("--out", "which is a file")),
+    Case("scripts/make_table.py", ("{bad_records}", "--rows", "model.name", "--cols", ""),
+         ("test/top1", "'high'", "not a number")),
+    Case("scripts/make_table.py", ("{outputs}", "--out", "{a_file}/table"), ("--out", "is a file")),
     Case("scripts/plots.py", ("capacity", "{bad_records}", "--x", "model.name", "--group", "model.name", "--out",
                               "{root}/figure"), ("'high'", "not a number")),
     Case("scripts/make_table.py", ("{bad_records}", "--metric", "test/top5", "--digits", "-1"), ("--digits",)),
@@ -150,7 +151,8 @@ def command_line(case: Case, paths: dict[str, str]) -> list[str]:
         return own
     if case.script == "ray_runner.py":
         base = ["search=kd_temperature", f"paths.output_dir={paths['outputs']}", f"paths.data_dir={paths['data']}",
-                f"teacher.checkpoint={paths['teacher']}", "trainer.accelerator=cpu", "data.train_subset=256"]
+                f"teacher.checkpoint={paths['teacher']}", "teacher/model=mlp1d", "trainer.accelerator=cpu",
+                "data.train_subset=256"]
     else:
         base = tiny_overrides(Path(paths["data"]), Path(paths["outputs"]), "model=mlp1d") if case.script == "train.py" \
             else tiny_overrides(Path(paths["data"]), Path(paths["outputs"]), "~experiment", "student=mlp1d",
