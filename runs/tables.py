@@ -80,12 +80,10 @@ def config_value(record: Record, key: str) -> str:
 
 
 def _config_keys(tree: Any, prefix: str = "") -> list[str]:
-    if not isinstance(tree, dict):
-        return []
+    """The dotted paths of the leaves of `tree`."""
     keys = []
     for key, value in tree.items():
-        keys.append(f"{prefix}{key}")
-        keys += _config_keys(value, f"{prefix}{key}.")
+        keys += _config_keys(value, f"{prefix}{key}.") if isinstance(value, dict) and value else [f"{prefix}{key}"]
     return keys
 
 
@@ -95,7 +93,8 @@ def check_axis_keys(records: Sequence[Record], keys: Sequence[str], option: str)
     for key in keys:
         if any(config_value(record, key) != MISSING for record in records):
             continue
-        known = sorted({k for record in records for tree in (record.data.get("config", {}), record.data)
+        known = sorted({k for record in records
+                        for tree in (record.data.get("config", {}), {k: v for k, v in record.data.items() if k != "config"})
                         for k in _config_keys(tree)})
         nearest = difflib.get_close_matches(key.split("|")[-1].strip(), known, n=3, cutoff=0.6)
         warn(f"{option} {key}: no selected record has this config key, so its labels are all '-'"
