@@ -29,8 +29,8 @@ def read_csv(path: Path, delimiter: str) -> tuple[list[str], list[list[str]]]:
     try:
         return _read_rows(path, delimiter)
     except UnicodeDecodeError as error:  # its message would quote the undecodable bytes
-        raise ConfigError(f"{path} is not UTF-8 text (byte {error.start} cannot be decoded: {error.reason}); save it as "
-                          f"UTF-8 CSV, e.g. iconv -f latin1 -t utf-8 {path} > {path.stem}-utf8.csv") from None
+        raise ConfigError(f"{path} is not UTF-8 text (byte {error.start} cannot be decoded: {error.reason}); save "
+                          f"it as UTF-8 CSV, e.g. iconv -f latin1 -t utf-8 {path} > {path.stem}-utf8.csv") from None
 
 
 def _read_rows(path: Path, delimiter: str) -> tuple[list[str], list[list[str]]]:

@@ -80,7 +80,8 @@ def compose_checked(config_name: str, overrides: list[str], with_hydra: bool = F
         raise ConfigError(explain(error, config_name, overrides)) from None
     for override in overrides:
         key, _, value = override.lstrip("+").partition("=")
-        if key == "experiment" and value and value != "null" and not (CFG_DIR / "experiment" / f"{value}.yaml").is_file():
+        missing = not (CFG_DIR / "experiment" / f"{value}.yaml").is_file()
+        if key == "experiment" and value and value != "null" and missing:
             raise ConfigError(_unknown_option("experiment", value, config_name))
     return cfg
 
@@ -147,7 +148,8 @@ def _unknown_key(asked: str, full_key: str, config_name: str, overrides: list[st
     prefix, typed = asked[: len(asked) - len(asked.lstrip("+~"))], asked.lstrip("+~").split("=", 1)
     rest = typed[0][len(full_key):]  # what follows the unknown part (e.g. ".lr" in optimzer.lr)
     value = f"={typed[1]}" if len(typed) > 1 else ""
-    nearest = [f"{prefix}{parent + '.' if parent else ''}{key}{rest}{value}" for key in _nearest(name, sorted(set(keys)))]
+    above = f"{parent}." if parent else ""
+    nearest = [f"{prefix}{above}{key}{rest}{value}" for key in _nearest(name, sorted(set(keys)))]
     nearest += [f"{group}{value}" for group in _nearest(name, groups) if not rest]
     where = f"in {parent}" if parent else "at the top level"
     listing = f"python {_script(config_name)} --cfg job" + (f" --package {parent}" if parent else "")
@@ -161,9 +163,10 @@ def _keys_of(parent: str, config_name: str, overrides: list[str]) -> list[str]:
     """The keys under `parent` in the config composed without the refused override ([] if that fails too)."""
     for attempt in (overrides, []):
         try:
-            node = OmegaConf.select(_compose(config_name, attempt), parent) if parent else _compose(config_name, attempt)
+            composed = _compose(config_name, attempt)
         except HydraException:
             continue
+        node = OmegaConf.select(composed, parent) if parent else composed
         return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
     return []
 

@@ -93,9 +93,9 @@ def check_axis_keys(records: Sequence[Record], keys: Sequence[str], option: str)
     for key in keys:
         if any(config_value(record, key) != MISSING for record in records):
             continue
-        known = sorted({k for record in records
-                        for tree in (record.data.get("config", {}), {k: v for k, v in record.data.items() if k != "config"})
-                        for k in _config_keys(tree)})
+        trees = [tree for record in records for tree in
+                 (record.data.get("config", {}), {k: v for k, v in record.data.items() if k != "config"})]
+        known = sorted({k for tree in trees for k in _config_keys(tree)})
         nearest = difflib.get_close_matches(key.split("|")[-1].strip(), known, n=3, cutoff=0.6)
         warn(f"{option} {key}: no selected record has this config key, so its labels are all '-'"
              + (f"; did you mean {' or '.join(nearest)}?" if nearest else "")

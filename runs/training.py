@@ -104,7 +104,8 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback], extra_epo
         callbacks.append(callback)
     try:
         return instantiate(cfg.trainer, logger=logger, callbacks=callbacks + extra_callbacks, **extra,
-                           plugins=trainer_plugins(cfg), default_root_dir=cfg.run_dir, max_epochs=cfg.trainer.max_epochs + extra_epochs)
+                           plugins=trainer_plugins(cfg), default_root_dir=cfg.run_dir,
+                           max_epochs=cfg.trainer.max_epochs + extra_epochs)
     except InstantiationException as error:  # e.g. trainer.accelerator=gpu where no GPU is visible
         if not isinstance(error.__cause__, MisconfigurationException):
             raise
@@ -345,8 +346,8 @@ def check_folds(cfg: DictConfig, datamodule) -> None:
     examples = len(datamodule.train_indices)
     if kind == "crossfit" and int(teacher.folds) > examples:
         raise ConfigError(f"teacher.folds={teacher.folds} is more than the {examples} training examples of "
-                          f"{cfg.data.name}: a fold would be empty; use at most {examples} folds (e.g. teacher.folds=5) "
-                          f"or more data (data.train_subset)")
+                          f"{cfg.data.name}: a fold would be empty; use at most {examples} folds (e.g. "
+                          f"teacher.folds=5) or more data (data.train_subset)")
 
 
 def use_term_batches(datamodule, objective: DistillationObjective) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import re
 import typing
 from dataclasses import dataclass
@@ -365,5 +364,6 @@ def check_trainer(trainer: DictConfig) -> None:
     accelerator = trainer.get("accelerator")
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     if trainer.get("sync_batchnorm") and on_cpu and is_multi_process(trainer):
-        raise ConfigError(f"trainer.sync_batchnorm=true synchronises BatchNorm between GPU processes only, and these "
-                          f"processes run on the CPU (trainer.accelerator={accelerator}); add trainer.sync_batchnorm=false")
+        raise ConfigError(f"trainer.sync_batchnorm=true synchronises BatchNorm between GPU processes only, and "
+                          f"these processes run on the CPU (trainer.accelerator={accelerator}); add "
+                          f"trainer.sync_batchnorm=false")

@@ -39,7 +39,8 @@ import numpy as np
 
 from runs.records import Record, RecordsError, load_records, warn
 from runs.tables import (EPOCH_TITLES, EPOCHS, TEACHER_METRIC, add_selection_arguments, attach_dash_values,
-                         check_axis_keys, check_out, check_seeds, exit_on_error, group_by, is_percent, mean_and_spread, metric_title, ordered,
+                         check_axis_keys, check_out, check_seeds, exit_on_error, group_by, is_percent,
+                         mean_and_spread, metric_title, ordered,
                          parse_filters, parse_keys, parse_labels, parse_order, select, shown_label, shown_value,
                          teacher_accuracies, unique_runs, with_metric)
 from scripts.figure_layout import (dense_window, fit_tick_labels, group_styles, label_lines_right,

@@ -25,9 +25,9 @@ def warnings_of(capsys) -> list[str]:
 
 @pytest.mark.parametrize("overrides,expected", [
     (["scheduler=multistep", "trainer.max_epochs=30"],
-     "warning: scheduler.milestones [150, 180, 210] lie at or past the last epoch (trainer.max_epochs=30): the learning "
-     "rate never decays there; scale them to the run (e.g. for 240-epoch milestones [150,180,210] on 30 epochs: "
-     "[19, 22, 26])"),
+     "warning: scheduler.milestones [150, 180, 210] lie at or past the last epoch (trainer.max_epochs=30): the "
+     "learning rate never decays there; scale them to the run (e.g. for 240-epoch milestones [150,180,210] on 30 "
+     "epochs: [19, 22, 26])"),
     (["teacher=ensemble", "teacher.size=1"], "warning: teacher=ensemble has one member: it is that teacher alone"),
 ])
 def test_a_config_accepted_with_a_word(overrides, expected, capsys):

@@ -62,8 +62,9 @@ def test_sigterm_and_sigint_stop_with_one_line_and_the_command_continues_to_the_
     started = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
         marker = tmp_path / f"paused-{signum.name}"
-        arguments = train_overrides(data_dir, tmp_path / signum.name, "+callbacks.pause._target_=tests.helpers.PauseAtEpoch",
-                                    "+callbacks.pause.epoch=1", f"+callbacks.pause.marker={marker}")
+        arguments = train_overrides(data_dir, tmp_path / signum.name,
+                                    "+callbacks.pause._target_=tests.helpers.PauseAtEpoch", "+callbacks.pause.epoch=1",
+                                    f"+callbacks.pause.marker={marker}")
         started[signum] = (marker, subprocess.Popen([sys.executable, "train.py", *arguments], cwd=ROOT, env=env,
                                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
     deadline = time.monotonic() + 300
@@ -157,8 +158,8 @@ def test_a_folder_on_a_full_disk_is_refused_before_hydra_writes(cli, tmp_path, m
 # ----------------------------------------------------------------------------------------------- valid configs train
 def test_a_last_batch_of_one_example_is_left_out_and_the_run_trains(data_dir, tmp_path):
     # 257 training examples at batch 64: the anchors' loaders never meet a batch of one; BatchNorm cannot train on one
-    record = run_train(compose_config("train", tiny_overrides(data_dir, tmp_path, "model=mlp1d", "data.train_subset=257",
-                                                              "trainer.max_epochs=2")), quiet=True)
+    overrides = tiny_overrides(data_dir, tmp_path, "model=mlp1d", "data.train_subset=257", "trainer.max_epochs=2")
+    record = run_train(compose_config("train", overrides), quiet=True)
     assert record["epochs"] == 2
     order = torch.utils.data.SequentialSampler(range(257))
     assert drops_lone_example(order, 64) and not drops_lone_example(order, 96) and not drops_lone_example(None, 64)
