@@ -75,3 +75,15 @@ class PauseAtEpoch(pl.Callback):
         deadline = time.monotonic() + self.seconds
         while not trainer.received_sigterm and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+class FailAtTemperature(pl.Callback):
+    """A trial that fails when training starts, on every attempt, where its KD term's temperature is
+    `temperature`: a failure that no config check can foresee (a sweep refuses bad values before Ray starts)."""
+
+    def __init__(self, temperature: float) -> None:
+        self.temperature = float(temperature)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if pl_module.objective.terms["kd"].temperature == self.temperature:
+            raise RuntimeError(f"this trial fails on purpose at temperature {self.temperature:g}")
