@@ -301,7 +301,7 @@ def teacher_outputs_are_fixed(datamodule, objective: DistillationObjective | Non
     if objective is None or datamodule.augments or (augment is not None and augment.active):
         return False
     makes_batches = any(type(t).expand_batch is not DistillTerm.expand_batch for t in objective.terms.values())
-    return not makes_batches and not any(t.reads_teacher_features for t in objective.terms.values())
+    return not makes_batches and not objective.train_views and not any(t.reads_teacher_features for t in objective.terms.values())
 
 
 def build_teacher(cfg: DictConfig, datamodule, objective: DistillationObjective | None = None, augment=None
@@ -388,6 +388,9 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     if budget is not None:
         datamodule.limit_train_pool(budget)
     datamodule.setup("fit")
+    if objective.train_views:  # e.g. MLKD's strong view; data that cannot make it refuse before any training
+        readers = sorted({name for names in objective.train_views.values() for name in names})
+        datamodule.use_views(tuple(objective.train_views), ", ".join(f"kd.terms.{name}" for name in readers))
     check_folds(cfg, datamodule)
     check_models_fit(cfg, datamodule, student)  # the student and any teacher to train, before one is trained
     data_notices(cfg, datamodule)

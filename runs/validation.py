@@ -253,6 +253,8 @@ RULES: tuple[Rule, ...] = (
     Rule("kd.terms.*.temperature", number(above=0), "4"),
     Rule("kd.terms.*.temperature_*", number(above=0), "4"),
     Rule("kd.terms.*.*_temperature", optional(number(above=0)), "1.0", " (null: the term's temperature)"),
+    Rule("kd.terms.*.temperatures", list_of(number(above=0), "a non-empty list of numbers > 0", lambda v: len(v) > 0),
+         "[4.0,3.0,5.0,2.0,6.0]"),
     Rule("kd.terms.*.exponent", number(above=0), "0.1", " (TTM's gamma = 1/T)"),
     Rule("kd.terms.*.sample_weighted", BOOLEAN, "true", " (WTTM)"),
     Rule("kd.terms.*.weight_target", number(at_least=0), "0.1"),

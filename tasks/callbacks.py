@@ -23,7 +23,7 @@ class TrainThroughput(pl.Callback):
         self._epoch_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.samples += int(batch[0].shape[0]) * trainer.world_size
+        self.samples += len(batch[1]) * trainer.world_size  # the labels: the inputs may be two views (Views)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self._epoch_start is not None:
