@@ -14,4 +14,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from runs.preflight import preflight
+    preflight("distill")  # before Hydra writes anything: overrides that compose, a folder that takes the run
     main()

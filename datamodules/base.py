@@ -61,6 +61,14 @@ def check_crossfit(crossfit: Mapping[str, Any] | None) -> tuple[int | None, int 
     return folds, fold
 
 
+def drops_lone_example(sampler, batch_size: int) -> bool:
+    """Whether a training epoch (a `sampler`; None: evaluation, never) would end in a batch of one example,
+    which is then left out (drop_last): BatchNorm cannot normalise a single example in training, and the
+    anchors' CIFAR loaders never meet one (50000 examples at their batch sizes). The example is not lost for
+    good: the epoch-seeded order puts another example last in the next epoch."""
+    return sampler is not None and len(sampler) % int(batch_size) == 1 and len(sampler) > 1
+
+
 def _subclasses(cls: type) -> list[type]:
     return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
 
@@ -224,12 +232,13 @@ class KDDataModule(pl.LightningDataModule):
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
         sampler = self._process_share(dataset, sampler, batch_size)
+        drop_last = drops_lone_example(sampler, batch_size)
         # Fixed views (a cached teacher) keep the DataLoader: its stored logits belong to torchvision's draws.
         if self.device_resident and not isinstance(dataset, ViewDataset):
             if self._device_data is None:
                 self._device_data = DeviceData(self)
-            return self._device_data.loader(dataset, batch_size, sampler)
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=False,
+            return self._device_data.loader(dataset, batch_size, sampler, drop_last)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0)
 

@@ -218,7 +218,8 @@ def batch_seed(seed: int, epoch: int, batch: int) -> int:
 # ---------------------------------------------------------------------------------------------- loaders
 class DeviceBatches:
     """An iterable of (x, y, index) batches cut from resident tensors: what the datamodule's loaders return
-    under `data.device_resident=true`. `len()` is the number of batches (drop_last False).
+    under `data.device_resident=true`. `len()` is the number of batches (a short last one left out with
+    drop_last, as a DataLoader does).
 
     rows: original indices of the examples served (positions in `resident`). sampler: an epoch-seeded
     sampler over positions in `rows` (training), a ProcessShard (DDP), or None for `rows` in order. device:
@@ -229,7 +230,8 @@ class DeviceBatches:
 
     def __init__(self, resident: ResidentTensors, rows: Sequence[int] | torch.Tensor, batch_size: int,
                  transform: BatchTransform | None = None, sampler: Any = None, seed: int = 0,
-                 augment: bool = True, device: DeviceLike = None, strong: BatchTransform | None = None) -> None:
+                 augment: bool = True, device: DeviceLike = None, strong: BatchTransform | None = None,
+                 drop_last: bool = False) -> None:
         self.resident = resident
         self.rows = torch.as_tensor(np.asarray(rows), dtype=torch.int64)
         self.batch_size = int(batch_size)
@@ -239,11 +241,12 @@ class DeviceBatches:
         self.augment = bool(augment)
         self.device = device
         self.strong = strong  # given: batches of Views(weak, strong) (datamodules/two_views.py)
+        self.drop_last = bool(drop_last)
         self._rows_on: torch.Tensor | None = None
 
     def __len__(self) -> int:
         served = len(self.rows) if self.sampler is None else len(self.sampler)
-        return math.ceil(served / self.batch_size)
+        return served // self.batch_size if self.drop_last else math.ceil(served / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         if self.sampler is not None:
@@ -308,7 +311,7 @@ class DeviceData:
             return self.test
         raise RuntimeError(f"no resident copy of {type(dataset.base).__name__} for a device-resident loader")
 
-    def loader(self, dataset: Any, batch_size: int, sampler: Any = None) -> DeviceBatches:
+    def loader(self, dataset: Any, batch_size: int, sampler: Any = None, drop_last: bool = False) -> DeviceBatches:
         """Batches of an IndexedDataset (`base`, `indices`, `transform`) in the sampler's order (None: in
         order), with the dataset's own transform, read into its batch form."""
         resident = self._resident_for(dataset)
@@ -320,7 +323,7 @@ class DeviceData:
             raise ConfigError("data.device_resident=true: ToTensor's scaling needs uint8 images; set "
                               "data.device_resident=false")
         return DeviceBatches(resident, dataset.indices, batch_size, transform, sampler, self.datamodule.seed,
-                             device=self._device, strong=strong)
+                             device=self._device, strong=strong, drop_last=drop_last)
 
     def release(self) -> None:
         self.train.release()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import re
 import typing
 from dataclasses import dataclass
@@ -30,8 +29,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from errors import ConfigError, UserError, one_line
-from runs.checkpoint_checks import adopt_teacher_checkpoints
+from runs.checkpoint_checks import adopt_teacher_checkpoints, check_init_from
 from runs.configs import CFG_DIR, build_objective, instantiate
+from runs.notices import config_notices
+from runs.processes import is_multi_process
+from runs.writing import output_folder_problem
 from tasks.dot import DistillationOrientedTrainer, refuse_unsupported_trainer
 from tasks.metrics import fidelity_settings
 from tasks.phases import parse_phases
@@ -116,12 +118,7 @@ EXISTING_FILE = Kind("the path of an existing file", lambda v: isinstance(v, str
 
 
 def _writable_folder(value: Any) -> bool:
-    if not isinstance(value, str) or not value.strip() or Path(value).is_file():
-        return False
-    existing = Path(value).absolute()
-    while not existing.exists():
-        existing = existing.parent
-    return existing.is_dir() and os.access(existing, os.W_OK)
+    return isinstance(value, str) and bool(value.strip()) and output_folder_problem(value) is None
 
 
 def _is_model_config(name: Any) -> bool:
@@ -174,7 +171,10 @@ RULES: tuple[Rule, ...] = (
     Rule("ckpt", optional(EXISTING_FILE), "outputs/train/<run>/checkpoints/last.ckpt"),
     Rule("student_init_checkpoint", optional(EXISTING_FILE), "outputs/distill/<run>/checkpoints/best.ckpt",
          " (the checkpoint whose weights the student starts from, e.g. PAD-L2's L2 student)"),
-    Rule("paths.output_dir", Kind("a folder you can write to (not a file)", _writable_folder), "outputs"),
+    Rule("init_from", optional(EXISTING_FILE), "outputs/train/<run>/checkpoints/last.ckpt",
+         " (a checkpoint of a run of the same model and method whose weights a new run starts from)"),
+    Rule("paths.output_dir", Kind("a folder you can write to (not a file, on a disk with room)", _writable_folder),
+         "outputs"),
     Rule("paths.data_dir", Kind("a folder (not a file)", lambda v: TEXT.accepts(v) and not Path(v).is_file()), "data"),
     # the trainer
     Rule("trainer.max_epochs", COUNT, "30", " (the number of epochs)"),
@@ -250,6 +250,7 @@ RULES: tuple[Rule, ...] = (
     # augmentation and the options every distillation term shares
     Rule("augment.alpha", number(above=0), "1.0", " (Beta(alpha, alpha) draws the mixing weights)"),
     Rule("kd.terms.*.weight", number(at_least=0), "1.0", " (0 switches the term off)"),
+    Rule("kd.terms.*.label_smoothing", number(at_least=0, at_most=1), "0.1"),
     Rule("kd.terms.*.temperature", number(above=0), "4"),
     Rule("kd.terms.*.temperature_*", number(above=0), "4"),
     Rule("kd.terms.*.*_temperature", optional(number(above=0)), "1.0", " (null: the term's temperature)"),
@@ -340,6 +341,8 @@ def check_config(cfg: DictConfig) -> None:
     distillation run also its teacher checkpoints, whose model config becomes teacher.model
     (runs/checkpoint_checks.py), so call it before the run folder is claimed."""
     check_values(cfg)
+    check_trainer(cfg.trainer)
+    check_init_from(cfg)
     optimizer = checked("optimizer", lambda: instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))]),
                          cfg.optimizer)
     if isinstance(optimizer, DistillationOrientedTrainer):
@@ -347,6 +350,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.get("scheduler"):
         checked("scheduler", lambda: instantiate(cfg.scheduler)(optimizer), cfg.scheduler)
     if cfg.get("task") != "distill":
+        config_notices(cfg)
         return
     objective = checked("kd.terms", lambda: build_objective(cfg))
     checked("kd.phases", lambda: parse_phases(cfg.kd, objective.terms, float(cfg.get("pre_training_scale", 1.0))))
@@ -354,3 +358,15 @@ def check_config(cfg: DictConfig) -> None:
         checked("augment", lambda: instantiate(cfg.augment), cfg.augment)
     checked("fidelity", lambda: fidelity_settings(cfg.get("fidelity")))
     adopt_teacher_checkpoints(cfg)
+    config_notices(cfg)
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """Trainer settings that only fail once training starts: synchronised BatchNorm on CPU processes (torch's
+    SyncBatchNorm runs on GPUs only), e.g. trainer=ddp trainer.accelerator=cpu."""
+    accelerator = trainer.get("accelerator")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if trainer.get("sync_batchnorm") and on_cpu and is_multi_process(trainer):
+        raise ConfigError(f"trainer.sync_batchnorm=true synchronises BatchNorm between GPU processes only, and "
+                          f"these processes run on the CPU (trainer.accelerator={accelerator}); add "
+                          f"trainer.sync_batchnorm=false")
