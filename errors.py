@@ -48,23 +48,3 @@ def user_message(error: UserError) -> str:
 def one_line(text: object) -> str:
     """`text` on one line (a message quoting a library's multi-line error stays one line)."""
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
-
-
-def exit_on_user_error(run, cfg):
-    """Run `run(cfg)`; a UserError becomes one line on stderr and exit status 2 instead of a traceback; a
-    signal that stops the run (SIGTERM, SIGINT) one line with the command that continues, and exit status
-    128 + the signal's number (runs/stops.py)."""
-    import sys
-    from runs.stops import signals_stop_runs, stopped_line
-    try:
-        with signals_stop_runs():
-            return run(cfg)
-    except RunStopped as stop:
-        print(stopped_line(stop, cfg), file=sys.stderr)
-        sys.exit(128 + stop.signal_number)
-    except Exception as error:  # noqa: BLE001 - re-raised unless it is the user's input
-        user_error = find_user_error(error)
-        if user_error is None:
-            raise
-        print(f"error: {user_message(user_error)}", file=sys.stderr)
-        sys.exit(2)

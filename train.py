@@ -2,7 +2,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from errors import exit_on_user_error
+from runs.stops import exit_on_user_error
 
 
 @hydra.main(config_path="cfg", config_name="train", version_base="1.3")

@@ -27,7 +27,7 @@ from typing import Iterator
 
 from omegaconf import DictConfig
 
-from errors import RunStopped
+from errors import RunStopped, find_user_error, user_message
 
 SCRIPTS = {"train": "train.py", "distill": "distill_train.py"}
 _in_trainer = False  # while a Trainer runs, Lightning's SIGTERM handler (which also calls ours) stops it
@@ -100,3 +100,21 @@ def stopped_line(stop: RunStopped, cfg: DictConfig) -> str:
     kept = (f"its last finished epoch is kept in {stop.kept}" if stop.kept
             else "no epoch of it had finished, so it starts again")
     return f"stopped by {stop.signal_name} {stop.where}; {kept}; continue with: {continue_command(cfg)}"
+
+
+def exit_on_user_error(run, cfg):
+    """Run `run(cfg)`; a UserError becomes one line on stderr and exit status 2 instead of a traceback; a
+    signal that stops the run (SIGTERM, SIGINT) one line with the command that continues, and exit status
+    128 + the signal's number (see the module's docstring)."""
+    try:
+        with signals_stop_runs():
+            return run(cfg)
+    except RunStopped as stop:
+        print(stopped_line(stop, cfg), file=sys.stderr)
+        sys.exit(128 + stop.signal_number)
+    except Exception as error:  # noqa: BLE001 - re-raised unless it is the user's input
+        user_error = find_user_error(error)
+        if user_error is None:
+            raise
+        print(f"error: {user_message(user_error)}", file=sys.stderr)
+        sys.exit(2)

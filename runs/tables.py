@@ -346,5 +346,5 @@ def attach_dash_values(argv: Sequence[str], options: Sequence[str]) -> list[str]
 
 def exit_on_error(main, argv):
     """Runs main(argv); bad input becomes one line on stderr and exit status 2 (as in the entry points)."""
-    from errors import exit_on_user_error
+    from runs.stops import exit_on_user_error
     return exit_on_user_error(main, argv)
