@@ -19,10 +19,13 @@ mean/std (datamodules/folders.py). `decode` picks who turns the files into pixel
 
 The three give the same images up to the decoders' and resizers' rounding (PIL resizes PIL images, the others
 uint8 tensors with antialiasing). scripts/benchmark_imagenet_decode.py times them on the same files. NVIDIA
-DALI is not used: torchvision's nvjpeg path needs no other package.
+DALI is not used: torchvision's nvjpeg path needs no other package. torchvision 0.29 marks its image decoders
+deprecated in favour of TorchCodec (a warning on every call, silenced here); they still work, and this module is
+the one place to move when they go.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,9 @@ from datamodules.base import IndexedDataset
 from datamodules.folders import ImageFolderDataModule
 from datamodules.views import seeded_transform, view_seed
 from errors import ConfigError
+
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision are deprecated",
+                        category=DeprecationWarning)
 
 DECODERS = ("pil", "torchvision")
 DECODE_DEVICES = (None, "cpu", "cuda")
