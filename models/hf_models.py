@@ -39,6 +39,7 @@ class HFClassifier(nn.Module):
     def __init__(self, net: nn.Module, text: bool, stages: int) -> None:
         super().__init__()
         self.net = net
+        self.library_prefix = "net."  # a state dict of the bare library model loads too (models/checkpoints.py)
         self.text = text
         self.stage_taps = nn.ModuleList(nn.Identity() for _ in range(stages))
         self.feature_stages = [f"stage_taps.{i}" for i in range(stages)]

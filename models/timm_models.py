@@ -39,6 +39,7 @@ class TimmClassifier(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
+        self.library_prefix = "net."  # a state dict of the bare library model loads too (models/checkpoints.py)
         stages = [info["module"] for info in getattr(net, "feature_info", [])]
         if hasattr(net, "forward_intermediates") and stages:
             self.stage_taps = nn.ModuleList(nn.Identity() for _ in stages)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.experiments import ckd, fidelity, mdistiller, repdistiller, semiparametric, torchdistill
+from scripts.experiments import ckd, deit, fidelity, mdistiller, repdistiller, semiparametric, torchdistill
 from scripts.experiments.cells import EXPERIMENT_DIR, MARKER, GeneratorError
 
 BUILDERS = {"repdistiller": repdistiller.build, "mdistiller": mdistiller.build, "torchdistill": torchdistill.build,
-            "semiparametric": semiparametric.build, "fidelity": fidelity.build, "ckd": ckd.build}
+            "semiparametric": semiparametric.build, "fidelity": fidelity.build, "ckd": ckd.build,
+            "deit": deit.build}
 PAPERS = tuple(BUILDERS)
 
 
