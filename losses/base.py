@@ -101,6 +101,8 @@ class DistillTerm(nn.Module):
     teacher_taps: tuple[str, ...] = ()
     # The training batches the term needs instead of the loader's shuffled ones (None: those).
     train_batches: TupleBatches | ClassGroupedBatches | None = None
+    # A teacher tap whose per-class means over the training set the term needs (KD++'s class centres), or None.
+    teacher_class_means: str | None = None
 
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()
@@ -127,6 +129,10 @@ class DistillTerm(nn.Module):
         """The label of every example of the original training set (`num_train` of them, int64), -1 for those
         the train loader never draws (validation, a held-out fold, outside a budget), once, before `setup`:
         for terms that sample training examples by class (CRD's other-class negatives). Default: nothing."""
+
+    def bind_teacher_class_means(self, means: torch.Tensor) -> None:
+        """(num_classes, size): the frozen teacher's mean `teacher_class_means` feature per class over the training
+        set (runs/class_means.py), once, before `setup`. Default: nothing."""
 
     def expand_batch(self, inputs: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor):
         """The training batch both models should see (e.g. SSKD's rotated copies), as (inputs, targets,
@@ -173,6 +179,10 @@ class DistillationObjective(nn.Module):
         if len(set(plans.values())) > 1:
             raise ConfigError(f"terms {sorted(plans)} each make their own training batches ({plans}); keep one")
         return next(iter(plans.values()), None)
+
+    def bind_teacher_class_means(self, means: torch.Tensor) -> None:
+        """(num_classes, size): the frozen teacher's mean `teacher_class_means` feature per class over the training
+        set (runs/class_means.py), once, before `setup`. Default: nothing."""
 
     def expand_batch(self, inputs: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor):
         for term in self.terms.values():

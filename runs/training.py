@@ -26,6 +26,7 @@ from tasks.classification import ClassificationTask
 from tasks.distillation import DistillationTask
 from tasks.finite import NonFiniteError
 from tasks.metrics import fidelity_settings
+from runs.class_means import bind_training_class_means
 from runs.checkpoint_checks import check_resumable, load_teacher_member, teacher_checkpoints
 from runs.configs import build_objective, chosen_experiment, instantiate, model_node
 from runs.console import hide_evaluation_bars
@@ -366,6 +367,7 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     datamodule.setup("fit")
     check_models_fit(cfg, datamodule, student)  # the student and any teacher to train, before one is trained
     teacher, info = build_teacher(cfg, datamodule, objective, augment)
+    bind_training_class_means(objective, teacher, datamodule, cfg)  # before the training views change (use_term_batches)
     use_term_batches(datamodule, objective)
     pl.seed_everything(cfg.seed, workers=True)  # the student's init must not depend on teacher training
     if student is None:

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from errors import ConfigError, UserError, one_line
 from runs.checkpoint_checks import adopt_teacher_checkpoints
 from runs.configs import CFG_DIR, build_objective, instantiate
+from tasks.dot import DistillationOrientedTrainer, refuse_unsupported_trainer
 from tasks.metrics import fidelity_settings
 from tasks.phases import parse_phases
 
@@ -201,6 +202,10 @@ RULES: tuple[Rule, ...] = (
     Rule("optimizer.betas", list_of(number(at_least=0, below=1), "two numbers in [0, 1)", lambda v: len(v) == 2),
          "[0.9,0.999]"),
     Rule("optimizer.nesterov", BOOLEAN, "false"),
+    Rule("optimizer.delta", number(at_least=0, below=1), "0.075",
+         " (optimizer=dot: task momentum momentum - delta, distillation momentum momentum + delta)"),
+    Rule("optimizer.task_terms", list_of(TEXT, "a list of kd.terms names"), "[ce]",
+         " (optimizer=dot: the terms whose gradient is the task's)"),
     Rule("optimizer.amsgrad", BOOLEAN, "false"),
     Rule("scheduler.gamma", number(above=0, at_most=1), "0.1", " (the factor each decay multiplies the rate by)"),
     Rule("scheduler.milestones", list_of(integer(at_least=0), "a list of increasing epochs >= 0",
@@ -247,6 +252,16 @@ RULES: tuple[Rule, ...] = (
     Rule("kd.terms.*.temperature", number(above=0), "4"),
     Rule("kd.terms.*.temperature_*", number(above=0), "4"),
     Rule("kd.terms.*.*_temperature", optional(number(above=0)), "1.0", " (null: the term's temperature)"),
+    Rule("kd.terms.*.exponent", number(above=0), "0.1", " (TTM's gamma = 1/T)"),
+    Rule("kd.terms.*.sample_weighted", BOOLEAN, "true", " (WTTM)"),
+    Rule("kd.terms.*.weight_target", number(at_least=0), "0.1"),
+    Rule("kd.terms.*.weight_non_target", number(at_least=0), "0.1"),
+    Rule("kd.terms.*.weight_weak", number(at_least=0), "0.1"),
+    Rule("kd.terms.*.rank_with_probabilities", BOOLEAN, "false"),
+    Rule("kd.terms.*.centres", choice("class_mean", "classifier"), "class_mean", " (KD++'s class centres)"),
+    Rule("kd.terms.*.standardize", BOOLEAN, "true", " (logit standardization: z-score each row of logits)"),
+    Rule("kd.terms.*.lambda_epochs", COUNT, "10", " (CTKD: epochs of the reversal curriculum)"),
+    Rule("kd.terms.*.lambda_m*", number(at_least=-1, at_most=1), "-1.0", " (CTKD: the reversal strength lambda)"),
     # sweeps (ray_runner.py)
     Rule("tune.num_samples", COUNT, "1"),
     Rule("tune.max_concurrent", optional(COUNT), "2"),
@@ -324,6 +339,8 @@ def check_config(cfg: DictConfig) -> None:
     check_values(cfg)
     optimizer = checked("optimizer", lambda: instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))]),
                          cfg.optimizer)
+    if isinstance(optimizer, DistillationOrientedTrainer):
+        refuse_unsupported_trainer(cfg.trainer)
     if cfg.get("scheduler"):
         checked("scheduler", lambda: instantiate(cfg.scheduler)(optimizer), cfg.scheduler)
     if cfg.get("task") != "distill":

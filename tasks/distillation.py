@@ -17,6 +17,7 @@ from losses import DistillationObjective, DistillBatch, DistillTerm
 from losses.base import TupleBatches
 from models.teachers import FrozenTeacher
 from tasks.classification import ClassificationTask
+from tasks.dot import split_losses, takes_split_gradients
 from models.features import FeatureTaps
 from tasks.metrics import CKATaps, FidelityMetrics, FidelitySettings, fidelity_settings
 from tasks.phases import Phase, phase_at, starts_a_phase
@@ -51,6 +52,7 @@ class DistillationTask(ClassificationTask):
         self.teacher_seen = torch.zeros(max(num_train, 1), dtype=torch.bool)
         object.__setattr__(self, "teacher", teacher)
         self.objective = objective
+        self.split_optimizer = None  # set by configure_optimizers under optimizer=dot (tasks/dot.py)
         for term in objective.terms.values():
             term.bind_models(student, teacher.model)
         self.student_taps = FeatureTaps(student, objective.student_taps)
@@ -125,7 +127,20 @@ class DistillationTask(ClassificationTask):
         optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
         for group in optimizer.param_groups:
             group["main_lr"] = group["lr"]  # kept in the optimizer's state dict, so a resumed run has it too
+        self.split_optimizer = optimizer if takes_split_gradients(optimizer) else None
+        if self.split_optimizer is not None:
+            self._check_split_optimizer(self.split_optimizer)
         return configured
+
+    def _check_split_optimizer(self, optimizer) -> None:
+        unknown = sorted(set(optimizer.task_terms) - set(self.objective.terms))
+        if unknown:
+            raise ConfigError(f"optimizer.task_terms names {unknown}, which are not terms of this method; name some of "
+                              f"{sorted(self.objective.terms)} (kd.terms), e.g. optimizer.task_terms=[ce]")
+        if self._trainer is not None and self.trainer.world_size > 1:
+            raise ConfigError("optimizer=dot computes the distillation gradient apart from DDP's synchronised "
+                              "backward, so it runs on one process (as mdistiller's DataParallel does); use "
+                              "trainer.devices=1")
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
         if getattr(self, "_epoch_phase", None) is None:  # the schedule counts main-phase epochs only
@@ -169,7 +184,23 @@ class DistillationTask(ClassificationTask):
         self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict({f"train/{name}": value.detach() for name, value in values.items()}, on_epoch=True)
         self.log("train/top1", (student_logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
-        return total
+        return self.loss_to_backward(total, values)
+
+    def loss_to_backward(self, total: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What Lightning back-propagates: the total; under optimizer=dot (tasks/dot.py), which keeps the task and
+        distillation gradients apart, the task terms' sum, after the distillation terms' gradient (computed first,
+        as the anchor does) is handed to the optimizer."""
+        optimizer = self.split_optimizer
+        if optimizer is None:
+            return total
+        task, distillation = split_losses(self.phase.weights if self.phase else self.objective.main_weights, values,
+                                          optimizer.task_terms)
+        if task is None or distillation is None or not distillation.requires_grad:
+            return total  # one kind of term in this step: one gradient, which DOT steps as SGD with momentum
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+        optimizer.hold_distillation_gradients(
+            params, torch.autograd.grad(distillation, params, retain_graph=True, allow_unused=True))
+        return task
 
     def _student_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The student's logits and tapped features on a training batch; a batch of tuples (losses.base.

@@ -217,7 +217,9 @@ def step_sample(names: list[str]) -> list[str]:
             chosen.add(name)
         elif paper == "semiparametric" and ("resnet8_" in cell or cell.endswith("resnet8")):
             chosen.add(name)
-        elif paper == "mdistiller" and cell.endswith("resnet56_resnet20"):
+        elif paper in ("mdistiller", "ttm", "kdpp", "lskd", "ctkd") and cell.endswith("resnet56_resnet20"):
+            chosen.add(name)
+        elif paper == "mdistiller" and cell == "kd_dot_vgg13_vgg8":  # optimizer=dot
             chosen.add(name)
         elif paper == "torchdistill" and cell.startswith("pad_l2_"):  # a student started from a checkpoint
             chosen.add(name)

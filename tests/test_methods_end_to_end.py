@@ -29,8 +29,8 @@ UNSUPPORTED = {("fsp", "vgg13"): "FSP needs equal student and teacher channel co
 # one step. Clipped here, as it would be anywhere such errors are expected.
 EXTRA = {"pad_l2_embedding": ["trainer.gradient_clip_val=1.0"]}
 # Methods that read logits only do not depend on the architectures' feature maps: the first pair serves them.
-LOGITS_ONLY = {"ce", "dist", "dkd", "kd", "kd_mse", "kd_mse_gamma", "kd_mse_ortho", "kd_mse_varred", "kd_ortho",
-               "teacher_ce", "tfkd_reg", "tfkd_self"}
+LOGITS_ONLY = {"ce", "ctkd", "dist", "dkd", "kd", "kd_mse", "kd_mse_gamma", "kd_mse_ortho", "kd_mse_varred", "kd_ortho",
+               "lskd", "teacher_ce", "tfkd_reg", "tfkd_self", "ttm", "wttm", "nkd"}
 CASES = [(method, *pair) for method in METHODS for pair in (PAIRS[:1] if method in LOGITS_ONLY else PAIRS)] + \
         [(method, *EQUAL_WIDTH_PAIR) for method, _ in UNSUPPORTED]
 FEW_STEPS = ["data=cifar100", "data.val_size=0", "data.batch_size=8", "data.num_workers=0",
