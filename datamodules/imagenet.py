@@ -29,6 +29,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 from torchvision import transforms
@@ -61,9 +62,11 @@ def tensor_transforms(pipeline: transforms.Compose) -> transforms.Compose:
 
 @dataclass
 class EncodedImage:
-    """A file's bytes, read in a loader worker, to be decoded with its batch; `seed` fixes its random crop."""
+    """A file's bytes, read in a loader worker, to be decoded with its batch; `seed` fixes its random crop. A
+    numpy array, not a tensor: a worker hands tensors over through one shared-memory file descriptor each, which a
+    batch of hundreds of small files exhausts; arrays are pickled with the batch."""
 
-    data: torch.Tensor
+    data: np.ndarray
     seed: int
 
 
@@ -83,7 +86,7 @@ class EncodedImages(Dataset):
         path, label = self.samples[index]
         # With the sampler's draw, as IndexedDataset seeds the transform; without, any seed (evaluation is not random).
         seed = view_seed(draw, index, 0) if draw is not None else int(torch.randint(2**62, ()))
-        return EncodedImage(read_file(path), seed), torch.as_tensor(label), torch.as_tensor(index)
+        return EncodedImage(np.fromfile(path, dtype=np.uint8), seed), torch.as_tensor(label), torch.as_tensor(index)
 
 
 def collate_encoded(batch):
@@ -137,9 +140,10 @@ class ImageNetDataModule(ImageFolderDataModule):
     def decode_batch(self, images: list[EncodedImage], transform) -> torch.Tensor:
         """The batch's files decoded together on `decode_device` (nvjpeg on a GPU), each cropped with its seed."""
         device = torch.device(self.decode_device)
+        files = [torch.from_numpy(image.data) for image in images]
         try:
-            decoded = decode_jpeg([image.data for image in images], mode=ImageReadMode.RGB, device=device)
+            decoded = decode_jpeg(files, mode=ImageReadMode.RGB, device=device)
         except RuntimeError:  # a file the batched JPEG decoder refuses (ImageNet holds a few CMYK and PNG ones)
-            decoded = [decode_image(image.data, mode=ImageReadMode.RGB).to(device) for image in images]
+            decoded = [decode_image(data, mode=ImageReadMode.RGB).to(device) for data in files]
         return torch.stack([seeded_transform(transform, pixels, image.seed)
                             for pixels, image in zip(decoded, images)])

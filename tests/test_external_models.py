@@ -256,7 +256,7 @@ def _imagenet(root: Path, **settings) -> ImageNetDataModule:
 
 def test_imagenet_decoders_read_the_same_images(jpegs):
     pil, workers, batched = (_imagenet(jpegs), _imagenet(jpegs, decode="torchvision"),
-                             _imagenet(jpegs, decode="torchvision", decode_device="cpu"))
+                             _imagenet(jpegs, decode="torchvision", decode_device="cpu", num_workers=1))
     reference, labels, indices = next(iter(pil.test_dataloader()))
     decoded = next(iter(workers.test_dataloader()))[0]
     encoded, batched_labels, batched_indices = next(iter(batched.test_dataloader()))
