@@ -94,7 +94,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=512, help="training images per epoch")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads of the main process (default: torch's; on a busy machine 1 avoids "
+                             "oversubscription, which the batched cpu path, decoding in the main process, feels)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(table_on_files(args.root, args.images, args.batch_size, args.workers))
 
 

@@ -286,3 +286,11 @@ def test_imagenet_config_errors_name_the_fix(jpegs):
     with pytest.raises(Exception, match="data.num_classes=1000 but .* has 3 class folders") as error:
         instantiate(cfg.data)
     assert isinstance(find_user_error(error.value), ConfigError)
+
+
+def test_the_decode_benchmark_times_every_decoder_on_the_same_files(jpegs):
+    from scripts.benchmark_imagenet_decode import decode_table, paths
+    table = decode_table(jpegs, images=12, batch_size=4, workers=0, image_size=IMAGE_SIZE)
+    rows = table.splitlines()[2:]
+    assert [row[:40].strip() for row in rows] == [name for name, _ in paths(torch.cuda.is_available())]
+    assert all(float(row.split()[-2]) > 0 for row in rows) and rows[0].endswith("1.00x")
