@@ -120,3 +120,15 @@ def preact_batchnorms(model: nn.Module, taps: Iterable[str], example_input: torc
             raise ConfigError(f"no BatchNorm precedes feature tap '{tap}' of {type(model).__name__}; "
                               f"declare its `preact_bn_stages`")
     return found
+
+
+def feature_modules(model: nn.Module) -> list[nn.Module]:
+    """The modules a feature pre-training phase trains (RepDistiller's get_feat_modules): those an architecture
+    declares by name (`feature_modules`: e.g. a WRN leaves out its final BatchNorm, MobileNetV2 and ShuffleNetV2
+    their last 1x1 convolution), else every child but the classifier."""
+    modules = dict(model.named_modules())
+    declared = getattr(model, "feature_modules", None)
+    if declared is not None:
+        return [modules[name] for name in declared]
+    classifier = feature_spec(model).embedding.partition(":")[0].split(".")[0]  # the child holding the classifier
+    return [child for name, child in model.named_children() if name != classifier]

@@ -283,13 +283,15 @@ def _member_checkpoints(cfg: DictConfig, kind: str) -> tuple[list[str], list[str
     return [r["checkpoints"]["last"] for r in records], [r["run_dir"] for r in records]
 
 
-def teacher_outputs_are_fixed(datamodule, objective: DistillationObjective | None, augment) -> bool:
+def teacher_outputs_are_fixed(datamodule, objective: DistillationObjective | None, augment,
+                              batchnorm: str = "running") -> bool:
     """True when the teacher would answer every epoch with the same logits for the same example: no random
-    training transform, no batch augmentation, no term that makes its own batch or reads teacher features."""
-    if objective is None or datamodule.augments or (augment is not None and augment.active):
+    training transform, no batch augmentation, no term that makes its own batch or reads teacher features, and
+    no BatchNorm on batch statistics (teacher.batchnorm=batch: the answer depends on the batch)."""
+    if objective is None or datamodule.augments or (augment is not None and augment.active) or batchnorm != "running":
         return False
     makes_batches = any(type(t).expand_batch is not DistillTerm.expand_batch for t in objective.terms.values())
-    return not makes_batches and not any(t.reads_teacher_features for t in objective.terms.values())
+    return not makes_batches and not objective.train_views and not any(t.reads_teacher_features for t in objective.terms.values())
 
 
 def build_teacher(cfg: DictConfig, datamodule, objective: DistillationObjective | None = None, augment=None
@@ -305,18 +307,20 @@ def build_teacher(cfg: DictConfig, datamodule, objective: DistillationObjective 
                                             None if runs else teacher_checkpoints(cfg)[0])
         members.append(model)
         names.append(config.get("name"))
+    batchnorm = str(teacher_cfg.get("batchnorm", "running"))
     if kind == "crossfit":
         fold_of = torch.from_numpy(datamodule.fold_assignment(len(members)))
-        teacher = CrossFitTeacher(members, fold_of)
+        teacher = CrossFitTeacher(members, fold_of, batchnorm)
     else:
-        teacher = FrozenTeacher(members, int(teacher_cfg.get("feature_member") or 0))
+        teacher = FrozenTeacher(members, int(teacher_cfg.get("feature_member") or 0), batchnorm)
     check_classes(teacher.model, datamodule.num_classes, "teacher",
                   "use a teacher trained on this data, or the data it was trained on")
     check_teacher_members(cfg, members, checkpoints, datamodule)  # before the teacher is used or cached
     cache_info = {}
     if teacher_cfg.kind == "cached":
         teacher, cache_info = cached_teacher(teacher, datamodule, cfg, checkpoints, kind)
-    elif teacher_cfg.get("cache", "auto") == "auto" and teacher_outputs_are_fixed(datamodule, objective, augment):
+    elif teacher_cfg.get("cache", "auto") == "auto" and teacher_outputs_are_fixed(datamodule, objective, augment,
+                                                                                  batchnorm):
         teacher, cache_info = cached_teacher(teacher, datamodule, cfg, checkpoints, kind)
         cache_info["teacher_cache"]["automatic"] = True  # the outputs could not change: computed once
     info: dict[str, Any] = {"teacher_kind": str(teacher_cfg.kind),
@@ -365,6 +369,9 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     if budget is not None:
         datamodule.limit_train_pool(budget)
     datamodule.setup("fit")
+    if objective.train_views:  # e.g. MLKD's strong view; data that cannot make it refuse before any training
+        readers = sorted({name for names in objective.train_views.values() for name in names})
+        datamodule.use_views(tuple(objective.train_views), ", ".join(f"kd.terms.{name}" for name in readers))
     check_models_fit(cfg, datamodule, student)  # the student and any teacher to train, before one is trained
     teacher, info = build_teacher(cfg, datamodule, objective, augment)
     bind_training_class_means(objective, teacher, datamodule, cfg)  # before the training views change (use_term_batches)

@@ -10,17 +10,38 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from datamodules.mixing import BatchMixing
+from datamodules.two_views import Views
 from errors import ConfigError
 from losses import DistillationObjective, DistillBatch, DistillTerm
 from losses.base import TupleBatches
 from models.teachers import FrozenTeacher
 from tasks.classification import ClassificationTask
 from tasks.dot import split_losses, takes_split_gradients
-from models.features import FeatureTaps
+from models.features import FeatureTaps, feature_modules
 from tasks.metrics import CKATaps, FidelityMetrics, FidelitySettings, fidelity_settings
 from tasks.phases import Phase, phase_at, starts_a_phase
+
+
+def check_views(objective: DistillationObjective, augment: BatchMixing | None, teacher: FrozenTeacher,
+                expanding: list[str]) -> None:
+    """Terms that read extra augmented views (`DistillTerm.train_views`) need a teacher that answers on them and
+    the loader's own batches."""
+    readers = sorted({name for names in objective.train_views.values() for name in names})
+    if not readers:
+        return
+    if augment is not None:
+        raise ConfigError(f"augment={augment.name} cannot combine with {readers}, which read two augmented views of "
+                          f"each example; use augment=none")
+    if expanding or objective.train_batches is not None:
+        makers = expanding or [n for n, t in objective.terms.items() if t.train_batches is not None]
+        raise ConfigError(f"{readers} read two augmented views of each example, which {makers} (making their own "
+                          f"training batch) cannot serve; use them apart")
+    if not teacher.counts_training_calls:
+        raise ConfigError(f"{readers} read a freshly augmented strong view of each example, but teacher=cached only "
+                          f"holds its outputs on fixed views; use teacher=single, ensemble or crossfit")
 
 
 class DistillationTask(ClassificationTask):
@@ -47,6 +68,7 @@ class DistillationTask(ClassificationTask):
             raise ConfigError(f"augment={self.augment.name} needs the teacher's answer on the augmented inputs, but "
                               f"teacher=cached only holds its outputs on the training examples; use teacher=single, "
                               f"ensemble or crossfit (or augment=mixup_interpolated)")
+        check_views(objective, self.augment, teacher, expanding)
         # Teacher calls on training data: examples forwarded, and which training examples ever reached it.
         self.teacher_calls = 0
         self.teacher_seen = torch.zeros(max(num_train, 1), dtype=torch.bool)
@@ -59,6 +81,10 @@ class DistillationTask(ClassificationTask):
         teacher.capture(objective.teacher_taps)
         if example_input is not None:
             self._probe(example_input, num_train, train_labels)
+        local = [f"objective.terms.{name}.{buffer}" for name, term in objective.terms.items()
+                 for buffer in term.process_local_buffers]
+        if local:  # each process keeps its own (e.g. CRD's memory_scope=process): DDP must not broadcast rank 0's
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, local)
         fidelity = fidelity_settings(fidelity)  # None: agreement, KL, teacher top-1; no CKA
         # Hooked after the probe, apart from the objective's taps: training batches carry no extra feature.
         self.cka_taps = CKATaps(teacher.model, student, fidelity) if fidelity.cka else None
@@ -110,6 +136,10 @@ class DistillationTask(ClassificationTask):
         # A frozen student's BatchNorm statistics stay put too; a learning one trains in train mode again after a
         # phase that froze it (Lightning restores the modes it found, it does not reset them per epoch).
         self.model.train("student" in learning)
+        if "student_features" in learning and "student" not in learning:  # RepDistiller's get_feat_modules
+            for module in feature_modules(self.model):
+                module.requires_grad_(True)
+                module.train(True)
 
     @staticmethod
     def start_optimizer_afresh(optimizers, phase: Phase | None) -> None:
@@ -148,6 +178,7 @@ class DistillationTask(ClassificationTask):
 
     def training_step(self, batch, batch_idx):
         x, y, idx = batch
+        x, other_views = (x.weak, x.others()) if isinstance(x, Views) else (x, {})
         x = self.memory_format(x)
         soft_targets = teacher_labelled = None
         if self.augment is not None and self.augment.interpolates_teacher:
@@ -176,7 +207,8 @@ class DistillationTask(ClassificationTask):
                                      teacher_logits=teacher_logits, student_features=student_features,
                                      teacher_features=teacher_features, epoch=self.current_epoch,
                                      global_step=self.global_step, phase=self.phase.name if self.phase else None,
-                                     soft_targets=soft_targets, generated=teacher_labelled)
+                                     soft_targets=soft_targets, generated=teacher_labelled,
+                                     views=self._view_batches(other_views, y, idx))
         with torch.autocast(device_type=x.device.type, enabled=False):  # terms compute in fp32 under bf16-mixed
             total, values = self.objective(distill_batch, self.phase.weights if self.phase else None)
         self.watch_finite({"loss": total, **{f"kd.terms.{name}": v for name, v in values.items()},
@@ -213,6 +245,24 @@ class DistillationTask(ClassificationTask):
             logits.append(self.model(block))
             features.append(self.student_taps.pop())
         return torch.cat(logits), {tap: torch.cat([f[tap] for f in features]) for tap in features[0]}
+
+    def _view_batches(self, views: dict[str, torch.Tensor], targets: torch.Tensor, indices: torch.Tensor
+                      ) -> dict[str, DistillBatch]:
+        """Each extra augmented view of the batch's examples (datamodules/two_views.py) through the teacher and the
+        student, as a DistillBatch of its own; one forward per view, after the weak one, as MLKD's anchor calls them
+        (the student's BatchNorm normalises each view by its own statistics)."""
+        batches = {}
+        for name, inputs in views.items():
+            inputs = self.memory_format(inputs)
+            teacher_logits, teacher_features = self.teacher(inputs, indices)
+            self.teacher_calls += len(inputs)
+            student_logits = self.model(inputs)
+            batches[name] = DistillBatch(inputs=inputs, targets=targets, indices=indices,
+                                         student_logits=student_logits, teacher_logits=teacher_logits,
+                                         student_features=self.student_taps.pop(), teacher_features=teacher_features,
+                                         epoch=self.current_epoch, global_step=self.global_step,
+                                         phase=self.phase.name if self.phase else None)
+        return batches
 
     def _evaluate(self, batch, stage: str):
         x, y, idx = batch

@@ -29,7 +29,7 @@ from tests.helpers import CFG_DIR, compose_config
 from tests.test_text_and_custom_data import write_fake_imdb, write_image_folder
 
 from scripts import experiments, make_experiments
-from scripts.experiments import mdistiller, repdistiller, semiparametric
+from scripts.experiments import mdistiller, mlkd, repdistiller, semiparametric
 
 EXPERIMENT_DIR = Path(CFG_DIR) / "experiment"
 EXPERIMENTS = sorted(str(p.relative_to(EXPERIMENT_DIR).with_suffix("")) for p in EXPERIMENT_DIR.rglob("*.yaml"))
@@ -217,11 +217,13 @@ def step_sample(names: list[str]) -> list[str]:
             chosen.add(name)
         elif paper == "semiparametric" and ("resnet8_" in cell or cell.endswith("resnet8")):
             chosen.add(name)
-        elif paper in ("mdistiller", "ttm", "kdpp", "lskd", "ctkd") and cell.endswith("resnet56_resnet20"):
+        elif paper in ("mdistiller", "ttm", "kdpp", "lskd", "ctkd", "mlkd") and cell.endswith("resnet56_resnet20"):
             chosen.add(name)
         elif paper == "mdistiller" and cell == "kd_dot_vgg13_vgg8":  # optimizer=dot
             chosen.add(name)
         elif paper == "torchdistill" and cell.startswith("pad_l2_"):  # a student started from a checkpoint
+            chosen.add(name)
+        elif paper == "torchdistill" and cell.startswith("srd_"):  # a teacher on batch statistics
             chosen.add(name)
         elif paper == "deit" and cell.endswith("_tiny") and importlib.util.find_spec("timm"):  # timm: optional
             chosen.add(name)
@@ -292,6 +294,20 @@ def test_every_published_cell_has_an_experiment():
     for method in ("kd", "crossfit_kd", "enhanced_kd"):
         for depth in semiparametric.SP_DEPTHS:
             assert f"semiparametric/{method}_resnet{depth}_cnn5" in EXPERIMENTS
+
+
+def test_mlkd_cells_run_their_anchors_recipes():
+    """Every MLKD and MLKD+LS number of the LSKD README is one cell; MLKD on the MLKD anchor's config where it has
+    the pair, MLKD+LS on the LSKD config with the logged --kd-weight."""
+    assert sorted(n for n in EXPERIMENTS if n.startswith("mlkd/")) == sorted(
+        f"mlkd/{kind}_{t}_{s}" for kind in ("mlkd", "mlkd_ls") for t, s in mlkd.LSKD_TABLE)
+    plain = compose_config("distill", ["experiment=mlkd/mlkd_resnet32x4_resnet8x4"])
+    assert (plain.trainer.max_epochs, plain.data.batch_size, plain.optimizer.lr) == (240, 64, 0.025)
+    assert plain.kd.terms.instance_level.weight == 0.9 and not plain.kd.terms.instance_level.standardize
+    ls = compose_config("distill", ["experiment=mlkd/mlkd_ls_vgg13_vgg8"])
+    assert (ls.trainer.max_epochs, ls.optimizer.lr, ls.kd.terms.batch_level.weight) == (480, 0.01, 6.0)
+    assert list(ls.kd.terms.class_level.temperatures) == [2.0, 3.0, 5.0, 2.0, 6.0]
+    assert ls.kd.terms.instance_level.standardize and (ls.published.value, ls.published.epoch) == (75.22, "best")
 
 
 def test_repdistiller_recipe_and_weights():

@@ -73,7 +73,7 @@ class Row:
 
 
 def kd_row(cell: Cell, teacher: str, student: str) -> str:
-    cell.set_rows("kd.terms", [("ce.weight", 0.1, "mdistiller engine/cfg.py KD.LOSS.CE_WEIGHT (RepDistiller -r 0.1)"),
+    cell.set_rows("kd.terms", [("ce.weight", 0.1, "mdistiller/engine/cfg.py KD.LOSS.CE_WEIGHT (RepDistiller -r 0.1)"),
                                ("kd.weight", 0.9, "KD.LOSS.KD_WEIGHT (RepDistiller -a 0.9)"),
                                ("kd.temperature", 4.0, "KD.TEMPERATURE (RepDistiller --kd_T 4)")])
     return "CE 0.1 + KD 0.9 at T 4 (RepDistiller's and mdistiller's KD)"
@@ -116,13 +116,14 @@ def dkd_beta(teacher: str, student: str) -> tuple[float, str]:
     if (teacher, student) in MD_DKD:
         file, beta, *_ = MD_DKD[teacher, student]
         return beta, f"mdistiller configs/cifar100/dkd/{file} DKD.BETA"
-    return 8.0, "mdistiller engine/cfg.py DKD.BETA (mdistiller has no config for this pair)"
+    return 8.0, "mdistiller/engine/cfg.py DKD.BETA (mdistiller has no config for this pair)"
 
 
 def dkd_row(cell: Cell, teacher: str, student: str) -> str:
     beta, note = dkd_beta(teacher, student)
-    cell.set_rows("kd.terms", dkd_terms((beta, note), (4.0, "engine/cfg.py DKD.T"), (20, "engine/cfg.py DKD.WARMUP"),
-                                        "engine/cfg.py DKD.CE_WEIGHT"))
+    cell.set_rows("kd.terms", dkd_terms((beta, note), (4.0, "mdistiller/engine/cfg.py DKD.T"),
+                                        (20, "mdistiller/engine/cfg.py DKD.WARMUP"),
+                                        "mdistiller/engine/cfg.py DKD.CE_WEIGHT"))
     return f"mdistiller's DKD: CE 1, alpha 1, beta {beta:g}, T 4, warm-up 20 epochs"
 
 
@@ -131,14 +132,14 @@ def dkd_ls_row(cell: Cell, teacher: str, student: str) -> str:
     log = (f"logs/DKD/dkd,{log_name(teacher)},{log_name(student)},{temperature:g},{weight:g}"
            f"{'' if beta is None else f',{beta:.1f}'}.txt")
     if beta is None:  # the pair's config sets no DKD.BETA
-        beta, beta_note = 8.0, "engine/cfg.py DKD.BETA (the log and the pair's config name none)"
+        beta, beta_note = 8.0, "mdistiller/engine/cfg.py DKD.BETA (the log and the pair's config name none)"
     else:
         beta_note = f"DKD.BETA {beta:g} ({log})"
-    cell.set_rows("kd.terms", [("ce.weight", 1.0, "engine/cfg.py DKD.CE_WEIGHT"),
+    cell.set_rows("kd.terms", [("ce.weight", 1.0, "mdistiller/engine/cfg.py DKD.CE_WEIGHT"),
                                ("dkd.weight", weight, f"--kd-weight {weight:g}, which multiplies alpha and beta ({log})"),
-                               ("dkd.weight_tckd", 1.0, "engine/cfg.py DKD.ALPHA"), ("dkd.weight_nckd", beta, beta_note),
+                               ("dkd.weight_tckd", 1.0, "mdistiller/engine/cfg.py DKD.ALPHA"), ("dkd.weight_nckd", beta, beta_note),
                                ("dkd.temperature", temperature, f"--base-temp ({log})"),
-                               ("dkd.warmup_epochs", 20, "engine/cfg.py DKD.WARMUP"),
+                               ("dkd.warmup_epochs", 20, "mdistiller/engine/cfg.py DKD.WARMUP"),
                                ("dkd.standardize", True, "--logit-stand")])
     return (f"tools/train.py --logit-stand --base-temp {temperature:g} --kd-weight {weight:g} (the published run's "
             f"log, {log}): CE 1, alpha {weight:g}, beta {weight:g} x {beta:g} on z-scored logits at T {temperature:g}, "

@@ -28,7 +28,8 @@ MD_DKD = {
     # the repository ships configs/cifar100/dkd/res32x4_shuv2.yaml.
     ("resnet32x4", "shufflenetv2"): ("res32x4_shuv2.yaml", 8.0, 77.07, 74.45),
 }
-# engine/cfg.py defaults that cfg/kd/dkd.yaml must keep (the CIFAR cells rely on them).
+ENGINE_CFG = "mdistiller/engine/cfg.py"  # the defaults file, by its path in the repository
+# Its defaults that cfg/kd/dkd.yaml must keep (the CIFAR cells rely on them).
 MD_DKD_DEFAULTS = {"weight_tckd": 1.0, "temperature": 4.0, "warmup_epochs": 20}
 # ImageNet (README table; best epoch, mean of 3 runs, issue #30): (teacher, student) -> config folder, the
 # published KD and DKD accuracies, DKD's beta. Every config: 100 epochs, batch 512, SGD lr 0.2 momentum 0.9,
@@ -38,8 +39,9 @@ MD_IMAGENET = {("resnet34", "resnet18"): ("r34_r18", 71.03, 71.70, 0.5),
 
 
 # DOT (README "DOT: A Distillation-Oriented Trainer" tables; configs/<data>/dot/*.yaml; trainer "dot"): (teacher,
-# student) -> config file, the published KD and KD+DOT accuracies. CIFAR-100: mdistiller's KD (engine/cfg.py CE 0.1,
-# KD 0.9, T 4), DOT.DELTA 0.075, the DKD cells' recipe; ImageNet: KD CE 0.5 + KD 0.5 at T 1, DOT.DELTA 0.09.
+# student) -> config file, the published KD and KD+DOT accuracies. CIFAR-100: mdistiller's KD
+# (mdistiller/engine/cfg.py CE 0.1, KD 0.9, T 4), DOT.DELTA 0.075, the DKD cells' recipe; ImageNet: KD CE 0.5 + KD 0.5
+# at T 1, DOT.DELTA 0.09.
 MD_DOT_CIFAR = {("resnet32x4", "resnet8x4"): ("res32x4_res8x4.yaml", 73.33, 75.12),
                 ("vgg13", "vgg8"): ("vgg13_vgg8.yaml", 72.98, 73.77),
                 ("resnet32x4", "shufflenetv2"): ("res32x4_shuv2.yaml", 74.45, 75.55)}
@@ -79,9 +81,9 @@ def dot_cifar_cell(teacher: str, student: str, file: str, kd: float, published: 
     del cell.body["optimizer"]["nesterov"]  # cfg/optimizer/dot.yaml has none (mdistiller's DOT has no Nesterov)
     dot_optimizer(cell, cell.body["optimizer"]["lr"].value, 5.0e-4, 0.075, source)
     cell.set("kd.name", "kd_dot", "KD trained with DOT: its own row in tables")
-    cell.set_rows("kd.terms", [("ce.weight", 0.1, "engine/cfg.py KD.LOSS.CE_WEIGHT"),
-                               ("kd.weight", 0.9, "engine/cfg.py KD.LOSS.KD_WEIGHT"),
-                               ("kd.temperature", 4.0, "engine/cfg.py KD.TEMPERATURE")])
+    cell.set_rows("kd.terms", [("ce.weight", 0.1, "mdistiller/engine/cfg.py KD.LOSS.CE_WEIGHT"),
+                               ("kd.weight", 0.9, "mdistiller/engine/cfg.py KD.LOSS.KD_WEIGHT"),
+                               ("kd.temperature", 4.0, "mdistiller/engine/cfg.py KD.TEMPERATURE")])
     teacher_acc = {**RD_SAME, **RD_CROSS}[teacher, student][0]
     publish(cell, Published(published, f"{MD_README}, DOT CIFAR-100 table, row KD+DOT", teacher=teacher_acc,
                             epoch="best", teacher_note=f"{RD_README}: mdistiller distils from RepDistiller's teachers"))
@@ -121,7 +123,7 @@ def dkd_terms(beta: tuple[float, str], temperature: tuple[float, str], warmup: t
     """The DKD objective as rows under kd.terms: CE 1, the DKD term at weight 1 carrying alpha (TCKD) and beta."""
     return [("ce.weight", 1.0, ce_note),
             ("dkd.weight", 1.0, "the DKD term's own weights below carry alpha and beta"),
-            ("dkd.weight_tckd", 1.0, "engine/cfg.py DKD.ALPHA"),
+            ("dkd.weight_tckd", 1.0, f"{ENGINE_CFG} DKD.ALPHA"),
             ("dkd.weight_nckd", *beta), ("dkd.temperature", *temperature), ("dkd.warmup_epochs", *warmup)]
 
 
@@ -131,7 +133,7 @@ def cifar_cell(teacher: str, student: str, file: str, beta: float, published: fl
         f"mdistiller (Zhao et al., CVPR 2022, \"Decoupled Knowledge Distillation\"), CIFAR-100, DKD {rd_name(teacher)} ->",
         f"{rd_name(student)}. Published (mdistiller README.md): DKD {published:.2f} (best epoch, mean of 5 runs, mdistiller",
         f"issue #30) vs KD {kd:.2f} (RepDistiller's last-epoch number). Recipe ({MD}{file},",
-        "mdistiller/engine/cfg.py): 240 epochs, SGD momentum 0.9, weight decay 5e-4, batch 64, x0.1 at 150/180/210,",
+        f"{ENGINE_CFG}): 240 epochs, SGD momentum 0.9, weight decay 5e-4, batch 64, x0.1 at 150/180/210,",
         "lr 0.05 (0.01 for MobileNetV2/ShuffleNet students); CE 1, TCKD (alpha) 1, NCKD (beta) per pair, T 4,",
         "linear warm-up over 20 epochs. Report the best epoch: scripts/make_table.py --epoch best.",
         *teacher_lines(teacher)[:1],
@@ -142,9 +144,9 @@ def cifar_cell(teacher: str, student: str, file: str, beta: float, published: fl
     cell = Cell(name, header, [("data", "cifar100"), ("student", student), ("teacher/model", teacher), ("kd", "dkd"),
                                ("optimizer", "sgd"), ("scheduler", "multistep")])
     cifar100_recipe(cell, MD + file, student, "RepDistiller train_teacher.py: lr 0.05 (mdistiller reuses its teachers)")
-    beta_note = f"{file} DKD.BETA" if beta != 8.0 else "engine/cfg.py DKD.BETA (the config file keeps the default)"
-    cell.set_rows("kd.terms", dkd_terms((beta, beta_note), (4.0, "engine/cfg.py DKD.T"),
-                                        (20, "engine/cfg.py DKD.WARMUP"), "engine/cfg.py DKD.CE_WEIGHT"))
+    beta_note = f"{file} DKD.BETA" if beta != 8.0 else f"{ENGINE_CFG} DKD.BETA (the config file keeps the default)"
+    cell.set_rows("kd.terms", dkd_terms((beta, beta_note), (4.0, f"{ENGINE_CFG} DKD.T"),
+                                        (20, f"{ENGINE_CFG} DKD.WARMUP"), f"{ENGINE_CFG} DKD.CE_WEIGHT"))
     teacher_acc = {**RD_SAME, **RD_CROSS}[teacher, student][0]
     publish(cell, Published(published, f"{MD_README}, CIFAR-100 DKD table (mean of 5 runs)", teacher=teacher_acc,
                             epoch="best", teacher_note=f"{RD_README}: mdistiller distils from RepDistiller's teachers"))
@@ -185,7 +187,7 @@ def imagenet_cell(method: str, teacher: str, student: str) -> Cell:
 
 
 def build() -> list[Cell]:
-    check_kd_defaults("dkd", "dkd", MD_DKD_DEFAULTS, "mdistiller's engine/cfg.py")
+    check_kd_defaults("dkd", "dkd", MD_DKD_DEFAULTS, f"mdistiller's {ENGINE_CFG}")
     return [*(cifar_cell(teacher, student, *row) for (teacher, student), row in MD_DKD.items()),
             *(imagenet_cell(method, teacher, student) for teacher, student in MD_IMAGENET for method in ("kd", "dkd")),
             *(dot_cifar_cell(teacher, student, *row) for (teacher, student), row in MD_DOT_CIFAR.items()),
