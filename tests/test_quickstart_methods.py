@@ -18,6 +18,8 @@ METHODS = sorted(p.stem for p in (Path(CFG_DIR) / "kd").glob("*.yaml"))
 # inputs), with the reason each gives.
 REFUSED = {"ab": "AB connects 1-d or 2-d feature maps of the same kind",
            "at": "AT compares feature maps over positions",
+           "deit_hard": "needs a model with a distillation token",
+           "deit_soft": "needs a model with a distillation token",
            "fitnet": "feature tap 'stage:2' does not exist on mlp1d",
            "dist_plus": "DIST\\+ compares the student's and the teacher's 'stage:-1' maps position by position",
            "fsp": "FSP needs equal student and teacher channel counts",
