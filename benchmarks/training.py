@@ -15,6 +15,7 @@ PyPI package is installed, for student-only training, KD and CRD. Two tables by 
         --profile-steps 20
     python scripts/benchmark.py --tables pair --methods student,kd --teacher resnet8 --student resnet8 --steps 5
     python scripts/benchmark.py --tables data           # the data paths (benchmarks/data_paths.py)
+    python scripts/benchmark.py --tables imagenet       # data=imagenet's decoders (benchmarks/imagenet_decode.py)
 
 All sides read the same CIFAR-100-shaped data (random uint8 images made once, normalised per batch in the
 same collate function, no worker processes), build the same models from the same seed and run the same
@@ -51,7 +52,7 @@ from benchmarks.inputs import (CIFAR100_MEAN, CIFAR100_STD, CIFAR100_TRAIN, CRD_
 from benchmarks.timing import Timer, tick_callback
 
 
-TABLES = ("pair", "overhead", "data")
+TABLES = ("pair", "overhead", "data", "imagenet")
 # The overhead table: a pair small enough that the step's host work, not its arithmetic, sets the speed.
 OVERHEAD = dict(teacher="resnet8", student="resnet8", batch=4, steps=60, warmup=10, threads=1,
                 methods="student,kd,crd", precision="32", fast=False, compile=False, profile_steps=0)
@@ -84,7 +85,12 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=None, help="data table: a folder holding cifar-10-batches-py "
                                                              "(default: fake data)")
     parser.add_argument("--data-images", type=int, default=10000, help="data table: training images per epoch")
-    parser.add_argument("--data-workers", type=int, nargs="+", default=[0, 2], help="data table: DataLoader workers")
+    parser.add_argument("--data-workers", type=int, nargs="+", default=[0, 2],
+                        help="data table: DataLoader worker counts (imagenet table: the largest)")
+    parser.add_argument("--imagenet-root", default=None, help="imagenet table: an ImageNet-layout folder (default: "
+                                                                 "random JPEGs of ImageNet's typical size)")
+    parser.add_argument("--imagenet-images", type=int, default=512, help="imagenet table: training images per epoch")
+    parser.add_argument("--imagenet-batch", type=int, default=64, help="imagenet table: batch size")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # one side, one method, in this process
     parser.add_argument("--worker-args", default=None, help=argparse.SUPPRESS)  # that run's settings, as JSON
@@ -395,6 +401,16 @@ def main(argv: list[str] | None = None) -> None:
                                                   args.threads or None)
             print("\n" + report["tables"]["data"]["markdown"])
             continue
+        if name == "imagenet":  # data=imagenet's JPEG decoders on the same files
+            from benchmarks.imagenet_decode import table_on_files
+            if args.threads:
+                torch_threads(args.threads)
+            root = Path(args.imagenet_root) if args.imagenet_root else None
+            text = table_on_files(root, images=args.imagenet_images, batch_size=args.imagenet_batch,
+                                  workers=max(args.data_workers))
+            report["tables"]["imagenet"] = {"text": text}
+            print("\n" + text)
+            continue
         table = side_table(args if name == "pair" else overhead_args(args), sides)
         report["tables"][name] = table
         print(f"\n{TITLES[name]}: {table['setting']}\n")
@@ -476,6 +492,11 @@ def markdown_table(rows: list[dict], sides: list[str], per_step: bool = False) -
                  + ([figure(r.get("cifar100_epoch_s"), "{:.0f} s")] if has_a and not per_step else []))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def torch_threads(count: int) -> None:
+    import torch
+    torch.set_num_threads(count)
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -1,4 +1,4 @@
-"""The speed check for one GPU (H100 / H200), in one command, offline, in about 6 minutes:
+"""The speed check for one GPU (H100 / H200), in one command, offline, in about 7 minutes:
 
     python scripts/gpu_check.py --out results/benchmarks/gpu       # CUDA
     python scripts/gpu_check.py --out /tmp/gpu-check --dry-run     # the same code paths on the CPU, tiny sizes

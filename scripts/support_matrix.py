@@ -23,6 +23,7 @@ from errors import find_user_error
 from models import build_model
 from models.teachers import FrozenTeacher
 from tasks.distillation import DistillationTask
+from runs.class_means import bind_class_means
 from runs.training import instantiate
 from losses import DistillationObjective
 from tasks.phases import parse_phases
@@ -44,6 +45,7 @@ def one_step(method: str, teacher_name: str, student_name: str, batch_size: int 
         teacher = FrozenTeacher(build_model(teacher_name, 100))
         student = build_model(student_name, 100)
         x = torch.randn(batch_size, 3, 32, 32)
+        bind_class_means(objective, teacher.model, [(x, torch.arange(batch_size))], 100)  # KD++'s class centres
         task = DistillationTask(student, teacher, objective, 100, torch.optim.SGD, example_input=x[:2], num_train=64,
                                 train_labels=torch.arange(64) % 100)
         task.train()

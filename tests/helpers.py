@@ -57,3 +57,33 @@ class DivergeAtEpoch(pl.Callback):
             for optimizer in trainer.optimizers:
                 for group in optimizer.param_groups:
                     group["lr"] = self.lr
+
+
+class PauseAtEpoch(pl.Callback):
+    """Stands still after the first training batch of `epoch` (after the previous epoch's checkpoint), once (while
+    `marker` does not exist yet), with `marker` written, until a signal stops the run (SIGINT raises where it lands; SIGTERM sets Lightning's flag,
+    read here) or `seconds` pass: where a test sends its signal."""
+
+    def __init__(self, epoch: int, marker: str, seconds: float = 120.0) -> None:
+        self.epoch, self.marker, self.seconds = epoch, marker, seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import time
+        if trainer.current_epoch != self.epoch or batch_idx != 0 or Path(self.marker).exists():
+            return  # (the marker left by a first pause: the resumed run goes through)
+        Path(self.marker).write_text("paused")
+        deadline = time.monotonic() + self.seconds
+        while not trainer.received_sigterm and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+class FailAtTemperature(pl.Callback):
+    """A trial that fails when training starts, on every attempt, where its KD term's temperature is
+    `temperature`: a failure that no config check can foresee (a sweep refuses bad values before Ray starts)."""
+
+    def __init__(self, temperature: float) -> None:
+        self.temperature = float(temperature)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if pl_module.objective.terms["kd"].temperature == self.temperature:
+            raise RuntimeError(f"this trial fails on purpose at temperature {self.temperature:g}")
