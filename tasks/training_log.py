@@ -25,33 +25,33 @@ import torch
 
 
 class EpochMeans:
-    """Running sums, on the values' device, of one step's named scalar values weighted by its batch size; the
-    names are fixed between resets (a training phase, which changes the terms, starts with a new epoch)."""
+    """Running sums, on the values' device, of each step's named scalar values weighted by its batch size: one
+    vector per set of names (a set that changes within an epoch, which no step of the project's does, starts its
+    own), so each name's mean is over the steps that gave it, as self.log's is."""
 
     def __init__(self) -> None:
-        self.names: tuple[str, ...] = ()
-        self.sums: torch.Tensor | None = None
-        self.weight = 0
+        self.sums: dict[tuple[str, ...], list] = {}  # names -> [weighted sums (tensor), total weight]
         self.last: dict[str, torch.Tensor] = {}  # the last step's values, detached
 
     def add(self, values: Mapping[str, torch.Tensor], weight: int) -> None:
         self.last = {name: value.detach() for name, value in values.items()}
         stacked = torch.stack([value.float() for value in self.last.values()])
-        if self.sums is None:
-            self.names, self.sums = tuple(values), stacked * weight
-        elif tuple(values) != self.names:
-            raise ValueError(f"logged values changed within an epoch: {list(values)} after {list(self.names)}")
+        entry = self.sums.get(names := tuple(values))
+        if entry is None:
+            self.sums[names] = [stacked * weight, weight]
         else:
-            self.sums.add_(stacked, alpha=weight)
-        self.weight += weight
+            entry[0].add_(stacked, alpha=weight)
+            entry[1] += weight
 
     def pop(self) -> dict[str, torch.Tensor]:
         """{name: weighted mean} since the last pop (empty if nothing was added), and a fresh start."""
-        if self.sums is None:
-            return {}
-        means = dict(zip(self.names, (self.sums / self.weight).unbind()))
-        self.names, self.sums, self.weight, self.last = (), None, 0, {}
-        return means
+        totals: dict[str, list] = {}
+        for names, (sums, weight) in self.sums.items():
+            for name, value in zip(names, sums.unbind()):
+                total = totals.setdefault(name, [0, 0])
+                total[0], total[1] = total[0] + value, total[1] + weight
+        self.sums, self.last = {}, {}
+        return {name: value / weight for name, (value, weight) in totals.items()}
 
 
 def logs_step_values(trainer) -> bool:
