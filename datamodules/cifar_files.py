@@ -1,5 +1,5 @@
 """CIFAR files of random images in the exact on-disk layout torchvision reads (pickled dicts of uint8 rows):
-offline checks and benchmarks (scripts/gpu_check.py, scripts/benchmark_data.py) and the tests load them through
+offline checks and benchmarks (benchmarks/gpu_check.py, benchmarks/data_paths.py) and the tests load them through
 the real CIFAR datamodules. They are not the real set, so torchvision's md5 check must let them through."""
 from __future__ import annotations
 

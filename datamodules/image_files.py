@@ -1,6 +1,6 @@
 """Folders of random JPEG images in torchvision's ImageFolder / ImageNet layout (root/train/<class>/*.JPEG,
 root/val/<class>/*.JPEG): offline checks and benchmarks of the image-folder data paths (data=imagenet,
-data=image_folder, scripts/benchmark_imagenet_decode.py) and the tests read them through the real datamodules."""
+data=image_folder, benchmarks/imagenet_decode.py) and the tests read them through the real datamodules."""
 from __future__ import annotations
 
 from pathlib import Path

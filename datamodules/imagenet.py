@@ -18,7 +18,7 @@ mean/std (datamodules/folders.py). `decode` picks who turns the files into pixel
                the uninterrupted one did, as with the other decoders.
 
 The three give the same images up to the decoders' and resizers' rounding (PIL resizes PIL images, the others
-uint8 tensors with antialiasing). scripts/benchmark_imagenet_decode.py times them on the same files. NVIDIA
+uint8 tensors with antialiasing). benchmarks/imagenet_decode.py times them on the same files. NVIDIA
 DALI is not used: torchvision's nvjpeg path needs no other package. torchvision 0.29 marks its image decoders
 deprecated in favour of TorchCodec (a warning on every call, silenced here); they still work, and this module is
 the one place to move when they go.

@@ -118,8 +118,12 @@ def _scheduler(settings: DictConfig):
     return None
 
 
-def _init_ray(settings: DictConfig) -> None:
+def _init_ray(settings: DictConfig) -> bool:
+    """Starts (or joins) Ray for a sweep; False, leaving it as it is, where this process already has a Ray session
+    (one its caller started, e.g. for several sweeps: each start costs seconds)."""
     import ray
+    if ray.is_initialized():
+        return False
     address = settings.get("address")
     if address:
         # a cluster: ship the code (not data, outputs or environments) to its workers
@@ -131,6 +135,7 @@ def _init_ray(settings: DictConfig) -> None:
         ray.init(num_cpus=int(cpus) if cpus else None, include_dashboard=False, ignore_reinit_error=True,
                  _node_ip_address="127.0.0.1", configure_logging=False,
                  runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}})
+    return True
 
 
 def run_sweep(runner_overrides: list[str], trial_overrides: list[str]) -> dict:
@@ -165,7 +170,7 @@ def run_sweep(runner_overrides: list[str], trial_overrides: list[str]) -> dict:
             raise ConfigError(f"a trial of search={search.name} ({' '.join(chosen)}) would be refused: "
                               f"{one_line(error)}") from None
 
-    _init_ray(settings)
+    started = _init_ray(settings)
     try:
         attempts.mkdir(parents=True, exist_ok=True)
         trainable = tune.with_resources(
@@ -186,8 +191,9 @@ def run_sweep(runner_overrides: list[str], trial_overrides: list[str]) -> dict:
         results = tuner.fit()
         summary = summarise(results, list(OmegaConf.to_container(search.space)), metric, mode, attempts)
     finally:
-        import ray
-        ray.shutdown()
+        if started:
+            import ray
+            ray.shutdown()
     (experiment / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, default=str))
     summary["path"] = str(experiment / SUMMARY_NAME)
     return summary

@@ -68,15 +68,30 @@ def model_config(cfg_node: DictConfig) -> dict:
 
 
 def compile_in_place(model: torch.nn.Module, setting) -> None:
-    """compile=true (inductor) or a backend name: torch.compile the module in place (nn.Module.compile), so
-    its state dict, hooks and checkpoint keys stay those of the plain module."""
+    """compile=true (inductor), graphs (inductor replaying CUDA graphs: torch.compile's reduce-overhead mode) or a
+    backend name: torch.compile the module in place (nn.Module.compile), so its state dict, hooks and checkpoint
+    keys stay those of the plain module."""
     if setting in (None, False, "false"):
         return
     # Compiled code is shared by every instance of a class: guard on hooks (an instance with feature taps never runs
     # code traced without them), and room for teacher + student, train/eval, short batches (torch's 8 falls short).
     torch._dynamo.config.skip_nnmodule_hook_guards = False
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-    model.compile(**({} if setting is True or setting == "true" else {"backend": str(setting)}))
+    if setting == "graphs":  # each model's forward (and the student's backward) one graph, replayed per step
+        model.compile(mode="reduce-overhead")
+    else:
+        model.compile(**({} if setting is True or setting == "true" else {"backend": str(setting)}))
+
+
+def compile_setting(cfg: DictConfig):
+    """cfg.compile, except compile=graphs where no CUDA device trains: CUDA graphs need one, so the models run
+    uncompiled there, said in one line."""
+    setting = cfg.get("compile")
+    if setting == "graphs" and (str(cfg.trainer.get("accelerator")) == "cpu" or not torch.cuda.is_available()):
+        log.warning("compile=graphs replays CUDA graphs, which need a CUDA device; on this machine the models run "
+                    "uncompiled")
+        return False
+    return setting
 
 
 def check_classes(model: torch.nn.Module, num_classes: int, who: str, fix: str) -> None:
@@ -203,10 +218,12 @@ def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback]
             check_classes(model, datamodule.num_classes, "model", "set model.num_classes to match or pick other data")
             check_model_fits(cfg, model, datamodule)
             data_notices(cfg, datamodule)
-            compile_in_place(model, cfg.get("compile"))
+            setting = compile_setting(cfg)
+            compile_in_place(model, setting)
             task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer),
                                       instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
                                       model_config(cfg.model), bool(cfg.get("channels_last")), cfg.seed)
+            task.marks_graph_steps = setting == "graphs"
             record = _fit_and_record(cfg, task, datamodule, folder, resume_from, {}, callbacks)
     if not quiet and not follows_first_process(cfg.trainer):
         print_record(record)
@@ -414,8 +431,10 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
                             seed=cfg.seed)
     # After the task has hooked its feature taps, which a compiled module would not see if added later;
     # student and teacher separately: each graph is one model's, and checkpoint keys stay unchanged.
+    setting = compile_setting(cfg)
     for model in (student, *teacher.members):
-        compile_in_place(model, cfg.get("compile"))
+        compile_in_place(model, setting)
+    task.marks_graph_steps = setting == "graphs"
     return datamodule, task, info
 
 

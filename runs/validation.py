@@ -167,7 +167,7 @@ RULES: tuple[Rule, ...] = (
     Rule("test_only", BOOLEAN, "false"),
     Rule("baseline", BOOLEAN, "true"),
     Rule("channels_last", BOOLEAN, "false"),
-    Rule("compile", either(BOOLEAN, TEXT, "true, false or a torch.compile backend name"), "true"),
+    Rule("compile", either(BOOLEAN, TEXT, "true, false, graphs or a torch.compile backend name"), "true"),
     Rule("ckpt", optional(EXISTING_FILE), "outputs/train/<run>/checkpoints/last.ckpt"),
     Rule("student_init_checkpoint", optional(EXISTING_FILE), "outputs/distill/<run>/checkpoints/best.ckpt",
          " (the checkpoint whose weights the student starts from, e.g. PAD-L2's L2 student)"),

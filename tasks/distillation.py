@@ -213,9 +213,7 @@ class DistillationTask(ClassificationTask):
             total, values = self.objective(distill_batch, self.phase.weights if self.phase else None)
         self.watch_finite({"loss": total, **{f"kd.terms.{name}": v for name, v in values.items()},
                            "the teacher's outputs": teacher_logits}, batch_idx)
-        self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True)
-        self.log_dict({f"train/{name}": value.detach() for name, value in values.items()}, on_epoch=True)
-        self.log("train/top1", (student_logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
+        self.log_training_step(batch, {"loss": total, **values}, student_logits, y)
         return self.loss_to_backward(total, values)
 
     def loss_to_backward(self, total: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:

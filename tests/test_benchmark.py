@@ -1,11 +1,11 @@
-"""scripts/benchmark.py compares like with like: (a) the Lightning module and (b) the plain loop train the
+"""The benchmark (scripts/benchmark.py, benchmarks/training.py) compares like with like: (a) the Lightning module and (b) the plain loop train the
 same student to the same weights, for each method it times."""
 import argparse
 
 import pytest
 import torch
 
-from scripts import benchmark
+from benchmarks import training as benchmark
 
 
 def benchmark_args(**overrides) -> argparse.Namespace:
@@ -70,3 +70,24 @@ def test_fast_path_sides_train_the_same_student_from_the_cached_teacher(monkeypa
     assert len(calls) == 2  # one probe per side
     for key in loop:
         torch.testing.assert_close(lightning[key], loop[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_overhead_table_is_a_default_with_its_own_tiny_pair():
+    args = benchmark.arguments([])
+    assert args.tables.split(",") == ["pair", "overhead"]
+    tiny = benchmark.overhead_args(benchmark.arguments(["--batch", "64", "--teacher", "resnet110", "--sides", "loop"]))
+    assert (tiny.teacher, tiny.student, tiny.batch, tiny.threads, tiny.steps, tiny.warmup) == (
+        "resnet8", "resnet8", 4, 1, 60, 10)
+    assert tiny.methods == "student,kd,crd" and tiny.sides == "loop" and tiny.repeats == 3
+    with pytest.raises(SystemExit, match="unknown tables"):
+        benchmark.main(["--tables", "pair,speed"])
+
+
+def test_per_step_table_shows_each_sides_step_and_host_time():
+    row = {"method": "kd", "lightning_samples_per_s": 200.0, "loop_samples_per_s": 210.0, "ratio_a_over_loop": 0.952,
+           "lightning_step_ms_median": 20.0, "loop_step_ms_median": 19.0, "lightning_cpu_s_per_step": 0.0105,
+           "loop_cpu_s_per_step": 0.01}
+    header, _, line = benchmark.markdown_table([row], ["lightning", "loop"], per_step=True).splitlines()
+    cells = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in line.strip("|").split("|")]))
+    assert cells["ms/step (a)/(b)"] == "20.00 / 19.00" and cells["CPU ms/step (a)/(b)"] == "10.50 / 10.00"
+    assert "CIFAR-100 epoch (a)" not in cells

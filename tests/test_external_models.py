@@ -289,7 +289,7 @@ def test_imagenet_config_errors_name_the_fix(jpegs):
 
 
 def test_the_decode_benchmark_times_every_decoder_on_the_same_files(jpegs):
-    from scripts.benchmark_imagenet_decode import decode_table, paths
+    from benchmarks.imagenet_decode import decode_table, paths
     table = decode_table(jpegs, images=12, batch_size=4, workers=0, image_size=IMAGE_SIZE)
     rows = table.splitlines()[2:]
     assert [row[:40].strip() for row in rows] == [name for name, _ in paths(torch.cuda.is_available())]

@@ -1,6 +1,6 @@
-"""scripts/gpu_check.py's dry run (the GPU check's code paths on the CPU) writes its JSON and Markdown table; the
-GPU busy fraction's arithmetic; the hot path's host synchronisations that were removed stay removed where a CPU
-test can see it (the progress bar's reads, the cached teacher's check)."""
+"""The GPU check's dry run (its code paths on the CPU, through scripts/gpu_check.py) writes its JSON and Markdown
+table; the GPU busy fraction's arithmetic; the hot path's host synchronisations that were removed stay removed
+where a CPU test can see it (the progress bar's reads, the cached teacher's check)."""
 import json
 import os
 import subprocess
@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from models.teachers import CachedTeacher, FrozenTeacher
-from scripts.benchmark_timing import activity_intervals, busy_fraction
+from benchmarks.timing import activity_intervals, busy_fraction
 from tasks.callbacks import ThrottledProgressBar
 from tasks.classification import ClassificationTask
 
@@ -27,7 +27,8 @@ def test_dry_run_writes_every_section_as_json_and_markdown(tmp_path):
     assert finished.returncode == 0, finished.stderr[-3000:]
     data = json.loads((tmp_path / "gpu_check.json").read_text())
     sections = data["sections"]
-    assert data["environment"]["dry_run"] and set(sections) == {"ddp", "sides", "fast_path", "epoch", "kd_methods"}
+    assert data["environment"]["dry_run"] and set(sections) == {"ddp", "sides", "overhead", "fast_path", "graphs",
+                                                                 "epoch", "kd_methods"}
     failed = {f"{name} {key}": value for name, results in sections.items() for key, value in results.items()
               if isinstance(value, dict) and ("error" in value or "skipped" in value)}
     assert not failed, failed
@@ -36,6 +37,12 @@ def test_dry_run_writes_every_section_as_json_and_markdown(tmp_path):
             for side in ("lightning", "loop"):
                 run = sections[name][f"{method}/8/{side}"]
                 assert run["samples_per_s"] > 0 and run["gpu_busy"] is None and run["peak_memory_mb"] is None
+    for method in ("student", "kd", "crd"):  # the tiny pair's per-step figures
+        for side in ("lightning", "loop"):
+            run = sections["overhead"][f"{method}/4/{side}"]
+            assert run["step_ms_median"] > 0 and run["cpu_s_per_step"] > 0
+    for side in ("lightning", "loop"):  # compile=graphs: uncompiled on the CPU, the same code path otherwise
+        assert sections["graphs"][f"kd/8/{side}"]["samples_per_s"] > 0
     epoch = sections["epoch"]["run"]
     assert len(epoch["epochs"]) == 2 and all(e["train_s"] > 0 and e["validation_s"] > 0 for e in epoch["epochs"])
     assert epoch["recipe_240_epochs_min"] == pytest.approx(
@@ -45,8 +52,8 @@ def test_dry_run_writes_every_section_as_json_and_markdown(tmp_path):
                for m in ("kd", "crd", "fitnet"))
     assert sections["ddp"]["run"]["epochs"] == 1 and sections["ddp"]["run"]["strategy"] == "ddp"
     table = (tmp_path / "gpu_check.md").read_text()
-    for heading in ("## Targets", "## Equal numerics, fp32", "## Fast path", "## Recipe epochs",
-                    "## Every kd= method", "## trainer=ddp"):
+    for heading in ("## Targets", "## Equal numerics, fp32", "## Per-step overhead", "## Fast path", "## CUDA graphs",
+                    "## Recipe epochs", "## Every kd= method", "## trainer=ddp"):
         assert heading in table
     assert "| kd | 8 |" in table and "| fitnet |" in table and "Errors" not in table
 

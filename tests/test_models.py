@@ -119,9 +119,18 @@ def test_forward_and_feature_taps(name):
 
 
 @pytest.mark.parametrize("name", model_names())
-def test_training_mode_forward(name):
+def test_training_step(name):
+    """A training-mode forward, backward and SGD step of every zoo model (tests/test_experiments.py steps a pair's
+    cell only where one of its models is not stepped here)."""
+    torch.manual_seed(0)
     model = build_model(name, 10, input_shape(name)).train()
-    assert model(example_input(name)).shape == (2, 10)
+    logits = model(example_input(name))
+    assert logits.shape == (2, 10)
+    nn.functional.cross_entropy(logits, torch.tensor([1, 7])).backward()
+    before = [p.detach().clone() for p in model.parameters()]
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
 
 
 @pytest.mark.parametrize("name", [name for name in model_names() if name not in WIDE_RESNETS])

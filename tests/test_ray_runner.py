@@ -1,6 +1,7 @@
 """ray_runner.py: a search with ASHA on a local Ray (loopback, 2 CPUs) finishes and leaves every trial's
 run record; a trial that raises is retried and reported without stopping the sweep; an interrupted sweep
-resumes where it stopped, its unfinished trial from its last checkpoint."""
+resumes where it stopped, its unfinished trial from its last checkpoint. The in-process sweeps share one Ray
+session (started once, shut down after the module); the interrupted sweep's process starts its own."""
 from __future__ import annotations
 
 import json
@@ -15,10 +16,21 @@ import pytest
 
 from errors import ConfigError
 from runs.training import run_train
-from runs.sweep import parameter_space, run_sweep, split_arguments
+from runs.sweep import _init_ray, parameter_space, run_sweep, split_arguments
 from tests.helpers import compose_config, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray (loopback, 2 CPUs, as the sweeps ask) for every in-process sweep of the module; the sweeps
+    leave a session they did not start running."""
+    import ray
+    from omegaconf import OmegaConf
+    assert _init_ray(OmegaConf.create({"num_cpus": 2}))
+    yield
+    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +46,7 @@ def sweep_arguments(data_dir, outputs, teacher, *extra):
             "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", *extra]
 
 
-def test_asha_sweep_finishes_retries_a_failing_trial_and_reports_it(data_dir, tmp_path, teacher):
+def test_asha_sweep_finishes_retries_a_failing_trial_and_reports_it(data_dir, tmp_path, teacher, ray_session):
     runner, trials = split_arguments(sweep_arguments(
         data_dir, tmp_path, teacher, "tune.scheduler=asha", "tune.max_failures=1",
         # the trial at temperature 8 raises when training starts, on every attempt (a bad value, e.g. -1, would be
@@ -60,7 +72,7 @@ def test_asha_sweep_finishes_retries_a_failing_trial_and_reports_it(data_dir, tm
         run_sweep(runner, trials)
 
 
-def test_interrupted_sweep_resumes_from_the_last_checkpoint(data_dir, tmp_path, teacher):
+def test_interrupted_sweep_resumes_from_the_last_checkpoint(data_dir, tmp_path, teacher, ray_session):
     arguments = sweep_arguments(data_dir, tmp_path, teacher, "tune.max_concurrent=1", "trainer.max_epochs=25",
                                 "search.space={kd.terms.kd.temperature: {grid: [2, 4]}}")
     env = {**os.environ, "WANDB_MODE": "offline", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}

@@ -1,5 +1,5 @@
-"""What every side of scripts/benchmark.py reads alike: the CIFAR-100-shaped data, its normalisation and the
-sizes (its own module, so the sides' modules import it without importing each other)."""
+"""What every side of the benchmark (benchmarks/training.py) reads alike: the CIFAR-100-shaped data, its
+normalisation and the sizes (its own module, so the sides' modules import it without importing each other)."""
 from __future__ import annotations
 
 CIFAR100_TRAIN = 50_000

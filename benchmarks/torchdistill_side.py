@@ -1,13 +1,14 @@
-"""Side (c) of scripts/benchmark.py: torchdistill 1.1.5's TrainingBox / DistillationBox with its own losses
-(KDLoss alpha 0.1, T 4: the project's CE 0.1 + KD 0.9; CRDLoss with Linear4CRD and CRDDatasetWrapper, 16,384
-negatives, CE 1 + CRD 0.8), always in fp32, driven the way torchdistill's example scripts drive them.
+"""Side (c) of the benchmark (benchmarks/training.py): torchdistill 1.1.5's TrainingBox / DistillationBox with
+its own losses (KDLoss alpha 0.1, T 4: the project's CE 0.1 + KD 0.9; CRDLoss with Linear4CRD and
+CRDDatasetWrapper, 16,384 negatives, CE 1 + CRD 0.8), always in fp32, driven the way torchdistill's example
+scripts drive them.
 
     pip install torchdistill==1.1.5          # not a project dependency
 """
 from __future__ import annotations
 
-from scripts.benchmark_inputs import CIFAR100_TRAIN, CRD_NEGATIVES, images_needed, normalise, random_cifar100
-from scripts.benchmark_timing import Timer
+from benchmarks.inputs import CIFAR100_TRAIN, CRD_NEGATIVES, images_needed, normalise, random_cifar100
+from benchmarks.timing import Timer
 
 
 def torchdistill_config(args, method: str, teacher, student) -> dict:

@@ -1,7 +1,7 @@
-"""The Markdown page of scripts/gpu_check.py's results (its JSON, as written so far)."""
+"""The Markdown page of the GPU check's results (benchmarks/gpu_check.py; its JSON, as written so far)."""
 from __future__ import annotations
 
-from scripts.benchmark import SIDE_LETTERS, figure, markdown_table, summarise
+from benchmarks.training import OVERHEAD, SIDE_LETTERS, figure, markdown_table, summarise
 
 BUSY_DEFINITION = ("GPU busy: the share of the span from the first to the last GPU activity of the profiled steps "
                    "during which a kernel, copy or set runs (torch.profiler, CUDA activity only); gaps between "
@@ -37,6 +37,11 @@ def targets(data: dict) -> list[tuple[str, str, str]]:
             met = "n/a (dry run)" if dry_run else "yes" if worst >= threshold else "no"
             found.append((name, f"{form.format(worst)} (worst of {len(values)})", met))
     add("(a)/(b) >= 0.95 at fp32", [r["ratio_a_over_loop"] for r in plain if "ratio_a_over_loop" in r], 0.95, "{:.3f}")
+    overhead = side_rows(sections.get("overhead", {}), ["lightning", "loop", "torchdistill"])
+    add("overhead pair: (a)/(b) >= 0.95", [r["ratio_a_over_loop"] for r in overhead if "ratio_a_over_loop" in r],
+        0.95, "{:.3f}")
+    add("overhead pair: (a)/(c) >= 1.0", [r["ratio_a_over_torchdistill"] for r in overhead
+                                          if "ratio_a_over_torchdistill" in r], 1.0, "{:.3f}")
     plain_c = {(r["method"], r["batch"]): r.get("torchdistill_samples_per_s") for r in plain}
     add("fast (a) / fp32 (c) >= 1.5, same pair and batch",
         [r["lightning_samples_per_s"] / plain_c[r["method"], r["batch"]] for r in fast
@@ -78,14 +83,20 @@ def markdown_report(data: dict) -> str:
     sections = data["sections"]
     compiled = "compile, " if plan["compile"] else "no compile (dry run), "
     plain_sides = ["lightning", "loop", *(["torchdistill"] if env["torchdistill"] else [])]
+    overhead_pair = f"{OVERHEAD['teacher']} -> {OVERHEAD['student']}, batch {OVERHEAD['batch']}"
     for name, title, sides in (("sides", "Equal numerics, fp32", plain_sides),
+                               ("overhead", f"Per-step overhead: {overhead_pair}, fp32", plain_sides),
                                ("fast_path", f"Fast path: bf16-mixed, channels_last, {compiled}device-resident "
-                                             "data, cached teacher (KD)", ["lightning", "loop"])):
+                                             "data, cached teacher (KD)", ["lightning", "loop"]),
+                               ("graphs", "CUDA graphs: the fast path with compile=graphs (torch.compile "
+                                          "reduce-overhead; uncompiled in a dry run)", ["lightning", "loop"])):
         rows = side_rows(sections.get(name, {}), sides)
         if rows:
             letters = "/".join(SIDE_LETTERS[s] for s in sides)
-            lines += ["", f"## {title}", "", markdown_table(rows, sides),
-                      "", f"Peak MB: GPU memory allocated in the timed steps {letters}."]
+            lines += ["", f"## {title}", "", markdown_table(rows, sides, per_step=name == "overhead"),
+                      "", f"Peak MB: GPU memory allocated in the timed steps {letters}."
+                      + (" ms/step: median wall time of a step; CPU ms/step: the process's CPU time per step (the "
+                         "host's work; on a GPU the step's kernels run beside it)." if name == "overhead" else "")]
     epoch = sections.get("epoch", {}).get("run", {})
     if "epochs" in epoch:
         lines += ["", "## Recipe epochs", "", f"`{epoch['command']}` ({epoch['train_images']:,} training images)", "",

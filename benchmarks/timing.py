@@ -1,5 +1,6 @@
-"""Timing of training steps for scripts/benchmark.py and scripts/gpu_check.py: samples per second over timed
-steps after warm-up, peak memory, host CPU time and page faults per step, and on CUDA the GPU's busy fraction."""
+"""Timing of training steps for the benchmark and the GPU check: samples per second over timed steps after
+warm-up, the median and 10th-percentile step, peak memory, host CPU time and page faults per step, and on CUDA
+the GPU's busy fraction."""
 from __future__ import annotations
 
 import resource
@@ -47,6 +48,7 @@ class Timer:
         self.ticks, self.started, self.elapsed, self.peak, self.profiler, self.busy = 0, None, None, None, None, None
         self.host: dict = {}
         self.busy_error: str | None = None
+        self.ticked: list[float] = []  # each timed step's start (and the window's end): the steps' wall times
 
     def _synchronize(self) -> None:
         import torch
@@ -56,6 +58,8 @@ class Timer:
     def step(self) -> None:
         import torch
         self.ticks += 1
+        if self.warmup < self.ticks <= self.warmup + self.timed + 1:
+            self.ticked.append(time.perf_counter())  # on CUDA: the host's pace, the GPU's once its queue is full
         if self.ticks == self.warmup + 1:
             self._synchronize()
             if self.device.type == "cuda":
@@ -86,7 +90,9 @@ class Timer:
         if self.elapsed is None:
             raise RuntimeError(f"only {self.ticks - 1} steps ran; the timer needs {self.warmup} warm-up and "
                                f"{self.timed} timed steps")
+        steps = sorted(1000 * (end - start) for start, end in zip(self.ticked, self.ticked[1:]))
         return {"samples_per_s": self.timed * self.batch / self.elapsed, "peak_memory_mb": self.peak / 2**20,
+                "step_ms_median": steps[len(steps) // 2], "step_ms_low": steps[len(steps) // 10],
                 "gpu_busy": self.busy, **({"gpu_busy_error": self.busy_error} if self.busy_error else {}), **self.host}
 
 

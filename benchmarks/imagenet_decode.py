@@ -2,9 +2,10 @@
 default), torchvision.io.decode_jpeg in the workers, and each batch decoded together in the main process on the
 CPU and (where there is one) on the GPU by nvjpeg (data.decode_device).
 
-    python scripts/benchmark_imagenet_decode.py                          # random JPEGs of ImageNet's typical size
-    python scripts/benchmark_imagenet_decode.py --root /data/imagenet --images 5000 --workers 8
-    python scripts/benchmark_data.py --imagenet                          # the same table after the CIFAR one
+    python scripts/benchmark.py --tables imagenet           # random JPEGs of ImageNet's typical size
+    python scripts/benchmark.py --tables imagenet --imagenet-root /data/imagenet --imagenet-images 5000 \
+        --imagenet-batch 64 --data-workers 8 --threads 1
+    python scripts/benchmark.py --tables data,imagenet      # after the CIFAR table
 
 Images per second over one epoch of the training loader (RandomResizedCrop 224 + flip + normalise, timed after a
 warm-up epoch; each batch moved to the GPU as training does, so the decoders compare on what training receives).
@@ -12,7 +13,6 @@ It prints, never asserts: the figures depend on the machine, its load and the fi
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -87,21 +87,3 @@ def table_on_files(root: Path | None, images: int, batch_size: int, workers: int
                            size=TYPICAL_SIZE)
         return decode_table(Path(scratch), images, batch_size, workers)
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=None, help="ImageNet-layout folder (default: random JPEGs)")
-    parser.add_argument("--images", type=int, default=512, help="training images per epoch")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads of the main process (default: torch's; on a busy machine 1 avoids "
-                             "oversubscription, which the batched cpu path, decoding in the main process, feels)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(table_on_files(args.root, args.images, args.batch_size, args.workers))
-
-
-if __name__ == "__main__":
-    main()
