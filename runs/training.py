@@ -27,7 +27,7 @@ from tasks.distillation import DistillationTask
 from tasks.finite import NonFiniteError
 from tasks.metrics import fidelity_settings
 from runs.checkpoint_checks import check_resumable, load_teacher_member, teacher_checkpoints
-from runs.configs import build_objective, chosen_experiment, instantiate, model_node
+from runs.configs import build_objective, chosen_experiment, instantiate, model_node, require_pair
 from runs.console import hide_evaluation_bars
 from runs.processes import follows_first_process, single_process_trainer
 from runs.model_fit import check_model_fits, check_models_fit, check_teacher_members
@@ -386,6 +386,7 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
 
 
 def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None) -> dict:
+    require_pair(cfg)
     if not quiet and not follows_first_process(cfg.trainer):
         announce(cfg)
     check_config(cfg)
