@@ -30,6 +30,10 @@ from errors import exit_on_user_error, find_user_error, one_line
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# A line per run instead of progress bars; a run this script was stopped in continues from its last checkpoint.
+QUIET_RESUMABLE = ["trainer.enable_progress_bar=false", "resume=auto"]
+
+
 def all_methods() -> list[str]:
     return sorted(path.stem for path in (ROOT / "cfg" / "kd").glob("*.yaml"))
 
@@ -56,7 +60,7 @@ def train_all(methods: list[str], seeds: list[int], overrides: list[str]) -> tup
         for seed in seeds:
             started = time.time()
             try:
-                cfg = compose("distill", ["data=digits", f"kd={method}", f"seed={seed}", *overrides])
+                cfg = compose("distill", ["data=digits", f"kd={method}", f"seed={seed}", *QUIET_RESUMABLE, *overrides])
                 record = run_distill(cfg, quiet=True)
             except Exception as error:  # noqa: BLE001 - one method's failure must not stop the table
                 failures[method] = f"{type(error).__name__}: {one_line(find_user_error(error) or error)}"
