@@ -130,7 +130,8 @@ def _init_ray(settings: DictConfig) -> None:
         cpus = settings.get("num_cpus")
         ray.init(num_cpus=int(cpus) if cpus else None, include_dashboard=False, ignore_reinit_error=True,
                  _node_ip_address="127.0.0.1", configure_logging=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}})
+                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
+                                           "OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]}})  # runs/__init__.py
 
 
 def run_sweep(runner_overrides: list[str], trial_overrides: list[str]) -> dict:
