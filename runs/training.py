@@ -30,7 +30,7 @@ from runs.checkpoint_checks import check_resumable, load_teacher_member, teacher
 from runs.configs import build_objective, chosen_experiment, instantiate, model_node, require_pair
 from runs.console import hide_evaluation_bars
 from runs.processes import follows_first_process, single_process_trainer
-from runs.model_fit import check_model_fits, check_models_fit, check_teacher_members
+from runs.model_fit import check_method_fits, check_model_fits, check_models_fit, check_teacher_members
 from runs.validation import check_config, checked
 from runs.folders import claim_run_folder, config_digest, git_state, run_folder, run_folder_lock
 from runs.records import read_record, write_record
@@ -365,6 +365,8 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
         datamodule.limit_train_pool(budget)
     datamodule.setup("fit")
     check_models_fit(cfg, datamodule, student)  # the student and any teacher to train, before one is trained
+    if student is None:
+        check_method_fits(cfg, datamodule)  # and the method on this pair, before any training
     teacher, info = build_teacher(cfg, datamodule, objective, augment)
     use_term_batches(datamodule, objective)
     pl.seed_everything(cfg.seed, workers=True)  # the student's init must not depend on teacher training
