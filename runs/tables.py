@@ -18,14 +18,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from runs.records import RECORD_NAME, Record, RecordsError, warn
+from tasks.units import shown_in_percent
 
 MISSING = "-"
 AXIS_JOIN = " → "
 EPOCHS = ("last", "best")
 EPOCH_TITLES = {"last": "last epoch", "best": "best-on-validation epoch"}
 TEACHER_METRIC = "test/teacher_top1"
-# Stored as fractions, shown in percent (as the end-of-run summary shows them).
-PERCENT_METRICS = frozenset({"top1", "top5", "agreement", "teacher_top1", "ece"})
 
 
 # ----------------------------------------------------------------------------------------------- keys
@@ -146,7 +145,7 @@ def select(records: list[Record], filters: Sequence[Filter]) -> list[Record]:
 
 # ----------------------------------------------------------------------------------------------- metrics
 def is_percent(metric: str) -> bool:
-    return metric.rsplit("/", 1)[-1] in PERCENT_METRICS
+    return shown_in_percent(metric)
 
 
 def shown_value(metric: str, value: float) -> float:

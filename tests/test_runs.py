@@ -238,7 +238,7 @@ def test_train_then_distill_through_the_entry_points(data_dir, tmp_path):
     assert record["teacher_checkpoint"] == teacher["checkpoints"]["last"]
     # The quickstart (distill_train.py's default experiment) also trains the student from scratch.
     assert "-mlp1d-" in record["baseline"]["run_dir"] and "test/top1" in record["baseline"]["last"]
-    assert "KD student" in distilled.stdout and "scratch student" in distilled.stdout
+    assert "kd student" in distilled.stdout and "scratch student" in distilled.stdout
 
 
 def test_cli_bad_input_is_one_line(data_dir, tmp_path):
