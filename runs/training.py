@@ -26,7 +26,7 @@ from tasks.classification import ClassificationTask
 from tasks.distillation import DistillationTask
 from tasks.finite import NonFiniteError
 from tasks.metrics import fidelity_settings
-from runs.checkpoint_checks import check_resumable, load_teacher_member, teacher_checkpoints
+from runs.checkpoint_checks import adopt_evaluated_model, check_resumable, load_teacher_member, teacher_checkpoints
 from runs.configs import build_objective, chosen_experiment, instantiate, model_node, require_pair
 from runs.console import fit_label, hide_evaluation_bars, label_progress
 from runs.processes import follows_first_process, single_process_trainer
@@ -181,6 +181,7 @@ def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback]
               label: str | None = None) -> dict:
     """Train cfg.model on cfg.data; returns the run record (reused if this config already finished). `label`: what
     the progress display calls the model (e.g. "teacher resnet32"; default its name)."""
+    adopt_evaluated_model(cfg)  # test_only: the checkpoint's own model names the run
     if not quiet and not follows_first_process(cfg.trainer):
         announce(cfg)
     check_config(cfg)
@@ -392,6 +393,7 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
 
 
 def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None) -> dict:
+    adopt_evaluated_model(cfg)  # test_only: the checkpoint's own student names the run
     require_pair(cfg)
     if not quiet and not follows_first_process(cfg.trainer):
         announce(cfg)

@@ -132,13 +132,19 @@ def test_killed_run_resumes_to_the_same_weights(method, teacher_record, data_dir
         assert torch.equal(value, weights[1][key]) if torch.is_tensor(value) else value == weights[1][key], key
 
 
-def test_test_only_evaluates_a_checkpoint(teacher_record, data_dir, outputs):
+def test_test_only_evaluates_a_checkpoint(teacher_record, data_dir, outputs, cli, capfd):
     checkpoint = teacher_record["checkpoints"]["last"]
-    # The checkpoint alone rebuilds its model: model=mlp1d in the config does not matter.
+    # The checkpoint alone rebuilds its model and names the run: folder, record and config say cnn1d, whatever
+    # model the composed config held (mlp1d here).
     record = run_train(compose_config("train", tiny_overrides(data_dir, outputs, "model=mlp1d", "test_only=true",
                                                               f"ckpt={checkpoint}")), quiet=True)
-    assert record["model"] == "cnn1d"
+    assert record["model"] == record["config"]["model"]["name"] == "cnn1d" and "-cnn1d-" in Path(record["run_dir"]).name
     assert record["test"]["test/top1"] == pytest.approx(teacher_record["last"]["test/top1"])
+    # A model named on the command line that contradicts the checkpoint is refused, in one line.
+    with pytest.raises(SystemExit) as stopped:
+        cli("train.py", [*tiny_overrides(data_dir, outputs), "model=mlp1d", "test_only=true", f"ckpt={checkpoint}"])
+    assert stopped.value.code == 2
+    assert "model=mlp1d contradicts ckpt=" in capfd.readouterr().err
 
 
 def test_student_starts_from_a_checkpoint(teacher_record, data_dir, outputs):
