@@ -276,3 +276,16 @@ def test_last_checkpoint_is_the_last_epoch_even_without_a_new_best(data_dir, tmp
     last = torch.load(record["checkpoints"]["last"], map_location="cpu", weights_only=False)
     best = torch.load(record["checkpoints"]["best"], map_location="cpu", weights_only=False)
     assert last["epoch"] == 3 and record["epochs"] == 4 and best["epoch"] == record["best"]["epoch"]
+
+
+def test_results_come_from_a_clean_commit(monkeypatch):
+    """The scripts that make results/ (quickstart_seeds.py, digits_methods.py) refuse a tree with uncommitted
+    changes, unless allowed (a trial, which their output then states)."""
+    from errors import UserError
+    from runs import folders
+    monkeypatch.setattr(folders, "git_state", lambda: {"git_commit": "abc", "git_dirty": True})
+    with pytest.raises(UserError, match="uncommitted changes"):
+        folders.committed_state()
+    assert folders.committed_state(allow_dirty=True)["git_dirty"] is True
+    monkeypatch.setattr(folders, "git_state", lambda: {"git_commit": "abc", "git_dirty": False})
+    assert folders.committed_state() == {"git_commit": "abc", "git_dirty": False}
