@@ -66,14 +66,20 @@ def parameter_space(space: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class ReportToTune(pl.Callback):
-    """Reports every validation epoch's metrics to Ray Tune (a scheduler may stop the trial there)."""
+    """Reports each training epoch's validation metrics to Ray Tune, once per epoch (a scheduler's rungs count
+    these reports; a scheduler may stop the trial there). The evaluations after the fit (the last and best
+    checkpoints on validation and test) report nothing: the trial's final report carries them."""
+
+    def __init__(self) -> None:
+        self.reports = 0
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking or not trainer.is_global_zero or trainer.state.fn != "fit":
             return
         from ray import tune
         metrics = {metric_key(k): float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         tune.report({**metrics, "epoch": trainer.current_epoch, "run_dir": trainer.default_root_dir})
+        self.reports += 1
 
 
 def run_trial(params: dict, *, task: str, overrides: list[str], attempts_dir: str, cpus: float) -> None:
@@ -86,9 +92,11 @@ def run_trial(params: dict, *, task: str, overrides: list[str], attempts_dir: st
         log.write(json.dumps({"time": time.time(), "params": params}) + "\n")
     trial_overrides = [*overrides, *(f"{k}={override_value(v)}" for k, v in params.items()), "resume=auto"]
     cfg = compose(task, trial_overrides)
-    record = (run_distill if task == "distill" else run_train)(cfg, quiet=True, callbacks=[ReportToTune()])
-    final = {metric_key(k): v for k, v in record["last"].items() if isinstance(v, (int, float))}
-    tune.report({**final, "run_dir": record["run_dir"], "finished": True})
+    reporter = ReportToTune()
+    record = (run_distill if task == "distill" else run_train)(cfg, quiet=True, callbacks=[reporter])
+    if not reporter.reports:  # a finished run reused (nothing trained): its record is the trial's one report
+        final = {metric_key(k): v for k, v in record["last"].items() if isinstance(v, (int, float))}
+        tune.report({**final, "run_dir": record["run_dir"], "epoch": record.get("epochs")})
 
 
 def split_arguments(arguments: list[str]) -> tuple[list[str], list[str]]:
@@ -118,6 +126,18 @@ def _scheduler(settings: DictConfig):
     return None
 
 
+def check_resources(settings: DictConfig) -> None:
+    """A local sweep asking for GPUs on a machine without one would wait forever for a GPU that never frees
+    (Ray warns every ~35 s): refused before Ray starts, as a single run with trainer=gpu is."""
+    gpu = float(settings.resources.gpu)
+    if gpu > 0 and not settings.get("address"):
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError(f"tune.resources.gpu={settings.resources.gpu} asks for a GPU per trial, but this machine "
+                              f"has none; drop it (tune.resources.gpu=0), or run on a cluster with GPUs "
+                              f"(tune.address=auto)")
+
+
 def _init_ray(settings: DictConfig) -> None:
     import ray
     address = settings.get("address")
@@ -140,6 +160,7 @@ def run_sweep(runner_overrides: list[str], trial_overrides: list[str]) -> dict:
     cfg = compose("tune", runner_overrides)
     check_values(cfg)
     search, settings = cfg.search, cfg.tune
+    check_resources(settings)
     if search.get("task") not in ("train", "distill"):
         raise ConfigError(f"search.task must be train or distill, got {search.get('task')!r}")
     storage = Path(str(settings.storage)).resolve()
@@ -194,6 +215,11 @@ def first_value(spec: Mapping[str, Any]) -> Any:
     return list(args)[0]
 
 
+def finished(run_dir: str | None) -> bool:
+    """A trial finished when its run folder holds a record (written once, at the end of the run)."""
+    return bool(run_dir) and (Path(run_dir) / RECORD_NAME).is_file()
+
+
 def summarise(results, varied: list[str], metric: str, mode: str, attempts: Path) -> dict:
     trials = []
     for result in results:
@@ -203,7 +229,7 @@ def summarise(results, varied: list[str], metric: str, mode: str, attempts: Path
         trials.append({
             "params": {k: (result.config or {}).get(k) for k in varied},
             "metric": metrics.get(metric),
-            "status": "error" if result.error else "finished" if metrics.get("finished") else "stopped early",
+            "status": "error" if result.error else "finished" if finished(metrics.get("run_dir")) else "stopped early",
             "error": str(result.error).strip().splitlines()[-1] if result.error else None,
             "attempts": len(log.read_text().splitlines()) if log else None,
             "run_dir": metrics.get("run_dir"), "epochs_reported": metrics.get("training_iteration"),

@@ -50,7 +50,8 @@ def test_asha_sweep_finishes_retries_a_failing_trial_and_reports_it(data_dir, tm
         assert 0.0 <= trial["metric"] <= 1.0 and Path(trial["run_dir"]).is_dir()
     finished = [t for t in summary["trials"] if t["status"] == "finished"]
     assert finished and summary["best"]["status"] == "finished"
-    for trial in finished:
+    for trial in finished:  # one report per training epoch (ASHA's rungs count them), none for the evaluations after
+        assert trial["epochs_reported"] == 2
         record = json.loads(Path(trial["record"]).read_text())
         assert record["config"]["kd"]["terms"]["kd"]["temperature"] == trial["params"]["kd.terms.kd.temperature"]
     assert json.loads(Path(summary["path"]).read_text())["metric"] == "val_top1"
@@ -92,3 +93,14 @@ def test_search_space_and_arguments_are_checked():
     runner, trials = split_arguments(["search=x", "tune.scheduler=asha", "paths.output_dir=o", "kd=dkd", "+a.b=1"])
     assert runner == ["search=x", "tune.scheduler=asha", "paths.output_dir=o"]
     assert trials == ["paths.output_dir=o", "kd=dkd", "+a.b=1"]
+
+
+def test_a_local_sweep_asking_for_a_gpu_where_there_is_none_is_refused(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    runner, trials = split_arguments(["search=kd_temperature", f"paths.output_dir={tmp_path}", "tune.resources.gpu=0.25"])
+    with pytest.raises(ConfigError, match=r"tune.resources.gpu=0.25 asks for a GPU per trial, but this machine has none"):
+        run_sweep(runner, trials)
+    assert not (tmp_path / "tune").exists()
+
