@@ -14,4 +14,8 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    import sys
+    if {"--help", "-h"} & set(sys.argv[1:]):  # one screen, from cfg/ (Hydra's own: --hydra-help)
+        from runs.cli_help import app_help
+        sys.exit(print(app_help("distill", "distill_train.py")))
     main()

@@ -105,3 +105,15 @@ def test_progress_shows_metrics_as_the_tables_do():
     assert shown_metrics({"val/top1": 0.9375, "val/kl": 0.18, "train/loss_step": 2.5, "v_num": 3}) == {
         "val/top1": "93.75", "val/kl": "0.1800", "train/loss_step": "2.5000"}
 
+
+@pytest.mark.parametrize("script", ["distill_train.py", "train.py", "ray_runner.py"])
+def test_help_fits_a_screen(script):
+    result = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert len(lines) <= 40 and max(map(len, lines)) <= 120, result.stdout
+    if script != "ray_runner.py":  # the groups with their options, the reproduction cells on request
+        assert "  kd: " in result.stdout or "  model: " in result.stdout
+        assert "python scripts/make_experiments.py --list" in result.stdout
+
