@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -86,6 +87,8 @@ def run_trial(params: dict, *, task: str, overrides: list[str], attempts_dir: st
     """One trial: compose, run the entry point's function, report the final record."""
     import torch
     from ray import tune
+    from runs.console import configure_console
+    configure_console(verbose=False)  # a trial's log as a run's console: no Lightning banners, tips or INFO lines
     torch.set_num_threads(max(1, int(cpus)))  # trials side by side must not oversubscribe the cores
     trial_id = tune.get_context().get_trial_id()
     with open(Path(attempts_dir) / f"{trial_id}.jsonl", "a") as log:  # every (re)start of this trial
@@ -138,6 +141,15 @@ def check_resources(settings: DictConfig) -> None:
                               f"(tune.address=auto)")
 
 
+def plain_logs_off_terminal() -> None:
+    """Where the output is a file or a pipe (a log, `tee`), Ray's worker lines come without colour codes and without
+    its coloured "[repeated Nx]" folding, and Tune prints no status boxes. Before Ray is imported (it reads them
+    then); a value already set is kept."""
+    if not sys.stdout.isatty():
+        for key, value in (("RAY_COLOR_PREFIX", "0"), ("RAY_DEDUP_LOGS", "0"), ("RAY_AIR_NEW_OUTPUT", "0")):
+            os.environ.setdefault(key, value)
+
+
 def _init_ray(settings: DictConfig) -> None:
     import ray
     address = settings.get("address")
@@ -156,6 +168,7 @@ def _init_ray(settings: DictConfig) -> None:
 
 def run_sweep(runner_overrides: list[str], trial_overrides: list[str]) -> dict:
     """Compose the sweep, run it on Ray (local on loopback, or `tune.address`), return its summary."""
+    plain_logs_off_terminal()
     from ray import tune
     cfg = compose("tune", runner_overrides)
     check_values(cfg)
@@ -247,18 +260,40 @@ def shown(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Each dotted key by its shortest ending that no other key shares (kd.terms.kd.temperature -> temperature)."""
+    names = {}
+    for key in keys:
+        parts = key.split(".")
+        for start in range(len(parts) - 1, -1, -1):
+            name = ".".join(parts[start:])
+            if not any(other != key and (other == name or other.endswith("." + name)) for other in keys):
+                break
+        names[key] = name
+    return names
+
+
 def print_summary(summary: dict, top: int) -> None:
+    """The best trials, readable at 80 columns: short parameter names, the metric as the tables show it (percent
+    for accuracies), each trial's run folder by name (the summary file has the full paths)."""
     from rich.console import Console
     from rich.table import Table
-    table = Table(title=f"best trials by {summary['metric']} ({summary['mode']})")
-    for key in (*summary["varied"], summary["metric"], "status", "attempts", "run folder"):
-        table.add_column(key)
+
+    from tasks.units import shown as shown_metric, shown_in_percent
+    metric = summary["metric"]
+    names = short_names(summary["varied"])
+    table = Table(title=f"best trials by {metric}{' (%)' if shown_in_percent(metric) else ''}, {summary['mode']}",
+                  title_justify="left")
+    for key in summary["varied"]:
+        table.add_column(names[key])
+    for column in (metric, "status", "tries", "run folder"):
+        table.add_column(column, overflow="fold")
     for trial in summary["trials"][:top] + [t for t in summary["trials"][top:] if t["status"] == "error"]:
         value = trial["metric"]
         table.add_row(*(shown(trial["params"].get(k)) for k in summary["varied"]),
-                      "-" if value is None else f"{value:.4f}", trial["status"] + (f": {trial['error']}" if
-                                                                                    trial["error"] else ""),
-                      str(trial["attempts"]), str(trial["run_dir"] or "-"))
-    console = Console()
+                      "-" if value is None else shown_metric(metric, value),
+                      trial["status"] + (f": {trial['error']}" if trial["error"] else ""), str(trial["attempts"]),
+                      Path(trial["run_dir"]).name if trial["run_dir"] else "-")
+    console = Console(width=None if sys.stdout.isatty() else 80)
     console.print(table)
-    console.print(f"summary: {summary['path']}")
+    console.print(f"summary, every trial with its record: {summary['path']}")

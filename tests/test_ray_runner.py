@@ -104,3 +104,20 @@ def test_a_local_sweep_asking_for_a_gpu_where_there_is_none_is_refused(tmp_path)
         run_sweep(runner, trials)
     assert not (tmp_path / "tune").exists()
 
+
+
+def test_sweep_table_reads_at_80_columns_in_percent(capsys, monkeypatch):
+    from runs.sweep import plain_logs_off_terminal, print_summary
+    trial = {"params": {"kd.terms.kd.temperature": 4, "kd.terms.kd.weight": 0.9}, "metric": 0.9375,
+             "status": "finished", "error": None, "attempts": 1,
+             "run_dir": "/a/long/output/folder/distill/mnist1d-kd-cnn1d-mlp1d-s0-67fcf43d"}
+    print_summary({"metric": "val_top1", "mode": "max", "varied": list(trial["params"]), "trials": [trial],
+                   "path": "/a/long/output/folder/tune/kd_temperature/sweep.json"}, top=10)
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= 80 and "\x1b" not in out
+    assert "temperature" in out and "weight" in out and "kd.terms" not in out  # short names
+    assert "93.75" in out and "67fcf43d" in out  # the run folder by name (folded where it is long)
+    for key in ("RAY_COLOR_PREFIX", "RAY_DEDUP_LOGS"):
+        monkeypatch.delenv(key, raising=False)
+    plain_logs_off_terminal()  # the output here is not a terminal: Ray's worker lines without colour codes
+    assert os.environ["RAY_COLOR_PREFIX"] == "0" and os.environ["RAY_DEDUP_LOGS"] == "0"
