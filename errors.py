@@ -11,6 +11,18 @@ class ConfigError(UserError, ValueError):
     pass
 
 
+class RunStopped(Exception):
+    """A run stopped by a signal (SIGTERM from a scheduler, SIGINT from Ctrl-C): not the user's input and no
+    bug. The entry point prints one line with the command that continues (runs/stops.py) and exits with the
+    shell's status for the signal, 128 + its number."""
+
+    def __init__(self, signal_number: int, where: str, kept: str | None = None) -> None:
+        import signal
+        self.signal_number, self.where, self.kept = int(signal_number), where, kept  # kept: its resume checkpoint
+        self.signal_name = signal.Signals(signal_number).name
+        super().__init__(f"stopped by {self.signal_name} {where}")
+
+
 def find_user_error(error: BaseException) -> UserError | None:
     """The UserError behind `error`, also when Hydra's instantiate wrapped it."""
     seen = set()
@@ -22,19 +34,17 @@ def find_user_error(error: BaseException) -> UserError | None:
     return None
 
 
+def user_message(error: UserError) -> str:
+    """The error's message on one line; one raised in a DataLoader worker process comes back wrapped with the
+    worker's traceback ("Caught X in DataLoader worker process N. Original Traceback ..."): its last line,
+    "module.X: message", holds the message."""
+    text = str(error)
+    if "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return one_line(text)
+
+
 def one_line(text: object) -> str:
     """`text` on one line (a message quoting a library's multi-line error stays one line)."""
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
-
-
-def exit_on_user_error(run, cfg):
-    """Run `run(cfg)`; a UserError becomes one line on stderr and exit status 2 instead of a traceback."""
-    import sys
-    try:
-        return run(cfg)
-    except Exception as error:  # noqa: BLE001 - re-raised unless it is the user's input
-        user_error = find_user_error(error)
-        if user_error is None:
-            raise
-        print(f"error: {one_line(user_error)}", file=sys.stderr)
-        sys.exit(2)

@@ -9,7 +9,7 @@ ${paths.output_dir}/tune/<name>/sweep.json.
 """
 import sys
 
-from errors import exit_on_user_error
+from runs.stops import exit_on_user_error
 
 
 def main(arguments: list[str]) -> None:

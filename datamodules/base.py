@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.device_data import DeviceBatches, DeviceData, check_supported
 from datamodules.sampling import EpochSeededDrawSampler, EpochSeededRandomSampler, ProcessShard
 from datamodules.tuples import ClassGroupedBatchSampler, TermBatchSampler, TupleBatchSampler
+from datamodules.two_views import VIEW_NAMES, TwoViewDataset
 from datamodules.views import EpochSeededViewSampler, ViewDataset, seeded_transform, view_seed
 from errors import ConfigError, UserError
 
@@ -60,6 +61,18 @@ def check_crossfit(crossfit: Mapping[str, Any] | None) -> tuple[int | None, int 
     return folds, fold
 
 
+def drops_lone_example(sampler, batch_size: int) -> bool:
+    """Whether a training epoch (a `sampler`; None: evaluation, never) would end in a batch of one example,
+    which is then left out (drop_last): BatchNorm cannot normalise a single example in training, and the
+    anchors' CIFAR loaders never meet one (50000 examples at their batch sizes). The example is not lost for
+    good: the epoch-seeded order puts another example last in the next epoch."""
+    return sampler is not None and len(sampler) % int(batch_size) == 1 and len(sampler) > 1
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
+
+
 class KDDataModule(pl.LightningDataModule):
     """Subclasses provide `load_train()` / `load_test()` (indexable as base[i] -> (raw x, label)) and,
     where needed, `prepare_data()`, `train_transform`, `eval_transform`.
@@ -75,6 +88,11 @@ class KDDataModule(pl.LightningDataModule):
     eval_transform = None
     # Whether the whole dataset is held in memory as tensors, so `data.device_resident=true` can serve it.
     holds_whole_tensors = False
+    # The strong augmented view's transform (datamodules/two_views.py), set by data that make one; `makes_strong_view`
+    # says so before an instance exists (for the message that names them).
+    strong_transform = None
+    makes_strong_view = False
+    train_views: tuple[str, ...] = ()  # the extra views training batches carry (use_views)
 
     def __init__(self, name: str, num_classes: int, input_shape: Sequence[int], data_dir: str = "data",
                  batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0,
@@ -214,12 +232,13 @@ class KDDataModule(pl.LightningDataModule):
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
         sampler = self._process_share(dataset, sampler, batch_size)
+        drop_last = drops_lone_example(sampler, batch_size)
         # Fixed views (a cached teacher) keep the DataLoader: its stored logits belong to torchvision's draws.
         if self.device_resident and not isinstance(dataset, ViewDataset):
             if self._device_data is None:
                 self._device_data = DeviceData(self)
-            return self._device_data.loader(dataset, batch_size, sampler)
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=False,
+            return self._device_data.loader(dataset, batch_size, sampler, drop_last)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0)
 
@@ -238,6 +257,7 @@ class KDDataModule(pl.LightningDataModule):
         if self._term_batches is not None:
             return DataLoader(self.train_set, batch_sampler=self._term_batches, num_workers=self.num_workers,
                               pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
+        served = TwoViewDataset(self.train_set, self.strong_transform) if self.train_views else self.train_set
         if isinstance(self.train_set, ViewDataset):
             sampler = EpochSeededViewSampler(len(self.train_set.examples), self.train_set.views, self.seed)
         else:
@@ -245,12 +265,25 @@ class KDDataModule(pl.LightningDataModule):
             sampler_type = (EpochSeededDrawSampler if self.augments and not self.device_resident
                             else EpochSeededRandomSampler)
             sampler = sampler_type(len(self.train_set), self.seed) if self.train_set is not None else None
-        return self._loader(self.train_set, self.batch_size, sampler)
+        return self._loader(served, self.batch_size, sampler)
 
     @property
     def augments(self) -> bool:
         """Whether training examples are drawn at random (a random training transform)."""
         return self.train_transform is not None and self.train_transform is not self.eval_transform
+
+    def use_views(self, views: tuple[str, ...], asked_by: str) -> None:
+        """Training batches carry these extra augmented views of each example (datamodules/two_views.py), which
+        `asked_by` (e.g. "kd.terms.instance") reads; one ConfigError, naming the data that make them, otherwise."""
+        unknown = sorted(set(views) - set(VIEW_NAMES))
+        if unknown:
+            raise ConfigError(f"{asked_by} asks for the views {unknown}; the data side makes {list(VIEW_NAMES)}")
+        if views and not self.makes_strong_view:
+            makers = sorted(cls.true_name for cls in _subclasses(KDDataModule) if cls.makes_strong_view and cls.true_name)
+            raise ConfigError(f"{asked_by} reads a strong augmented view of each training example, which data={self.name} "
+                              f"does not make (it has no image augmentation to strengthen); use "
+                              f"{' or '.join(f'data={name}' for name in makers)}")
+        self.train_views = tuple(views)
 
     def use_fixed_views(self, views: int, seed: int) -> ViewDataset:
         """Serve the training set as `views` fixed augmented views per example (after `setup`)."""

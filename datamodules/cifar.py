@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+import torch
 from torchvision import datasets, transforms
 
 from datamodules.base import DatasetNotFoundError, KDDataModule
+from datamodules.strong_augment import FixMatchRandAugment
 from errors import ConfigError
 
 
@@ -18,6 +20,7 @@ class CIFARDataModule(KDDataModule):
     std: tuple[float, ...] = ()
     true_input_shape = (3, 32, 32)
     holds_whole_tensors = True
+    makes_strong_view = True
 
     def __init__(self, *args, download: bool = True, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, **kwargs) -> None:
@@ -32,6 +35,11 @@ class CIFARDataModule(KDDataModule):
         self.train_transform = transforms.Compose([transforms.RandomCrop(32, padding=4),
                                                    transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize])
         self.eval_transform = transforms.Compose([transforms.ToTensor(), normalize])
+        # MLKD's strong view (Jin-Ying/Multi-Level-Logit-Distillation mdistiller/dataset/cifar100.py): its own crop
+        # and flip, then RandAugment(2, 10) on the uint8 image, then ToTensor's scaling and the normalisation.
+        self.strong_transform = transforms.Compose([
+            transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.PILToTensor(),
+            FixMatchRandAugment(ops=2), transforms.ConvertImageDtype(torch.float32), normalize])
 
     @property
     def folder(self) -> str:

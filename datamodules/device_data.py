@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from datamodules.sampling import hashed_seed
+from datamodules.strong_augment import FixMatchRandAugment
+from datamodules.two_views import Views
 from errors import ConfigError
 
 DeviceLike = torch.device | str | Callable[[], torch.device] | None
@@ -129,20 +131,23 @@ class BatchTransform:
     to_unit: bool = False
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    rand_augment_ops: int = 0  # the strong view's RandAugment (datamodules/strong_augment.py) after crop and flip
 
     @property
     def random(self) -> bool:
-        return self.padding > 0 or self.flip_p > 0
+        return self.padding > 0 or self.flip_p > 0 or self.rand_augment_ops > 0
 
     def deterministic(self) -> "BatchTransform":
         """This transform without its random part (what evaluation sees)."""
-        return replace(self, padding=0, flip_p=0.0)
+        return replace(self, padding=0, flip_p=0.0, rand_augment_ops=0)
 
     @classmethod
     def from_torchvision(cls, transform: Any, image_shape: Sequence[int]) -> "BatchTransform":
-        """Reads a torchvision Compose of RandomCrop, RandomHorizontalFlip, ToTensor and Normalize; anything
+        """Reads a torchvision Compose of RandomCrop, RandomHorizontalFlip, ToTensor and Normalize (or, for the
+        strong view, PILToTensor, FixMatchRandAugment and ConvertImageDtype(float32) in ToTensor's place); anything
         else stops with a ConfigError (the device path could not promise the same distribution)."""
         from torchvision import transforms as T
+
         if transform is None:
             return cls()
         steps = list(transform.transforms) if isinstance(transform, T.Compose) else [transform]
@@ -158,14 +163,20 @@ class BatchTransform:
                 found["padding"] = int(pads[0])
             elif isinstance(step, T.RandomHorizontalFlip) and spatial_ok:
                 found["flip_p"] = float(step.p)
-            elif isinstance(step, T.ToTensor):
+            elif isinstance(step, T.ToTensor) or (isinstance(step, T.ConvertImageDtype) and spatial_ok
+                                                   and step.dtype == torch.float32 and found.get("uint8")):
                 found["to_unit"] = True
+            elif isinstance(step, T.PILToTensor) and spatial_ok and "to_unit" not in found:
+                found["uint8"] = True  # the resident images already are uint8 CHW tensors
+            elif isinstance(step, FixMatchRandAugment) and found.get("uint8") and "to_unit" not in found:
+                found["rand_augment_ops"] = step.ops
             elif isinstance(step, T.Normalize):
                 found["mean"] = tuple(float(v) for v in step.mean)
                 found["std"] = tuple(float(v) for v in step.std)
             else:
                 raise cls._unsupported(step, "crop and flip must come before Normalize, and no other step is "
                                              "reproduced")
+        found.pop("uint8", None)
         return cls(**found)
 
     @staticmethod
@@ -181,6 +192,8 @@ class BatchTransform:
             offsets = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=generator, device=x.device)
             flips = torch.rand(n, generator=generator, device=x.device) < self.flip_p
             x = crop_and_flip(x, self.padding, offsets, flips)  # still uint8: a quarter of the bytes to move
+        if self.rand_augment_ops and generator is not None:
+            x = FixMatchRandAugment(self.rand_augment_ops)(x, generator)
         if self.to_unit:
             x = x.to(torch.float32).div(255)  # ToTensor's arithmetic, so results match it bit for bit
         elif self.mean is not None:
@@ -205,7 +218,8 @@ def batch_seed(seed: int, epoch: int, batch: int) -> int:
 # ---------------------------------------------------------------------------------------------- loaders
 class DeviceBatches:
     """An iterable of (x, y, index) batches cut from resident tensors: what the datamodule's loaders return
-    under `data.device_resident=true`. `len()` is the number of batches (drop_last False).
+    under `data.device_resident=true`. `len()` is the number of batches (a short last one left out with
+    drop_last, as a DataLoader does).
 
     rows: original indices of the examples served (positions in `resident`). sampler: an epoch-seeded
     sampler over positions in `rows` (training), a ProcessShard (DDP), or None for `rows` in order. device:
@@ -216,7 +230,8 @@ class DeviceBatches:
 
     def __init__(self, resident: ResidentTensors, rows: Sequence[int] | torch.Tensor, batch_size: int,
                  transform: BatchTransform | None = None, sampler: Any = None, seed: int = 0,
-                 augment: bool = True, device: DeviceLike = None) -> None:
+                 augment: bool = True, device: DeviceLike = None, strong: BatchTransform | None = None,
+                 drop_last: bool = False) -> None:
         self.resident = resident
         self.rows = torch.as_tensor(np.asarray(rows), dtype=torch.int64)
         self.batch_size = int(batch_size)
@@ -225,11 +240,13 @@ class DeviceBatches:
         self.seed = int(seed)
         self.augment = bool(augment)
         self.device = device
+        self.strong = strong  # given: batches of Views(weak, strong) (datamodules/two_views.py)
+        self.drop_last = bool(drop_last)
         self._rows_on: torch.Tensor | None = None
 
     def __len__(self) -> int:
         served = len(self.rows) if self.sampler is None else len(self.sampler)
-        return math.ceil(served / self.batch_size)
+        return served // self.batch_size if self.drop_last else math.ceil(served / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         if self.sampler is not None:
@@ -256,12 +273,18 @@ class DeviceBatches:
         rows = self._rows_on if order is None else self._rows_on[order.to(device)]
         transform = self.transform if self.augment else self.transform.deterministic()
         generator = torch.Generator(device=device) if transform.random else None
+        strong_generator = torch.Generator(device=device) if self.strong is not None else None
         rank, processes = getattr(self.sampler, "rank", 0), getattr(self.sampler, "processes", 1)
         for batch in range(len(self)):
             index = rows[batch * self.batch_size: (batch + 1) * self.batch_size]
+            examples = x_all.index_select(0, index)
+            number = batch * processes + rank
             if generator is not None:
-                generator.manual_seed(batch_seed(self.seed, epoch, batch * processes + rank))
-            x = transform(x_all.index_select(0, index), generator)
+                generator.manual_seed(batch_seed(self.seed, epoch, number))
+            x = transform(examples, generator)
+            if strong_generator is not None:  # its own draws: the weak view draws as a one-view batch
+                strong_generator.manual_seed(hashed_seed(self.seed, epoch, number, 1))
+                x = Views(x, self.strong(examples, strong_generator))
             yield x, y_all.index_select(0, index), index
 
 
@@ -288,16 +311,19 @@ class DeviceData:
             return self.test
         raise RuntimeError(f"no resident copy of {type(dataset.base).__name__} for a device-resident loader")
 
-    def loader(self, dataset: Any, batch_size: int, sampler: Any = None) -> DeviceBatches:
+    def loader(self, dataset: Any, batch_size: int, sampler: Any = None, drop_last: bool = False) -> DeviceBatches:
         """Batches of an IndexedDataset (`base`, `indices`, `transform`) in the sampler's order (None: in
         order), with the dataset's own transform, read into its batch form."""
         resident = self._resident_for(dataset)
         transform = BatchTransform.from_torchvision(dataset.transform, self.datamodule.input_shape)
-        if transform.to_unit and resident.cpu[0].dtype != torch.uint8:
+        strong_transform = getattr(dataset, "strong_transform", None)  # a TwoViewDataset's
+        strong = (None if strong_transform is None
+                  else BatchTransform.from_torchvision(strong_transform, self.datamodule.input_shape))
+        if any(t.to_unit for t in (transform, strong) if t is not None) and resident.cpu[0].dtype != torch.uint8:
             raise ConfigError("data.device_resident=true: ToTensor's scaling needs uint8 images; set "
                               "data.device_resident=false")
         return DeviceBatches(resident, dataset.indices, batch_size, transform, sampler, self.datamodule.seed,
-                             device=self._device)
+                             device=self._device, strong=strong, drop_last=drop_last)
 
     def release(self) -> None:
         self.train.release()

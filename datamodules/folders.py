@@ -14,7 +14,7 @@ from pathlib import Path
 from torchvision import datasets, transforms
 
 from datamodules.base import DatasetNotFoundError, KDDataModule
-from errors import ConfigError
+from errors import ConfigError, UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -24,13 +24,47 @@ def class_folders(folder: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
 
 
+class UnreadableImageError(UserError, OSError):
+    pass
+
+
+# Folders with at most this many images have every file's header read when the data is set up (well under a
+# second per thousand files), so an unreadable one stops the run before training; larger ones (ImageNet's
+# 1.28M would take minutes) are checked as each file is read.
+CHECKED_UP_FRONT = 20_000
+
+
+def check_images(samples: list[tuple[str, int]]) -> None:
+    """Every file opens as an image (PIL reads only its header), up to CHECKED_UP_FRONT files."""
+    if len(samples) > CHECKED_UP_FRONT:
+        return
+    from PIL import Image
+    for path, _ in samples:
+        try:
+            with Image.open(path):
+                pass
+        except (OSError, ValueError, SyntaxError) as error:
+            raise UnreadableImageError(f"{path} is not an image that PIL can read ({type(error).__name__}); remove it "
+                                       f"from the class folder, or replace it with a readable image") from None
+
+
+def load_image(path: str):
+    """torchvision's default loader (PIL, RGB); a file that PIL cannot read stops the run naming it, instead of
+    a traceback from inside a loader worker (in folders too large for `check_images`)."""
+    try:
+        return datasets.folder.default_loader(path)
+    except (OSError, ValueError, SyntaxError) as error:  # PIL's UnidentifiedImageError is an OSError
+        raise UnreadableImageError(f"{path} is not an image that PIL can read ({type(error).__name__}); remove it from "
+                                   f"the class folder, or replace it with a readable image") from None
+
+
 class _FixedClassImageFolder(datasets.ImageFolder):
     """ImageFolder whose class indices come from the training folder, so a held-out folder that lacks a
     class (or lists them differently) still labels every image as the training set does."""
 
     def __init__(self, root: str, classes: list[str]) -> None:
         self._fixed_classes = classes
-        super().__init__(root, allow_empty=True)
+        super().__init__(root, loader=load_image, allow_empty=True)
 
     def find_classes(self, directory):
         return self._fixed_classes, {name: i for i, name in enumerate(self._fixed_classes)}
@@ -54,6 +88,9 @@ class ImageFolderDataModule(KDDataModule):
         self.root = Path(root).expanduser()
         self.train_folder, self.test_folder = self._find_folders(test_dir)
         self.classes = class_folders(self.train_folder)
+        if len(self.classes) == 1:
+            raise ConfigError(f"{self.train_folder} has one class folder ({self.classes[0]}); classification needs two "
+                              f"or more: put each class's training images in its own subfolder of train/")
         if not self.classes:
             raise DatasetNotFoundError(f"{self.train_folder} has no class subfolders; put each class's training "
                                        f"images in {self.train_folder}/<class name>/")
@@ -118,4 +155,5 @@ class ImageFolderDataModule(KDDataModule):
         if not len(dataset):
             raise DatasetNotFoundError(f"{folder} holds no images in its class subfolders (readable: "
                                        f"{', '.join(datasets.folder.IMG_EXTENSIONS)})")
+        check_images(dataset.samples)
         return dataset

@@ -26,6 +26,14 @@ def read_csv(path: Path, delimiter: str) -> tuple[list[str], list[list[str]]]:
     if not path.is_file():
         raise DatasetNotFoundError(f"CSV file {path} does not exist; set data.path=PATH (and data.test_path) "
                                    f"to a CSV file with a header row")
+    try:
+        return _read_rows(path, delimiter)
+    except UnicodeDecodeError as error:  # its message would quote the undecodable bytes
+        raise ConfigError(f"{path} is not UTF-8 text (byte {error.start} cannot be decoded: {error.reason}); save "
+                          f"it as UTF-8 CSV, e.g. iconv -f latin1 -t utf-8 {path} > {path.stem}-utf8.csv") from None
+
+
+def _read_rows(path: Path, delimiter: str) -> tuple[list[str], list[list[str]]]:
     with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: drop a spreadsheet's BOM
         reader = csv.reader(handle, delimiter=delimiter)
         header = next(reader, None)

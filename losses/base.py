@@ -26,6 +26,10 @@ class DistillBatch:
     phase: str | None = None  # the pre-training phase's name, None in the main phase
     soft_targets: torch.Tensor | None = None  # (B, K) label mixtures under mixup / cutmix, else None
     generated: torch.Tensor | None = None  # (B,) bool: rows an augmentation generated (augment=synthetic), else None
+    # The other augmented views of the same examples, when a term asks for them (`DistillTerm.train_views`): e.g.
+    # views["strong"], a DistillBatch of that view's inputs, logits and features (same targets and indices). The
+    # fields above are the weak view's: the loader's own training transform.
+    views: Mapping[str, "DistillBatch"] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,13 @@ class DistillTerm(nn.Module):
     teacher_taps: tuple[str, ...] = ()
     # The training batches the term needs instead of the loader's shuffled ones (None: those).
     train_batches: TupleBatches | ClassGroupedBatches | None = None
+    # Augmented views of each training example the term reads beyond the batch's own, as batch.views[name]
+    # (datamodules/two_views.py makes them): ("strong",) for MLKD's RandAugment view.
+    train_views: tuple[str, ...] = ()
+    # Buffers each process keeps its own under DDP (not broadcast from rank 0), by name under the term.
+    process_local_buffers: tuple[str, ...] = ()
+    # A teacher tap whose per-class means over the training set the term needs (KD++'s class centres), or None.
+    teacher_class_means: str | None = None
 
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()
@@ -127,6 +138,10 @@ class DistillTerm(nn.Module):
         """The label of every example of the original training set (`num_train` of them, int64), -1 for those
         the train loader never draws (validation, a held-out fold, outside a budget), once, before `setup`:
         for terms that sample training examples by class (CRD's other-class negatives). Default: nothing."""
+
+    def bind_teacher_class_means(self, means: torch.Tensor) -> None:
+        """(num_classes, size): the frozen teacher's mean `teacher_class_means` feature per class over the training
+        set (runs/class_means.py), once, before `setup`. Default: nothing."""
 
     def expand_batch(self, inputs: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor):
         """The training batch both models should see (e.g. SSKD's rotated copies), as (inputs, targets,
@@ -173,6 +188,19 @@ class DistillationObjective(nn.Module):
         if len(set(plans.values())) > 1:
             raise ConfigError(f"terms {sorted(plans)} each make their own training batches ({plans}); keep one")
         return next(iter(plans.values()), None)
+
+    @property
+    def train_views(self) -> dict[str, list[str]]:
+        """{view name: the terms that read it} over every term's `train_views`."""
+        views: dict[str, list[str]] = {}
+        for name, term in self.terms.items():
+            for view in term.train_views:
+                views.setdefault(view, []).append(name)
+        return views
+
+    def bind_teacher_class_means(self, means: torch.Tensor) -> None:
+        """(num_classes, size): the frozen teacher's mean `teacher_class_means` feature per class over the training
+        set (runs/class_means.py), once, before `setup`. Default: nothing."""
 
     def expand_batch(self, inputs: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor):
         for term in self.terms.values():

@@ -28,9 +28,16 @@ variance differs), and independent draws cost O(B m) where a draw without replac
 `student_tap` / `teacher_tap`: what each side embeds, "embedding" (RepDistiller's feat[-1], default), another
 feature tap, or "logits" (comparative KD's CRD arm, alextxu/ckd helper/CRDTrainHelpers.py: CRDLoss on the logits).
 
-Several processes (DDP): every process updates the memory and Z with the embeddings of the whole global batch
-and draws the whole global batch's negatives from the same generator state, keeping its own rows, so N
-processes with batch B compute what one process with batch N * B computes (losses/distributed.py).
+Several processes (DDP), `memory_scope`:
+- `global` (default): every process updates the memory and Z with the embeddings of the whole global batch and
+  draws the whole global batch's negatives from the same generator state, keeping its own rows, so N processes
+  with batch B compute what one process with batch N * B computes (losses/distributed.py): RepDistiller's
+  single-process runs, at any device count.
+- `process`: each process keeps its own memory and Z, updated from its own rows only, and draws its own negatives
+  (its own generator stream), as torchdistill's CRDLoss does under distributed training (a criterion outside the
+  DDP-wrapped model: nothing synchronises its buffers). The memory buffers are then left out of DDP's buffer
+  broadcast (`process_local_buffers`). A checkpoint holds rank 0's memory (Lightning saves from rank 0), so a
+  resumed run gives every process rank 0's memory (torchdistill's checkpoints hold no CRD memory at all).
 """
 from __future__ import annotations
 
@@ -42,10 +49,11 @@ from torch import nn
 
 from errors import ConfigError
 from losses.base import LOGITS, DistillBatch, DistillTerm, hooked_taps, read_input
-from losses.distributed import gather_rows, sum_over_processes
+from losses.distributed import gather_rows, process_rank_and_count, sum_over_processes
 
 NCE_EPS = 1e-7
 NEGATIVES = ("other_class", "uniform")
+MEMORY_SCOPES = ("global", "process")
 
 
 def nce_loss(scores: torch.Tensor, noise_probability: float) -> torch.Tensor:
@@ -102,7 +110,7 @@ class CRDTerm(DistillTerm):
     def __init__(self, weight: float = 0.8, feat_dim: int = 128, num_negatives: int = 16384,
                  temperature: float = 0.07, momentum: float = 0.5, memory: str = "bank",
                  queue_size: int = 16384, negatives: str = "other_class", student_tap: str = "embedding",
-                 teacher_tap: str = "embedding") -> None:
+                 teacher_tap: str = "embedding", memory_scope: str = "global") -> None:
         super().__init__(weight)
         # What is embedded: the embeddings (RepDistiller's feat[-1]) or, e.g., the logits (comparative KD's CRD arm).
         self.student_tap, self.teacher_tap = str(student_tap), str(teacher_tap)
@@ -112,6 +120,10 @@ class CRDTerm(DistillTerm):
         if negatives not in NEGATIVES:
             raise ConfigError(f"kd.terms.crd.negatives must be 'other_class' (the reference code's) or 'uniform', "
                               f"got '{negatives}'")
+        if memory_scope not in MEMORY_SCOPES:
+            raise ConfigError(f"kd.terms.crd.memory_scope must be 'global' (one memory from the global batch) or "
+                              f"'process' (one per process, torchdistill's), got '{memory_scope}'")
+        self.memory_scope = memory_scope
         if num_negatives < 1 or feat_dim < 1 or not 0 <= momentum < 1:
             raise ConfigError("CRD needs num_negatives >= 1, feat_dim >= 1 and 0 <= momentum < 1 "
                               f"(got {num_negatives}, {feat_dim}, {momentum}); the paper uses 16384, 128, 0.5")
@@ -172,6 +184,14 @@ class CRDTerm(DistillTerm):
         self._normaliser_checked = False
         self.training_labels = None
 
+    @property
+    def process_local_buffers(self) -> tuple[str, ...]:
+        """Buffers each process keeps its own (never broadcast from rank 0): the memory under memory_scope=process."""
+        if self.memory_scope == "global":
+            return ()
+        names = ("memory_student", "memory_teacher", "z_student", "z_teacher", "queue_pointer", "memory_labels")
+        return tuple(name for name in names if name in self._buffers)
+
     def get_extra_state(self) -> dict:
         return {"sampling_seed": self.sampling_seed, "draws": self.draws}
 
@@ -182,7 +202,9 @@ class CRDTerm(DistillTerm):
     def _next_generator(self, device: torch.device) -> torch.Generator:
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device)
-        self._generator.manual_seed((self.sampling_seed * 1_000_003 + self.draws) % 2**63)
+        # memory_scope=process: each process its own stream (rank 0's is the single-process one)
+        rank = process_rank_and_count()[0] if self.memory_scope == "process" else 0
+        self._generator.manual_seed((self.sampling_seed * 1_000_003 + self.draws + rank * 7_919_000_003) % 2**63)
         self.draws += 1
         return self._generator
 
@@ -201,9 +223,11 @@ class CRDTerm(DistillTerm):
         teacher = self.embed_teacher(read_input(batch, self.teacher_tap, "teacher").float())
         if not self.training:  # no memory at evaluation: the term is a training signal only
             return student.new_zeros(())
-        # The global batch (all processes' rows; this process's alone without DDP), for the draw and the update.
-        (all_student, all_teacher, all_indices, all_labels), first = gather_rows(
-            student.detach(), teacher.detach(), batch.indices, batch.targets)
+        # The global batch (all processes' rows; this process's alone without DDP or under memory_scope=process),
+        # for the draw and the update.
+        own = (student.detach(), teacher.detach(), batch.indices, batch.targets)
+        (all_student, all_teacher, all_indices, all_labels), first = (
+            gather_rows(*own) if self.memory_scope == "global" else (list(own), 0))
         negatives = self._draw_negatives(all_labels)[first: first + len(student)]
         # Student anchored against teacher representations, and teacher anchored against student ones: one
         # product with the whole memory, then the drawn slots' columns (cheaper than copying B x K memory rows).
@@ -223,7 +247,8 @@ class CRDTerm(DistillTerm):
         if not self._normaliser_checked:  # the device is asked once per run (or load), not at every step
             self._normaliser_checked = True
             if self.z_student == 0:  # mean over the global batch's scores
-                sums = sum_over_processes(torch.stack([scores_student.detach().sum().double(),
+                combine = sum_over_processes if self.memory_scope == "global" else (lambda own_sums: own_sums)
+                sums = combine(torch.stack([scores_student.detach().sum().double(),
                                                        scores_teacher.detach().sum().double(),
                                                        torch.tensor(scores_student.numel(), dtype=torch.float64,
                                                                     device=student.device)]))
@@ -252,4 +277,5 @@ class CRDTerm(DistillTerm):
     def extra_repr(self) -> str:
         return (f"weight={self.weight}, feat_dim={self.feat_dim}, num_negatives={self.num_negatives}, "
                 f"temperature={self.temperature}, momentum={self.momentum}, memory={self.memory}, "
-                f"negatives={self.negatives}, student_tap={self.student_tap}, teacher_tap={self.teacher_tap}")
+                f"negatives={self.negatives}, student_tap={self.student_tap}, teacher_tap={self.teacher_tap}, "
+                f"memory_scope={self.memory_scope}")

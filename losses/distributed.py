@@ -48,3 +48,15 @@ def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
     total = tensor.detach().clone()
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return total
+
+
+def gather_rows_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor`'s rows from every process, in rank order, differentiable: a term computed on the whole global batch
+    (MLKD's batch and class levels) sends each process's rows their gradient. Every process computes the same value,
+    and the backward of all_gather sums the P processes' gradients into each one's rows; DDP's mean over processes
+    then gives the gradient of that one value, as one process with the global batch. Training shares are equal
+    (datamodules/sampling.py ProcessShard), which all_gather needs."""
+    if process_rank_and_count()[1] == 1:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+    return torch.cat(all_gather(tensor))

@@ -5,19 +5,25 @@ student) and non-target-class KD (NCKD: KL between the distributions over the no
 DKD weights them separately (alpha = weight_tckd, beta = weight_nckd), both at temperature T and times
 T^2, batch-mean, and ramps the term in linearly over `warmup_epochs`.
 
-Warm-up: mdistiller's linear ramp (`warmup_ramp`: 1/20 in the first epoch, 1 from the 20th on)."""
+Warm-up: mdistiller's linear ramp (`warmup_ramp`: 1/20 in the first epoch, 1 from the 20th on).
+
+`standardize=true` z-scores both sides' logits per row before the temperature (logit standardization, Sun et al.,
+CVPR 2024; sunshangquan/logit-standardization-KD mdistiller/distillers/DKD.py `dkd_loss(..., logit_stand)`). That
+anchor's `--logit-stand --base-temp T --kd-weight W` multiplies alpha and beta by W and sets the temperature to T
+(tools/train.py); here the term's `weight` carries W, which is the same product (the warm-up scales both)."""
 import torch
 import torch.nn.functional as F
 
 from errors import ConfigError
 from losses.base import DistillBatch, DistillTerm, warmup_ramp
+from losses.standardize import standardize_logits
 
 MASK = 1000.0  # subtracted from the target logit so that it vanishes from the non-target softmax
 
 
 class DKDTerm(DistillTerm):
     def __init__(self, weight: float = 1.0, weight_tckd: float = 1.0, weight_nckd: float = 8.0,
-                 temperature: float = 4.0, warmup_epochs: int = 20) -> None:
+                 temperature: float = 4.0, warmup_epochs: int = 20, standardize: bool = False) -> None:
         super().__init__(weight)
         if not (weight_tckd >= 0 and weight_nckd >= 0 and warmup_epochs >= 0):
             raise ConfigError("kd.terms.dkd needs weight_tckd >= 0, weight_nckd >= 0 and warmup_epochs >= 0 "
@@ -25,10 +31,14 @@ class DKDTerm(DistillTerm):
         self.weight_tckd, self.weight_nckd = float(weight_tckd), float(weight_nckd)
         self.temperature = float(temperature)
         self.warmup_epochs = int(warmup_epochs)
+        self.standardize = bool(standardize)
 
     def forward(self, batch: DistillBatch):
         t = self.temperature
-        student, teacher = batch.student_logits.float() / t, batch.teacher_logits.float() / t
+        student, teacher = batch.student_logits.float(), batch.teacher_logits.float()
+        if self.standardize:
+            student, teacher = standardize_logits(student), standardize_logits(teacher)
+        student, teacher = student / t, teacher / t
         target = F.one_hot(batch.targets, student.shape[1]).bool()
         p_student, p_teacher = student.softmax(dim=1), teacher.softmax(dim=1)
 

@@ -73,8 +73,18 @@ def state_mismatch(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, tor
         f"{len(mismatched)} shape mismatches (e.g. {sorted(mismatched)[:3]})" if mismatched else "") if part) or None
 
 
+def wrapped_keys(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """A wrapped library model (timm's, Hugging Face's: `net` inside the project's wrapper, which declares
+    `library_prefix`) reads a state dict saved from the bare library model under the wrapper's prefix."""
+    prefix = getattr(model, "library_prefix", None)
+    if prefix is None or any(key.startswith(prefix) for key in state_dict):
+        return state_dict
+    return {prefix + key: value for key, value in state_dict.items()}
+
+
 def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str | Path) -> None:
     name = getattr(model, "model_name", type(model).__name__)
+    state_dict = wrapped_keys(model, state_dict)
     details = state_mismatch(model.state_dict(), state_dict)
     if details:
         raise CheckpointError(path, f"{path} does not fit architecture '{name}' ({details})",

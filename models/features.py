@@ -5,6 +5,9 @@ module taps the architecture declares (models.feature_spec):
   "stage:<i>"   output of feature stage i (python indexing, so "stage:-1" is the last stage)
   "preact:<i>"  pre-activation of feature stage i
   "embedding"   the penultimate vector (input of the classifier)
+  "class_head"  the classifier's output (a single-head model's logits; a distilled DeiT's class head)
+  "distillation_head"  the output of a distillation head, on models that declare one (`distillation_head_name`:
+                timm's distilled DeiTs), whose own logits are the mean of both heads (losses/deit.py)
   "module:<name>" / "module:<name>:input"  any module's output / first input, by name
 """
 from __future__ import annotations
@@ -23,6 +26,16 @@ def resolve_tap(model: nn.Module, symbolic: str) -> str:
     kind, _, arg = symbolic.partition(":")
     if kind == "embedding" and not arg:
         return feature_spec(model).embedding
+    if kind == "class_head" and not arg:
+        return feature_spec(model).embedding.rpartition(":")[0]
+    if kind == "distillation_head" and not arg:
+        head = getattr(model, "distillation_head_name", None)
+        if head is None:
+            name = getattr(model, "model_name", type(model).__name__)
+            raise ConfigError(f"feature tap 'distillation_head' needs a model with a distillation token and head, "
+                              f"and {name} has none; use a distilled DeiT, e.g. student=timm "
+                              f"student.name=timm.deit_tiny_distilled_patch16_224")
+        return head
     if kind == "module" and arg:
         return arg
     if kind in ("stage", "preact"):
@@ -34,8 +47,8 @@ def resolve_tap(model: nn.Module, symbolic: str) -> str:
             name = getattr(model, "model_name", type(model).__name__)
             raise ConfigError(f"feature tap '{symbolic}' does not exist on {name}, which declares "
                              f"{len(stages)} stages; use an index in [-{len(stages)}, {len(stages) - 1}]") from None
-    raise ConfigError(f"unknown feature tap '{symbolic}'; use 'stage:<i>', 'preact:<i>', 'embedding' "
-                     f"or 'module:<name>[:input]'")
+    raise ConfigError(f"unknown feature tap '{symbolic}'; use 'stage:<i>', 'preact:<i>', 'embedding', "
+                     f"'class_head', 'distillation_head' or 'module:<name>[:input]'")
 
 
 class FeatureTaps:
@@ -107,3 +120,15 @@ def preact_batchnorms(model: nn.Module, taps: Iterable[str], example_input: torc
             raise ConfigError(f"no BatchNorm precedes feature tap '{tap}' of {type(model).__name__}; "
                               f"declare its `preact_bn_stages`")
     return found
+
+
+def feature_modules(model: nn.Module) -> list[nn.Module]:
+    """The modules a feature pre-training phase trains (RepDistiller's get_feat_modules): those an architecture
+    declares by name (`feature_modules`: e.g. a WRN leaves out its final BatchNorm, MobileNetV2 and ShuffleNetV2
+    their last 1x1 convolution), else every child but the classifier."""
+    modules = dict(model.named_modules())
+    declared = getattr(model, "feature_modules", None)
+    if declared is not None:
+        return [modules[name] for name in declared]
+    classifier = feature_spec(model).embedding.partition(":")[0].split(".")[0]  # the child holding the classifier
+    return [child for name, child in model.named_children() if name != classifier]

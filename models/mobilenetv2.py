@@ -1,9 +1,10 @@
 """MobileNetV2 (Sandler et al. 2018) as RepDistiller sizes it for CIFAR ("mobile_half"): width 0.5,
-expansion 6, a stride-2 stem, and a 1280-channel last convolution."""
+expansion 6, a stride-2 stem, and a 1280-channel last convolution; initialised as RepDistiller's (models/init.py)."""
 from __future__ import annotations
 
 from torch import nn
 
+from models.init import repdistiller_init
 from models.registry import register_model
 
 # (expansion, channels, blocks, stride) per group; expansion None = the network's `expansion`.
@@ -53,6 +54,8 @@ class MobileNetV2(nn.Module):
         self.feature_stages = ["conv1", "blocks.1", "blocks.2", "blocks.4", "blocks.6"]
         self.preact_stages = ["conv1.2:input", "blocks.1", "blocks.2", "blocks.4", "blocks.6"]
         self.classifier_name = "classifier"
+        self.feature_modules = ["conv1", "blocks"]  # RepDistiller's get_feat_modules: not the last conv2
+        repdistiller_init(self)
 
     def forward(self, x):
         return self.classifier(self.pool(self.conv2(self.blocks(self.conv1(x)))))

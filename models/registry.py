@@ -15,6 +15,8 @@ from errors import ConfigError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 TORCHVISION_PREFIX = "torchvision."
+TIMM_PREFIX = "timm."  # any timm model (optional: models/timm_models.py)
+HF_NAME = "hf"         # a Hugging Face classifier, model.source=<hub id or folder> (optional: models/hf_models.py)
 
 
 def register_model(name: str):
@@ -37,11 +39,18 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int] = (3, 32
     if name.startswith(TORCHVISION_PREFIX):
         from models.torchvision_models import build_torchvision
         model = build_torchvision(name[len(TORCHVISION_PREFIX):], int(num_classes), input_shape, **kwargs)
+    elif name.startswith(TIMM_PREFIX):
+        from models.timm_models import build_timm
+        model = build_timm(name[len(TIMM_PREFIX):], int(num_classes), input_shape, **kwargs)
+    elif name == HF_NAME:
+        from models.hf_models import build_hf
+        model = build_hf(int(num_classes), input_shape, **kwargs)
     elif name in _REGISTRY:
         model = _REGISTRY[name](int(num_classes), input_shape, **kwargs)
     else:
         raise ConfigError(f"unknown model '{name}'; valid: {', '.join(model_names())}, or "
-                          f"{TORCHVISION_PREFIX}<name> for any torchvision classifier")
+                          f"{TORCHVISION_PREFIX}<name> for any torchvision classifier, {TIMM_PREFIX}<name> for any timm "
+                          f"model, or {HF_NAME} (with model.source) for a Hugging Face classifier")
     model.model_name = name
     model.num_classes = int(num_classes)
     return model

@@ -120,6 +120,8 @@ class ShuffleNetV2(nn.Module):
         self.feature_stages = ["relu", "layer1", "layer2", "layer3"]
         self.preact_stages = ["relu:input"] + [f"layer{i + 1}.{count}.relu_out:input" for i, count in enumerate(blocks)]
         self.classifier_name = "linear"
+        # RepDistiller's get_feat_modules (feature pre-training of AB and FSP): not the last conv2 / bn2
+        self.feature_modules = ["conv1", "bn1", "layer1", "layer2", "layer3"]
 
     def forward(self, x):
         x = self.relu(self.bn1(self.conv1(x)))

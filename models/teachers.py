@@ -9,10 +9,18 @@ member that never saw it.
 - crossfit: member k was trained without fold k; a training example in fold k is answered (logits and
             features) by member k alone; held-out examples by the ensemble of all members.
 - cached:   any of these, its logits on the training examples (in fixed augmented views) computed once.
+
+BatchNorm (`batchnorm`): "running" (default) normalises with the teacher's running statistics, as a teacher in eval
+mode does. "batch" normalises each training batch with its own statistics, as a teacher left in train mode does
+(mdistiller's OFD.train switches the teacher to train mode; torchdistill since May 2023, commit fcc8727 "Do not
+touch teacher model by default", never puts it in eval mode), but without what train mode also does in those
+anchors: their teacher's running statistics drift with every batch, here they never move (held-out data is still
+answered with them), and no weight of the teacher changes in either. Only BatchNorm is affected (no dropout).
 """
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Iterable, Sequence
 
 import torch
@@ -30,13 +38,35 @@ def log_mean_probability(logits: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.logsumexp(log_probs, dim=0) - math.log(len(logits))
 
 
+BATCHNORM_MODES = ("running", "batch")
+
+
+@contextmanager
+def batch_statistics(norms: Sequence[nn.modules.batchnorm._BatchNorm]):
+    """Inside, the BatchNorm layers `norms` normalise with each batch's own statistics and update nothing (train
+    mode without running statistics: torch passes none to batch_norm); their modes are restored on exit."""
+    saved = [(norm.training, norm.track_running_stats) for norm in norms]
+    for norm in norms:
+        norm.training, norm.track_running_stats = True, False
+    try:
+        yield
+    finally:
+        for norm, (training, tracking) in zip(norms, saved):
+            norm.training, norm.track_running_stats = training, tracking
+
+
 class FrozenTeacher(nn.Module):
     """Eval mode and `requires_grad=False` for good: `train()` cannot switch it back, so BatchNorm
     statistics never move during the student's fit. One or more members (an ensemble); `model` is the
     member whose features feature terms read."""
 
-    def __init__(self, members: nn.Module | Sequence[nn.Module], feature_member: int = 0) -> None:
+    def __init__(self, members: nn.Module | Sequence[nn.Module], feature_member: int = 0,
+                 batchnorm: str = "running") -> None:
         super().__init__()
+        if batchnorm not in BATCHNORM_MODES:
+            raise ConfigError(f"teacher.batchnorm must be one of {list(BATCHNORM_MODES)}, got {batchnorm!r}; "
+                              f"'running' (eval mode) unless the anchor ran its teacher's BatchNorm in train mode")
+        self.batchnorm = batchnorm
         members = [members] if isinstance(members, nn.Module) else list(members)
         if not members:
             raise ConfigError("a teacher needs at least one model; give teacher.checkpoints or teacher.size >= 1")
@@ -53,6 +83,16 @@ class FrozenTeacher(nn.Module):
             parameter.requires_grad_(False)
         self.taps: list = []
         self.train(False)
+        self._norms = [m for m in self.members.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    @contextmanager
+    def _normalisation(self, indices: torch.Tensor | None):
+        """Batch statistics on training batches (indices given) when teacher.batchnorm is 'batch'."""
+        if self.batchnorm == "batch" and indices is not None:
+            with batch_statistics(self._norms):
+                yield
+        else:
+            yield
 
     @property
     def model(self) -> nn.Module:
@@ -85,7 +125,8 @@ class FrozenTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None):
-        logits = [member(x) for member in self.members]
+        with self._normalisation(indices):
+            logits = [member(x) for member in self.members]
         return log_mean_probability(logits), self._features()
 
 
@@ -93,8 +134,8 @@ class CrossFitTeacher(FrozenTeacher):
     """`fold_of[i]` is the fold of training example i (-1: in no fold, e.g. validation); member k never
     trained on fold k."""
 
-    def __init__(self, members: Sequence[nn.Module], fold_of: torch.Tensor) -> None:
-        super().__init__(members)
+    def __init__(self, members: Sequence[nn.Module], fold_of: torch.Tensor, batchnorm: str = "running") -> None:
+        super().__init__(members, batchnorm=batchnorm)
         folds = int(fold_of.max()) + 1
         if folds != len(members):
             raise ConfigError(f"the fold assignment has {folds} folds but {len(members)} fold teachers were given; "
@@ -124,7 +165,8 @@ class CrossFitTeacher(FrozenTeacher):
         for fold, member in enumerate(self.members):
             mask = folds == fold
             if mask.any():
-                part = member(x[mask])
+                with self._normalisation(indices):  # each fold's rows form that member's batch
+                    part = member(x[mask])
                 place(mask, part, self._features(fold))
         held_out = folds < 0
         if held_out.any():
@@ -143,6 +185,9 @@ class CachedTeacher(FrozenTeacher):
     counts_training_calls = False
 
     def __init__(self, inner: FrozenTeacher, table: torch.Tensor, cache_calls: int) -> None:
+        if inner.batchnorm == "batch":
+            raise ConfigError("teacher.batchnorm=batch makes the teacher's outputs depend on the batch, so they cannot "
+                              "be cached; use teacher.cache=false (and not teacher=cached), or teacher.batchnorm=running")
         super().__init__(list(inner.members), inner.feature_member)
         self.inner = inner
         self.views = table.shape[1]

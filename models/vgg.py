@@ -1,10 +1,11 @@
 """VGG with BatchNorm as RepDistiller adapts it to CIFAR: five conv blocks (conv layers with bias), max-pool
 after the first three (and after the fourth too for 64x64 inputs), global average pooling, one linear
-classifier. vgg8 has one conv per block."""
+classifier. vgg8 has one conv per block. Initialised as RepDistiller's (models/init.py)."""
 from __future__ import annotations
 
 from torch import nn
 
+from models.init import repdistiller_init
 from models.registry import register_model
 
 BLOCKS = {
@@ -34,6 +35,7 @@ class VGG(nn.Module):
         self.feature_stages = [f"block{i}" for i in range(5)]
         self.preact_stages = [f"block{i}.{3 * len(widths) - 1}:input" for i, widths in enumerate(blocks)]
         self.classifier_name = "classifier"
+        repdistiller_init(self)
 
     def forward(self, x):
         # RepDistiller's layout: 32x32 inputs keep block3 and block4 at 4x4; 64x64 ones pool once more.

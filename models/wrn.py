@@ -52,6 +52,8 @@ class WideResNet(nn.Module):
         # Pre-activation blocks: the BatchNorm describing each stage's output is the one that normalises it next.
         self.preact_bn_stages = ["block1.0.bn1", "block2.0.bn1", "block3.0.bn1", "bn1"]
         self.classifier_name = "fc"
+        # RepDistiller's get_feat_modules (feature pre-training of AB and FSP): the final bn1 is left out
+        self.feature_modules = ["conv1", "block1", "block2", "block3"]
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

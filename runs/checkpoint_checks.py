@@ -20,6 +20,7 @@ from torch import nn
 from errors import ConfigError
 from models.checkpoints import (MODEL_CONFIG_KEY, CheckpointError, model_from_checkpoint, read_checkpoint,
                                 state_mismatch)
+from runs.notices import notice
 from runs.records import RECORD_NAME
 
 
@@ -83,6 +84,10 @@ def adopt_teacher_checkpoints(cfg: DictConfig) -> None:
     if not configs or any(config is None for config in configs):
         return
     member = int(cfg.teacher.get("feature_member") or 0) if key == "teacher.checkpoints" else 0
+    adopted, named = configs[min(member, len(configs) - 1)].get("name"), (cfg.teacher.get("model") or {}).get("name")
+    if named and adopted and named != adopted and _named_on_command_line("teacher/model"):
+        notice(f"{key} holds a {adopted}, not the teacher/model={named} named beside it: the checkpoint's {adopted} is "
+               f"the teacher (and what the run's name and record say); drop teacher/model or name {adopted}")
     with open_dict(cfg):
         cfg.teacher.model = OmegaConf.create(configs[min(member, len(configs) - 1)])
         if len({json.dumps(config, sort_keys=True, default=str) for config in configs}) > 1:
@@ -113,6 +118,13 @@ def adopt_evaluated_model(cfg: DictConfig) -> None:
         cfg[key] = OmegaConf.create(config)
 
 
+def _named_on_command_line(group: str) -> bool:
+    """Whether the command line chose `group` (True where no Hydra app composed the config: tests, sweeps)."""
+    from hydra.core.hydra_config import HydraConfig
+    from runs.configs import chosen_on_command_line
+    return not HydraConfig.initialized() or chosen_on_command_line(group) is not None
+
+
 def load_teacher_member(path: str, fallback_config: Mapping, key: str | None) -> tuple[nn.Module, dict]:
     """A teacher member from its checkpoint; one that fails names the file and how to go on. `key`: where the
     user gave it (teacher.checkpoint or teacher.checkpoints), None for a teacher trained here."""
@@ -136,3 +148,43 @@ def check_resumable(path: str, task: nn.Module) -> None:
     if details:
         raise CheckpointError(path, f"{path} holds another model's weights than this run's ({details})",
                               "rerun=true starts this run over (the old folder is kept aside)")
+
+
+# ----------------------------------------------------------------------------------------------- init_from
+INIT_FROM_FIX = ("init_from takes a checkpoint of a run of the same model (and, for distillation, the same method) "
+                 "whose weights to start from; for a student's weights alone use student_init_checkpoint")
+
+
+def check_init_from(cfg: DictConfig) -> None:
+    """init_from=PATH reads, and its model is this run's (before anything is built or a teacher is trained)."""
+    path = cfg.get("init_from")
+    if not path:
+        return
+    try:
+        checkpoint = read_checkpoint(path)
+    except CheckpointError as error:
+        raise error.with_fix(f"set init_from to a checkpoint that reads ({INIT_FROM_FIX})") from None
+    if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("state_dict"), Mapping):
+        raise CheckpointError(path, f"init_from={path} is not a training checkpoint (it holds no Lightning state)",
+                              INIT_FROM_FIX)
+    model = (checkpoint.get(MODEL_CONFIG_KEY) or {}).get("name")
+    own = (cfg.get("student") if cfg.get("task") == "distill" else cfg.get("model")) or {}
+    if model and own.get("name") and model != own.get("name"):
+        who = "student" if cfg.get("task") == "distill" else "model"
+        raise CheckpointError(path, f"init_from={path} holds a {model}, but this run's {who} is {own.get('name')}",
+                              f"set {who}={model}, or {INIT_FROM_FIX}")
+
+
+def initialise_from(path: str, task: nn.Module) -> dict:
+    """Load the trainable state of the checkpoint `path` (the model's weights, a term's trainable parts and
+    memories) into `task`; the epochs, optimizer and schedule start afresh. Returns the origin, for the record."""
+    checkpoint = read_checkpoint(path)
+    state = checkpoint["state_dict"]
+    details = state_mismatch(task.state_dict(), state)
+    if details:
+        raise CheckpointError(path, f"init_from={path} holds another model's weights than this run's ({details})",
+                              INIT_FROM_FIX)
+    task.load_state_dict(state)
+    folder = Path(path).resolve().parent.parent
+    return {"checkpoint": str(path), "epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step"),
+            "run_dir": str(folder) if (folder / RECORD_NAME).is_file() or (folder / "checkpoints").is_dir() else None}

@@ -4,28 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra import compose as hydra_compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, InstantiationException
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from errors import ConfigError, find_user_error
 from losses import DistillationObjective
+from runs.preflight import compose_checked
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG_DIR = ROOT / "cfg"
 
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
-    """The config the CLI entry point would build from these overrides."""
-    GlobalHydra.instance().clear()  # a reused worker process may hold another initialisation
-    try:
-        with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=overrides)
-    except HydraException as error:  # an unknown key or choice: the user's input
-        raise ConfigError(str(error).strip().splitlines()[0]) from None
+    """The config the CLI entry point would build from these overrides; Hydra's refusal of them (an unknown key
+    or option) is a one-line ConfigError with the nearest valid names (runs/preflight.py)."""
+    return compose_checked(config_name, overrides)
 
 
 def model_node(name: str) -> DictConfig:
@@ -55,7 +50,7 @@ def chosen_on_command_line(group: str) -> str | None:
     if not HydraConfig.initialized():
         return None
     for override in HydraConfig.get().overrides.task:
-        key, _, value = str(override).lstrip("+").partition("=")
+        key, _, value = str(override).lstrip("+~").partition("=")
         if key == group:
             return value
     return None

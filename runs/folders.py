@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from runs.processes import follows_first_process
 from runs.records import aside_folder, read_record
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
+HPC_CHECKPOINT = re.compile(r"hpc_ckpt_(\d+)\.ckpt")  # Lightning's SLURM checkpoints (hpc_save_path), in the folder
 # Config keys that do not change what a run computes.
 NOT_HASHED = ("run_dir", "run_name", "resume", "rerun", "paths", "logger", "callbacks", "hydra", "verbose",
               "compile", "channels_last",  # speed settings: the same arithmetic, faster
@@ -33,7 +35,7 @@ NOT_HASHED_NESTED = {"trainer": ("enable_progress_bar", "log_every_n_steps", "en
 # their folders.
 HASHED_WHEN_ON = {"data": ("device_resident", "mean", "std")}
 # Top-level keys added later, hashed only away from their default for the same reason.
-HASHED_WHEN_NOT_DEFAULT = {"pre_training_scale": 1.0, "student_init_checkpoint": None}
+HASHED_WHEN_NOT_DEFAULT = {"pre_training_scale": 1.0, "student_init_checkpoint": None, "init_from": None}
 # Model options added later, hashed only away from their default, in every model node (model, student,
 # teacher.model), for the same reason.
 MODEL_OPTIONS_HASHED_WHEN_NOT_DEFAULT = {"shortcut": "B"}
@@ -89,6 +91,23 @@ def run_folder_lock(cfg: DictConfig) -> Iterator[None]:
         yield
 
 
+def resume_point(folder: Path) -> Path | None:
+    """The checkpoint an unfinished run in `folder` continues from: its last epoch's checkpoint, else (Slurm
+    pre-empted it before an epoch finished) Lightning's newest HPC checkpoint, else None."""
+    last = folder / LAST_CHECKPOINT
+    if last.is_file():
+        return last
+    hpc = [(int(m.group(1)), p) for p in folder.glob("hpc_ckpt_*.ckpt") if (m := HPC_CHECKPOINT.fullmatch(p.name))]
+    return max(hpc)[1] if hpc else None
+
+
+def resume_settings(cfg: DictConfig) -> tuple[bool | str, bool]:
+    """(resume, rerun) as this process applies them: as given, except in a job that Slurm requeued (runs/plugins.py),
+    which continues its unfinished run by itself (resume=auto) and does not move it aside a second time."""
+    from runs.plugins import requeued_by_slurm  # Lightning's cluster detection: loaded only when a run starts
+    return ("auto", False) if requeued_by_slurm() else (cfg.resume, bool(cfg.rerun))
+
+
 def claim_run_folder(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
     """Decide what to do with this config's folder: (folder, finished record or None, checkpoint to resume).
 
@@ -101,21 +120,24 @@ def claim_run_folder(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
     if follows_first_process(cfg.trainer):
         return follow_run_folder(cfg)
     folder = run_folder(cfg)
+    resume, rerun = resume_settings(cfg)
     record = read_record(folder)
-    last = folder / LAST_CHECKPOINT
-    if folder.exists() and cfg.rerun:
+    last = resume_point(folder)
+    if folder.exists() and rerun:
         folder.rename(aside_folder(folder))
         return folder, None, None
     if record is not None:
         return folder, record, None
-    if cfg.resume == "auto":  # sweeps and scripts: continue if there is something to continue
-        return folder, None, str(last) if last.is_file() else None
-    if cfg.resume:
-        if not last.is_file():
-            raise RunFolderError(f"resume=true but {folder} holds no checkpoint to resume from "
-                                 f"(looked for {last}); drop resume=true to start this run")
+    if resume == "auto":  # sweeps, models trained inside a run, requeued jobs: continue what there is to continue
+        return folder, None, str(last) if last else None
+    if resume:
+        if last is None:
+            raise RunFolderError(f"resume=true but {folder} holds no checkpoint to resume from (looked for "
+                                 f"{folder / LAST_CHECKPOINT}): this run never finished an epoch, so there is nothing "
+                                 f"of it to continue; drop resume=true to start it (a teacher or baseline that it "
+                                 f"trains first continues from its own last checkpoint by itself)")
         return folder, None, str(last)
-    if last.is_file():
+    if last is not None:
         raise RunFolderError(f"{folder} holds an unfinished run of this exact config; pass resume=true to "
                              f"continue it from {last}, or rerun=true to start over (the old folder is kept)")
     return folder, None, None
@@ -125,10 +147,11 @@ def follow_run_folder(cfg: DictConfig) -> tuple[Path, dict | None, str | None]:
     """What a process other than the first does with a multi-process run's folder: the first process's
     decision, made without moving or refusing anything."""
     folder = run_folder(cfg)
-    if cfg.rerun:  # the first process has moved the old folder aside and starts afresh
+    resume, rerun = resume_settings(cfg)
+    if rerun:  # the first process has moved the old folder aside and starts afresh
         return folder, None, None
-    record, last = read_record(folder), folder / LAST_CHECKPOINT
-    return folder, record, str(last) if record is None and cfg.resume and last.is_file() else None
+    record, last = read_record(folder), resume_point(folder)
+    return folder, record, str(last) if record is None and resume and last else None
 
 
 def git_state() -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from errors import UserError
+from runs.writing import write_atomically
 
 # The record format: one JSON file per finished run, in its run folder.
 RECORD_NAME = "record.json"
@@ -46,7 +47,15 @@ class Record:
 
     def metric(self, epoch: str, name: str) -> float | None:
         value = (self.data.get(epoch) or {}).get(name)
-        return None if value is None else float(value)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            value = repr(value)  # a list, a dict, true/false: not a number, refused below
+        try:
+            return float(value)
+        except ValueError:
+            raise RecordsError(f"{self.path}: its '{epoch}' metric {name} is {value!r}, not a number; fix that record "
+                               f"(or move it out of the folder, or leave it out with --filter)") from None
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -109,9 +118,6 @@ def read_record(folder: Path) -> dict | None:
 
 
 def write_record(folder: Path, record: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / RECORD_NAME
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=False, default=str))
-    tmp.replace(path)  # atomic: a record exists only for a finished run
-    return path
+    # atomic (renamed into place from its own folder): a record exists only for a finished run, and a failed
+    # write (a full disk) keeps the previous one
+    return write_atomically(folder / RECORD_NAME, json.dumps(record, indent=2, sort_keys=False, default=str).encode())

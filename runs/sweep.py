@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from errors import ConfigError
+from errors import ConfigError, UserError, one_line
 from runs.configs import ROOT, compose
 from runs.records import RECORD_NAME
 from runs.training import run_distill, run_train
@@ -191,9 +191,14 @@ def run_sweep(runner_overrides: list[str], trial_overrides: list[str]) -> dict:
     overrides = [*[str(o) for o in search.get("overrides") or []], *trial_overrides,
                  *(f"paths.{k}={v}" for k, v in paths.items())]
     space = parameter_space(OmegaConf.to_container(search.space, resolve=True))
-    # Fail fast, before Ray starts, on bad keys and values: the first trial's config, checked as each trial's is.
-    check_config(compose(search.task, [*overrides, *(f"{k}={override_value(first_value(v))}"
-                                                     for k, v in OmegaConf.to_container(search.space).items())]))
+    # Fail fast, before Ray starts, on bad keys and values: every value the space can give, checked as a trial's is.
+    for variant in trial_variants(OmegaConf.to_container(search.space, resolve=True)):
+        chosen = [f"{k}={override_value(v)}" for k, v in variant.items()]
+        try:
+            check_config(compose(search.task, [*overrides, *chosen]))
+        except UserError as error:
+            raise ConfigError(f"a trial of search={search.name} ({' '.join(chosen)}) would be refused: "
+                              f"{one_line(error)}") from None
 
     _init_ray(settings)
     try:
@@ -224,8 +229,25 @@ def run_sweep(runner_overrides: list[str], trial_overrides: list[str]) -> dict:
 
 
 def first_value(spec: Mapping[str, Any]) -> Any:
+    return space_values(spec)[0]
+
+
+def space_values(spec: Mapping[str, Any]) -> list[Any]:
+    """The values a dimension can give that bound what its trials see: each of a grid or choice, the ends of a
+    range (randint's upper end is exclusive, as in Ray)."""
     kind, args = next(iter(spec.items()))
-    return list(args)[0]
+    args = list(args)
+    if kind == "randint":
+        return [args[0], args[1] - 1]
+    return args
+
+
+def trial_variants(space: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The trials whose configs are checked before Ray starts: the first values of every dimension, then each
+    other value of one dimension with the others at their first (every value checked once, not every
+    combination, which may be thousands)."""
+    first = {key: first_value(spec) for key, spec in space.items()}
+    return [first] + [{**first, key: value} for key, spec in space.items() for value in space_values(spec)[1:]]
 
 
 def finished(run_dir: str | None) -> bool:

@@ -10,9 +10,11 @@ Records are grouped by *keys*: dotted paths into the record's config (`kd.name`,
 """
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -74,6 +76,40 @@ def config_value(record: Record, key: str) -> str:
                                        f"({inner}, ...)")
                 return format_value(value)
     return MISSING
+
+
+def _config_keys(tree: Any, prefix: str = "") -> list[str]:
+    """The dotted paths of the leaves of `tree`."""
+    keys = []
+    for key, value in tree.items():
+        keys += _config_keys(value, f"{prefix}{key}.") if isinstance(value, dict) and value else [f"{prefix}{key}"]
+    return keys
+
+
+def check_axis_keys(records: Sequence[Record], keys: Sequence[str], option: str) -> None:
+    """A key of an axis (`option`, e.g. --rows) that no selected record has gets one warning line naming the
+    nearest keys the records have: every label on that axis is "-" (as for train runs, which have no kd)."""
+    for key in keys:
+        if any(config_value(record, key) != MISSING for record in records):
+            continue
+        trees = [tree for record in records for tree in
+                 (record.data.get("config", {}), {k: v for k, v in record.data.items() if k != "config"})]
+        known = sorted({k for tree in trees for k in _config_keys(tree)})
+        nearest = difflib.get_close_matches(key.split("|")[-1].strip(), known, n=3, cutoff=0.6)
+        warn(f"{option} {key}: no selected record has this config key, so its labels are all '-'"
+             + (f"; did you mean {' or '.join(nearest)}?" if nearest else "")
+             + " (keys are dotted paths into record.json's config, e.g. kd.name, student.name)")
+
+
+def check_out(prefix: Path | None) -> None:
+    """--out PREFIX can be written (before any work): not below a file, in a folder that takes files."""
+    from runs.writing import output_folder_problem
+    if prefix is None:
+        return
+    problem = output_folder_problem(Path(prefix).absolute().parent)
+    if problem:
+        raise RecordsError(f"--out {prefix}: nothing can be written there ({problem}); give a PREFIX in a folder you "
+                           f"can write to, e.g. --out results/table")
 
 
 def axis_label(record: Record, keys: Sequence[str], join: str = AXIS_JOIN) -> str:
@@ -330,5 +366,5 @@ def attach_dash_values(argv: Sequence[str], options: Sequence[str]) -> list[str]
 
 def exit_on_error(main, argv):
     """Runs main(argv); bad input becomes one line on stderr and exit status 2 (as in the entry points)."""
-    from errors import exit_on_user_error
+    from runs.stops import exit_on_user_error
     return exit_on_user_error(main, argv)

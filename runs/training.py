@@ -26,13 +26,18 @@ from tasks.classification import ClassificationTask
 from tasks.distillation import DistillationTask
 from tasks.finite import NonFiniteError
 from tasks.metrics import fidelity_settings
-from runs.checkpoint_checks import adopt_evaluated_model, check_resumable, load_teacher_member, teacher_checkpoints
+from runs.class_means import bind_training_class_means
+from runs.checkpoint_checks import (adopt_evaluated_model, check_resumable, initialise_from, load_teacher_member,
+                                    teacher_checkpoints)
 from runs.configs import build_objective, chosen_experiment, instantiate, model_node, require_pair
 from runs.console import fit_label, hide_evaluation_bars, label_progress
 from runs.processes import follows_first_process, single_process_trainer
 from runs.model_fit import check_method_fits, check_model_fits, check_models_fit, check_teacher_members
 from runs.validation import check_config, checked
 from runs.folders import claim_run_folder, config_digest, git_state, run_folder, run_folder_lock
+from runs.notices import data_notices
+from runs.plugins import trainer_plugins
+from runs.stops import trainer_stops
 from runs.records import read_record, write_record
 from tasks.phases import parse_phases, pre_training_epochs
 from runs.teacher_cache import cached_teacher
@@ -100,7 +105,8 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback], extra_epo
         callbacks.append(callback)
     try:
         return instantiate(cfg.trainer, logger=logger, callbacks=callbacks + extra_callbacks, **extra,
-                           default_root_dir=cfg.run_dir, max_epochs=cfg.trainer.max_epochs + extra_epochs)
+                           plugins=trainer_plugins(cfg), default_root_dir=cfg.run_dir,
+                           max_epochs=cfg.trainer.max_epochs + extra_epochs)
     except InstantiationException as error:  # e.g. trainer.accelerator=gpu where no GPU is visible
         if not isinstance(error.__cause__, MisconfigurationException):
             raise
@@ -151,16 +157,21 @@ def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folde
     label_progress(trainer, label or fit_label(cfg))
     if resume_from is not None:
         check_resumable(resume_from, task)
+    elif cfg.get("init_from"):  # a new run starting from another run's weights (its origin recorded)
+        extra = {**extra, "init_from": initialise_from(str(cfg.init_from), task)}
+    what = f"{cfg.task}/{folder.name}"
     started = time.time()
-    trainer.fit(task, datamodule, ckpt_path=resume_from)
+    with trainer_stops(trainer, what):
+        trainer.fit(task, datamodule, ckpt_path=resume_from)
     wall = time.time() - started
     usage = task.teacher_usage() if hasattr(task, "teacher_usage") else {}  # before evaluation reloads checkpoints
     best_callback, last_callback = checkpoint_callbacks(trainer)
     last_path = last_callback.best_model_path or str(folder / "checkpoints" / "last.ckpt")
     best_path = best_callback.best_model_path or last_path
     hide_evaluation_bars(trainer, bool(cfg.get("verbose")))
-    last = _evaluate(trainer, task, datamodule, last_path)
-    best = _evaluate(trainer, task, datamodule, best_path)
+    with trainer_stops(trainer, what):
+        last = _evaluate(trainer, task, datamodule, last_path)
+        best = _evaluate(trainer, task, datamodule, best_path)
     record = {
         "task": cfg.task, "run_dir": str(folder), "seed": cfg.seed, **git_state(),
         "config": OmegaConf.to_container(cfg, resolve=True), "config_digest": config_digest(cfg),
@@ -197,6 +208,7 @@ def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback]
             model = checked("model", lambda: instantiate(cfg.model), cfg.model)
             check_classes(model, datamodule.num_classes, "model", "set model.num_classes to match or pick other data")
             check_model_fits(cfg, model, datamodule)
+            data_notices(cfg, datamodule)
             compile_in_place(model, cfg.get("compile"))
             task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer),
                                       instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
@@ -216,7 +228,9 @@ def derived_train_config(cfg: DictConfig, model_node: DictConfig, recipe: DictCo
         train_cfg.model = model_node
         train_cfg.task = "train"
         train_cfg.run_dir = None
-        train_cfg.resume = cfg.resume
+        # A model trained inside a run continues its own unfinished run by itself (as a sweep's trials do),
+        # to the result an unkilled run reaches: no hint to pass resume=true that the outer run would refuse.
+        train_cfg.resume = "auto"
         train_cfg.rerun = False
         train_cfg.test_only = False
         train_cfg.ckpt = None
@@ -287,13 +301,15 @@ def _member_checkpoints(cfg: DictConfig, kind: str) -> tuple[list[str], list[str
     return [r["checkpoints"]["last"] for r in records], [r["run_dir"] for r in records]
 
 
-def teacher_outputs_are_fixed(datamodule, objective: DistillationObjective | None, augment) -> bool:
+def teacher_outputs_are_fixed(datamodule, objective: DistillationObjective | None, augment,
+                              batchnorm: str = "running") -> bool:
     """True when the teacher would answer every epoch with the same logits for the same example: no random
-    training transform, no batch augmentation, no term that makes its own batch or reads teacher features."""
-    if objective is None or datamodule.augments or (augment is not None and augment.active):
+    training transform, no batch augmentation, no term that makes its own batch or reads teacher features, and
+    no BatchNorm on batch statistics (teacher.batchnorm=batch: the answer depends on the batch)."""
+    if objective is None or datamodule.augments or (augment is not None and augment.active) or batchnorm != "running":
         return False
     makes_batches = any(type(t).expand_batch is not DistillTerm.expand_batch for t in objective.terms.values())
-    return not makes_batches and not any(t.reads_teacher_features for t in objective.terms.values())
+    return not makes_batches and not objective.train_views and not any(t.reads_teacher_features for t in objective.terms.values())
 
 
 def build_teacher(cfg: DictConfig, datamodule, objective: DistillationObjective | None = None, augment=None
@@ -309,18 +325,20 @@ def build_teacher(cfg: DictConfig, datamodule, objective: DistillationObjective 
                                             None if runs else teacher_checkpoints(cfg)[0])
         members.append(model)
         names.append(config.get("name"))
+    batchnorm = str(teacher_cfg.get("batchnorm", "running"))
     if kind == "crossfit":
         fold_of = torch.from_numpy(datamodule.fold_assignment(len(members)))
-        teacher = CrossFitTeacher(members, fold_of)
+        teacher = CrossFitTeacher(members, fold_of, batchnorm)
     else:
-        teacher = FrozenTeacher(members, int(teacher_cfg.get("feature_member") or 0))
+        teacher = FrozenTeacher(members, int(teacher_cfg.get("feature_member") or 0), batchnorm)
     check_classes(teacher.model, datamodule.num_classes, "teacher",
                   "use a teacher trained on this data, or the data it was trained on")
     check_teacher_members(cfg, members, checkpoints, datamodule)  # before the teacher is used or cached
     cache_info = {}
     if teacher_cfg.kind == "cached":
         teacher, cache_info = cached_teacher(teacher, datamodule, cfg, checkpoints, kind)
-    elif teacher_cfg.get("cache", "auto") == "auto" and teacher_outputs_are_fixed(datamodule, objective, augment):
+    elif teacher_cfg.get("cache", "auto") == "auto" and teacher_outputs_are_fixed(datamodule, objective, augment,
+                                                                                  batchnorm):
         teacher, cache_info = cached_teacher(teacher, datamodule, cfg, checkpoints, kind)
         cache_info["teacher_cache"]["automatic"] = True  # the outputs could not change: computed once
     info: dict[str, Any] = {"teacher_kind": str(teacher_cfg.kind),
@@ -329,6 +347,17 @@ def build_teacher(cfg: DictConfig, datamodule, objective: DistillationObjective 
     if runs:
         info["teacher_run"] = runs[0] if len(runs) == 1 else runs
     return teacher, {**info, **cache_info}
+
+
+def check_folds(cfg: DictConfig, datamodule) -> None:
+    """A cross-fit teacher's folds each hold training examples (before any fold teacher is trained)."""
+    teacher = cfg.teacher
+    kind = teacher.get("source") if teacher.get("kind") == "cached" else teacher.get("kind")
+    examples = len(datamodule.train_indices)
+    if kind == "crossfit" and int(teacher.folds) > examples:
+        raise ConfigError(f"teacher.folds={teacher.folds} is more than the {examples} training examples of "
+                          f"{cfg.data.name}: a fold would be empty; use at most {examples} folds (e.g. "
+                          f"teacher.folds=5) or more data (data.train_subset)")
 
 
 def use_term_batches(datamodule, objective: DistillationObjective) -> None:
@@ -369,10 +398,16 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
     if budget is not None:
         datamodule.limit_train_pool(budget)
     datamodule.setup("fit")
+    if objective.train_views:  # e.g. MLKD's strong view; data that cannot make it refuse before any training
+        readers = sorted({name for names in objective.train_views.values() for name in names})
+        datamodule.use_views(tuple(objective.train_views), ", ".join(f"kd.terms.{name}" for name in readers))
+    check_folds(cfg, datamodule)
     check_models_fit(cfg, datamodule, student)  # the student and any teacher to train, before one is trained
     if student is None:
         check_method_fits(cfg, datamodule)  # and the method on this pair, before any training
+    data_notices(cfg, datamodule)
     teacher, info = build_teacher(cfg, datamodule, objective, augment)
+    bind_training_class_means(objective, teacher, datamodule, cfg)  # before the training views change (use_term_batches)
     use_term_batches(datamodule, objective)
     pl.seed_everything(cfg.seed, workers=True)  # the student's init must not depend on teacher training
     if student is None:
@@ -451,7 +486,8 @@ def _test_checkpoint(cfg: DictConfig, folder: Path) -> dict:
         task = ClassificationTask(model, datamodule.num_classes, instantiate(cfg.optimizer), None, config)
     trainer = build_trainer(cfg, [])
     hide_evaluation_bars(trainer, bool(cfg.get("verbose")))
-    metrics = trainer.test(task, datamodule, verbose=False)[0]
+    with trainer_stops(trainer, f"{cfg.task}/{folder.name}"):
+        metrics = trainer.test(task, datamodule, verbose=False)[0]
     record = {"task": f"{cfg.task}-test", "run_dir": str(folder), "checkpoint": str(cfg.ckpt),
               "model": config.get("name"), **git_state(), "config": OmegaConf.to_container(cfg, resolve=True),
               "test": {k: float(v) for k, v in metrics.items()}, **info}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import re
 import typing
 from dataclasses import dataclass
@@ -30,8 +29,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from errors import ConfigError, UserError, one_line
-from runs.checkpoint_checks import adopt_teacher_checkpoints
+from runs.checkpoint_checks import adopt_teacher_checkpoints, check_init_from
 from runs.configs import CFG_DIR, build_objective, instantiate
+from runs.notices import config_notices
+from runs.processes import is_multi_process
+from runs.writing import output_folder_problem
+from tasks.dot import DistillationOrientedTrainer, refuse_unsupported_trainer
 from tasks.metrics import fidelity_settings
 from tasks.phases import parse_phases
 
@@ -115,12 +118,7 @@ EXISTING_FILE = Kind("the path of an existing file", lambda v: isinstance(v, str
 
 
 def _writable_folder(value: Any) -> bool:
-    if not isinstance(value, str) or not value.strip() or Path(value).is_file():
-        return False
-    existing = Path(value).absolute()
-    while not existing.exists():
-        existing = existing.parent
-    return existing.is_dir() and os.access(existing, os.W_OK)
+    return isinstance(value, str) and bool(value.strip()) and output_folder_problem(value) is None
 
 
 def _is_model_config(name: Any) -> bool:
@@ -173,7 +171,10 @@ RULES: tuple[Rule, ...] = (
     Rule("ckpt", optional(EXISTING_FILE), "outputs/train/<run>/checkpoints/last.ckpt"),
     Rule("student_init_checkpoint", optional(EXISTING_FILE), "outputs/distill/<run>/checkpoints/best.ckpt",
          " (the checkpoint whose weights the student starts from, e.g. PAD-L2's L2 student)"),
-    Rule("paths.output_dir", Kind("a folder you can write to (not a file)", _writable_folder), "outputs"),
+    Rule("init_from", optional(EXISTING_FILE), "outputs/train/<run>/checkpoints/last.ckpt",
+         " (a checkpoint of a run of the same model and method whose weights a new run starts from)"),
+    Rule("paths.output_dir", Kind("a folder you can write to (not a file, on a disk with room)", _writable_folder),
+         "outputs"),
     Rule("paths.data_dir", Kind("a folder (not a file)", lambda v: TEXT.accepts(v) and not Path(v).is_file()), "data"),
     # the trainer
     Rule("trainer.max_epochs", COUNT, "30", " (the number of epochs)"),
@@ -201,6 +202,10 @@ RULES: tuple[Rule, ...] = (
     Rule("optimizer.betas", list_of(number(at_least=0, below=1), "two numbers in [0, 1)", lambda v: len(v) == 2),
          "[0.9,0.999]"),
     Rule("optimizer.nesterov", BOOLEAN, "false"),
+    Rule("optimizer.delta", number(at_least=0, below=1), "0.075",
+         " (optimizer=dot: task momentum momentum - delta, distillation momentum momentum + delta)"),
+    Rule("optimizer.task_terms", list_of(TEXT, "a list of kd.terms names"), "[ce]",
+         " (optimizer=dot: the terms whose gradient is the task's)"),
     Rule("optimizer.amsgrad", BOOLEAN, "false"),
     Rule("scheduler.gamma", number(above=0, at_most=1), "0.1", " (the factor each decay multiplies the rate by)"),
     Rule("scheduler.milestones", list_of(integer(at_least=0), "a list of increasing epochs >= 0",
@@ -241,12 +246,26 @@ RULES: tuple[Rule, ...] = (
     Rule("teacher.views", optional(COUNT), "10"),
     Rule("teacher.view_seed", integer(0, 2 ** 32 - 1), "0"),
     Rule("teacher.cache", choice("auto", False), "auto"),
+    Rule("teacher.batchnorm", choice("running", "batch"), "running"),
     # augmentation and the options every distillation term shares
     Rule("augment.alpha", number(above=0), "1.0", " (Beta(alpha, alpha) draws the mixing weights)"),
     Rule("kd.terms.*.weight", number(at_least=0), "1.0", " (0 switches the term off)"),
+    Rule("kd.terms.*.label_smoothing", number(at_least=0, at_most=1), "0.1"),
     Rule("kd.terms.*.temperature", number(above=0), "4"),
     Rule("kd.terms.*.temperature_*", number(above=0), "4"),
     Rule("kd.terms.*.*_temperature", optional(number(above=0)), "1.0", " (null: the term's temperature)"),
+    Rule("kd.terms.*.temperatures", list_of(number(above=0), "a non-empty list of numbers > 0", lambda v: len(v) > 0),
+         "[4.0,3.0,5.0,2.0,6.0]"),
+    Rule("kd.terms.*.exponent", number(above=0), "0.1", " (TTM's gamma = 1/T)"),
+    Rule("kd.terms.*.sample_weighted", BOOLEAN, "true", " (WTTM)"),
+    Rule("kd.terms.*.weight_target", number(at_least=0), "0.1"),
+    Rule("kd.terms.*.weight_non_target", number(at_least=0), "0.1"),
+    Rule("kd.terms.*.weight_weak", number(at_least=0), "0.1"),
+    Rule("kd.terms.*.rank_with_probabilities", BOOLEAN, "false"),
+    Rule("kd.terms.*.centres", choice("class_mean", "classifier"), "class_mean", " (KD++'s class centres)"),
+    Rule("kd.terms.*.standardize", BOOLEAN, "true", " (logit standardization: z-score each row of logits)"),
+    Rule("kd.terms.*.lambda_epochs", COUNT, "10", " (CTKD: epochs of the reversal curriculum)"),
+    Rule("kd.terms.*.lambda_m*", number(at_least=-1, at_most=1), "-1.0", " (CTKD: the reversal strength lambda)"),
     # sweeps (ray_runner.py)
     Rule("tune.num_samples", COUNT, "1"),
     Rule("tune.max_concurrent", optional(COUNT), "2"),
@@ -322,11 +341,16 @@ def check_config(cfg: DictConfig) -> None:
     distillation run also its teacher checkpoints, whose model config becomes teacher.model
     (runs/checkpoint_checks.py), so call it before the run folder is claimed."""
     check_values(cfg)
+    check_trainer(cfg.trainer)
+    check_init_from(cfg)
     optimizer = checked("optimizer", lambda: instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))]),
                          cfg.optimizer)
+    if isinstance(optimizer, DistillationOrientedTrainer):
+        refuse_unsupported_trainer(cfg.trainer)
     if cfg.get("scheduler"):
         checked("scheduler", lambda: instantiate(cfg.scheduler)(optimizer), cfg.scheduler)
     if cfg.get("task") != "distill":
+        config_notices(cfg)
         return
     objective = checked("kd.terms", lambda: build_objective(cfg))
     checked("kd.phases", lambda: parse_phases(cfg.kd, objective.terms, float(cfg.get("pre_training_scale", 1.0))))
@@ -334,3 +358,15 @@ def check_config(cfg: DictConfig) -> None:
         checked("augment", lambda: instantiate(cfg.augment), cfg.augment)
     checked("fidelity", lambda: fidelity_settings(cfg.get("fidelity")))
     adopt_teacher_checkpoints(cfg)
+    config_notices(cfg)
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """Trainer settings that only fail once training starts: synchronised BatchNorm on CPU processes (torch's
+    SyncBatchNorm runs on GPUs only), e.g. trainer=ddp trainer.accelerator=cpu."""
+    accelerator = trainer.get("accelerator")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if trainer.get("sync_batchnorm") and on_cpu and is_multi_process(trainer):
+        raise ConfigError(f"trainer.sync_batchnorm=true synchronises BatchNorm between GPU processes only, and "
+                          f"these processes run on the CPU (trainer.accelerator={accelerator}); add "
+                          f"trainer.sync_batchnorm=false")

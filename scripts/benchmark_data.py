@@ -57,6 +57,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader worker counts")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--imagenet", action="store_true",
+                        help="also time data=imagenet's JPEG decoders (scripts/benchmark_imagenet_decode.py)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,6 +92,10 @@ def main() -> None:
         print(f"{'path':<28} {'device':<8} {'images/s':>10} {'x workers=0':>12}")
         for name, device, rate in rows:
             print(f"{name:<28} {device.type:<8} {rate:>10.0f} {rate / baseline[device]:>11.1f}x")
+    if args.imagenet:
+        from scripts.benchmark_imagenet_decode import table_on_files
+        print()
+        print(table_on_files(None, images=512, batch_size=64, workers=max(args.workers)))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ within it is recorded as skipped. Sections, in order; each records its errors an
 - epoch: two epochs of `experiment=repdistiller/kd_resnet32x4_resnet8x4` with the fast switches, each timed
   end to end with validation, extrapolated to the 240-epoch recipe (epoch 1 holds the compilation);
 - kd_methods: every `kd=` method's main-phase step (pre-training phases left out) under bf16-mixed with
-  compile: finite loss, time per step, graphs compiled and graph breaks.
+  compile, and KD under each optimizer-level method (`kd@dot`: optimizer=dot): finite loss, time per step,
+  graphs compiled and graph breaks.
 Data are CIFAR-100-shaped random uint8 images made on this machine (no download) and the teacher is randomly
 initialised: speed does not depend on the values. The figures: images/s over timed steps after warm-up;
 peak GPU memory allocated during the timed steps, less what was allocated before the run; GPU busy fraction:
@@ -285,17 +286,24 @@ def kd_methods_section(plan: Plan, report: Report, clock, workspace: dict, names
         print(f"[{clock.elapsed():6.0f} s] kd={name}: {report.data['sections']['kd_methods'][name]}", flush=True)
 
 
+# Optimizer-level methods, measured on KD: NAME@OPTIMIZER is kd=NAME with optimizer=OPTIMIZER (e.g. DOT's two gradients).
+OPTIMIZER_METHODS = ("kd@dot",)
+
+
 def one_method_step(plan: Plan, workspace: dict, name: str) -> dict:
-    """kd=name's main-phase step under bf16-mixed (and compile): 1 warm-up step, then 2 timed."""
+    """kd=name's main-phase step under bf16-mixed (and compile): 1 warm-up step, then 2 timed. A name
+    METHOD@OPTIMIZER runs kd=METHOD with optimizer=OPTIMIZER."""
     import pytorch_lightning as pl
     import torch
     from omegaconf import open_dict
     from runs.training import build_distillation
     batch, warmup, timed = plan.method_batch, 1, 2
+    method, _, optimizer = name.partition("@")
     cfg = compose(plan, workspace, [
         "~experiment", "data=cifar100", "data.val_size=0", f"data.batch_size={batch}", "data.num_workers=0",
-        "data.device_resident=true", f"data.train_subset={batch * (warmup + timed)}", f"kd={name}",
-        f"compile={str(plan.compile).lower()}", "student=resnet8x4", "teacher/model=resnet32x4"])
+        "data.device_resident=true", f"data.train_subset={batch * (warmup + timed)}", f"kd={method}",
+        f"compile={str(plan.compile).lower()}", "student=resnet8x4", "teacher/model=resnet32x4",
+        *([f"optimizer={optimizer}"] if optimizer else [])])
     with open_dict(cfg):
         if "phases" in cfg.kd:  # the main phase's step: pre-training phases left out
             cfg.kd.phases = None
@@ -414,7 +422,7 @@ def main(argv=None) -> None:
                           "environment": environment(plan, args.dry_run)})
     sides = ["lightning", "loop", *(["torchdistill"] if report.data["environment"]["torchdistill"] else [])]
     names = (args.kd_methods.split(",") if args.kd_methods else list(plan.kd_methods or [])
-             or sorted(p.stem for p in (CFG_DIR / "kd").glob("*.yaml")))
+             or [*sorted(p.stem for p in (CFG_DIR / "kd").glob("*.yaml")), *OPTIMIZER_METHODS])
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as folder:
         workspace = make_workspace(plan, Path(folder))
         steps = {"ddp": lambda: ddp_section(plan, report, clock, workspace, out),

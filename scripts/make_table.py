@@ -39,7 +39,8 @@ from pathlib import Path
 
 
 from runs.records import Record, RecordsError, load_records, warn
-from runs.tables import (add_selection_arguments, attach_dash_values, AXIS_JOIN, axis_label, check_seeds,
+from runs.tables import (add_selection_arguments, attach_dash_values, AXIS_JOIN, axis_label, check_axis_keys,
+                        check_out, check_seeds,
                         EPOCH_TITLES, EPOCHS, exit_on_error, format_mean_std, markdown_table, mean_and_spread,
                         metric_title, ordered, parse_filters, parse_keys, parse_labels, parse_order, select,
                         shown_value, teacher_accuracies, unique_runs, with_metric)
@@ -256,7 +257,10 @@ def run(args: argparse.Namespace) -> tuple[str, str]:
     if args.digits < 0:
         raise RecordsError(f"--digits must be >= 0, got {args.digits}")
     renames = parse_labels(args.label)
+    check_out(args.out)
     records = select(load_records(args.folder, args.pattern, args.baselines), parse_filters(args.filter))
+    check_axis_keys(records, parse_keys(args.rows), "--rows")
+    check_axis_keys(records, parse_keys(args.cols), "--cols")
     epochs = EPOCHS if args.epoch == "both" else (args.epoch,)
     tables = [build_table(records, parse_keys(args.rows), parse_keys(args.cols), args.metric, epoch, renames,
                           parse_order(args.row_order), parse_order(args.col_order), args.join, args.published)

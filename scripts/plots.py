@@ -39,7 +39,8 @@ import numpy as np
 
 from runs.records import Record, RecordsError, load_records, warn
 from runs.tables import (EPOCH_TITLES, EPOCHS, TEACHER_METRIC, add_selection_arguments, attach_dash_values,
-                         check_seeds, exit_on_error, group_by, is_percent, mean_and_spread, metric_title, ordered,
+                         check_axis_keys, check_out, check_seeds, exit_on_error, group_by, is_percent,
+                         mean_and_spread, metric_title, ordered,
                          parse_filters, parse_keys, parse_labels, parse_order, select, shown_label, shown_value,
                          teacher_accuracies, unique_runs, with_metric)
 from scripts.figure_layout import (dense_window, fit_tick_labels, group_styles, label_lines_right,
@@ -301,7 +302,11 @@ def reference_lines(ax, scratch: list[Record], methods: list[Record], group_of, 
 
 def figure(args: argparse.Namespace):
     """The figure the arguments ask for, not yet saved (tests look at it)."""
+    check_out(args.out)
     records = select(load_records(args.folder, args.pattern, args.baselines), parse_filters(args.filter))
+    for option in ("x", "rows", "group"):  # the axes this plot keys by
+        if getattr(args, option, None):
+            check_axis_keys(records, parse_keys(getattr(args, option)), f"--{option.replace('_', '-')}")
     return PLOTS[args.plot](records, args)
 
 

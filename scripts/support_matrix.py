@@ -29,6 +29,7 @@ from errors import find_user_error
 from losses import DistillationObjective
 from models import build_model
 from models.teachers import FrozenTeacher
+from runs.class_means import bind_class_means
 from runs.training import instantiate
 from tasks.distillation import DistillationTask
 from tasks.phases import parse_phases
@@ -85,6 +86,8 @@ def one_step(method: str, pair: Pair, batch_size: int = 4) -> str:
         teacher = FrozenTeacher(fresh_model(pair.teacher, pair.num_classes, pair.input_shape))
         student = fresh_model(pair.student, pair.num_classes, pair.input_shape)
         x = torch.randn(batch_size, *pair.input_shape)
+        labels = torch.arange(batch_size) % pair.num_classes
+        bind_class_means(objective, teacher.model, [(x, labels)], pair.num_classes)  # KD++'s class centres
         task = DistillationTask(student, teacher, objective, pair.num_classes, torch.optim.SGD, example_input=x[:2],
                                 num_train=64, train_labels=torch.arange(64) % pair.num_classes)
         task.train()

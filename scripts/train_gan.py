@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 
-from errors import ConfigError, exit_on_user_error
+from errors import ConfigError
+from runs.stops import exit_on_user_error
 from runs.folders import git_state
 from runs.records import aside_folder, write_record
 from models.gan import (DCGANDiscriminator, DCGANGenerator, check_image_shape,

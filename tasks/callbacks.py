@@ -7,8 +7,10 @@ import time
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 
 from errors import ConfigError
+from losses.base import DistillTerm
 from tasks.units import shown
 
 
@@ -25,7 +27,7 @@ class TrainThroughput(pl.Callback):
         self._epoch_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.samples += int(batch[0].shape[0]) * trainer.world_size
+        self.samples += len(batch[1]) * trainer.world_size  # the labels: the inputs may be two views (Views)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self._epoch_start is not None:
@@ -105,6 +107,18 @@ class EpochLines(pl.callbacks.ProgressBar):
         print(" | ".join(parts), flush=True)
 
 
+def term_state_keys(module: nn.Module) -> set[str]:
+    """State-dict keys of what the distillation terms hold themselves (not in a trainable submodule): each term's
+    direct buffers and extra state."""
+    keys = set()
+    for name, child in module.named_modules():
+        if isinstance(child, DistillTerm):
+            prefix = f"{name}." if name else ""
+            keys |= {prefix + buffer for buffer, _ in child.named_buffers(recurse=False)}
+            keys.add(prefix + "_extra_state")
+    return keys
+
+
 class PlateauRestart(pl.Callback):
     """Comparative KD's schedule (Wilf et al., WACV 2025): when the monitored validation metric has not improved
     for `patience` epochs, reload the weights of the best checkpoint and multiply every learning rate by
@@ -112,7 +126,12 @@ class PlateauRestart(pl.Callback):
     (callbacks.checkpoint) is the one reloaded, so the callback and the run record agree on "best". Use it with
     scheduler=none: a scheduler would overwrite the decayed rates. CKD's `--lr_decay_times N` counts plateaus,
     not decays (train_student.py stops at the N-th plateau, after lr phases lr ... lr * factor^(N-1)): it is
-    max_decays = N - 1."""
+    max_decays = N - 1.
+
+    What is reloaded: as CKD reloads its trainable modules only (the student and the terms' trainable parts, e.g.
+    CRD's embeddings, with their BatchNorm statistics), the distillation terms' own state, the buffers a term holds
+    itself (CRD's memory bank and partition-function estimates, a queue and its pointer) and its extra state (the
+    negatives' draw stream), carries on from where training is, not from the best checkpoint."""
 
     def __init__(self, monitor: str = "val/top1", mode: str = "max", patience: int = 50, factor: float = 0.1,
                  max_decays: int = 3) -> None:
@@ -153,7 +172,8 @@ class PlateauRestart(pl.Callback):
             raise ConfigError(f"PlateauRestart reloads the best checkpoint by {self.monitor!r}; configure "
                               f"callbacks.checkpoint with monitor {self.monitor}")
         state = torch.load(best.best_model_path, map_location=pl_module.device, weights_only=False)["state_dict"]
-        pl_module.load_state_dict(state)
+        kept = term_state_keys(pl_module)
+        pl_module.load_state_dict({key: value for key, value in state.items() if key not in kept}, strict=False)
 
     def state_dict(self) -> dict:
         return {"best": self.best, "wait": self.wait, "decays": self.decays}

@@ -10,16 +10,38 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from datamodules.mixing import BatchMixing
+from datamodules.two_views import Views
 from errors import ConfigError
 from losses import DistillationObjective, DistillBatch, DistillTerm
 from losses.base import TupleBatches
 from models.teachers import FrozenTeacher
 from tasks.classification import ClassificationTask
-from models.features import FeatureTaps
+from tasks.dot import split_losses, takes_split_gradients
+from models.features import FeatureTaps, feature_modules
 from tasks.metrics import CKATaps, FidelityMetrics, FidelitySettings, fidelity_settings
 from tasks.phases import Phase, phase_at, starts_a_phase
+
+
+def check_views(objective: DistillationObjective, augment: BatchMixing | None, teacher: FrozenTeacher,
+                expanding: list[str]) -> None:
+    """Terms that read extra augmented views (`DistillTerm.train_views`) need a teacher that answers on them and
+    the loader's own batches."""
+    readers = sorted({name for names in objective.train_views.values() for name in names})
+    if not readers:
+        return
+    if augment is not None:
+        raise ConfigError(f"augment={augment.name} cannot combine with {readers}, which read two augmented views of "
+                          f"each example; use augment=none")
+    if expanding or objective.train_batches is not None:
+        makers = expanding or [n for n, t in objective.terms.items() if t.train_batches is not None]
+        raise ConfigError(f"{readers} read two augmented views of each example, which {makers} (making their own "
+                          f"training batch) cannot serve; use them apart")
+    if not teacher.counts_training_calls:
+        raise ConfigError(f"{readers} read a freshly augmented strong view of each example, but teacher=cached only "
+                          f"holds its outputs on fixed views; use teacher=single, ensemble or crossfit")
 
 
 class DistillationTask(ClassificationTask):
@@ -46,17 +68,23 @@ class DistillationTask(ClassificationTask):
             raise ConfigError(f"augment={self.augment.name} needs the teacher's answer on the augmented inputs, but "
                               f"teacher=cached only holds its outputs on the training examples; use teacher=single, "
                               f"ensemble or crossfit (or augment=mixup_interpolated)")
+        check_views(objective, self.augment, teacher, expanding)
         # Teacher calls on training data: examples forwarded, and which training examples ever reached it.
         self.teacher_calls = 0
         self.teacher_seen = torch.zeros(max(num_train, 1), dtype=torch.bool)
         object.__setattr__(self, "teacher", teacher)
         self.objective = objective
+        self.split_optimizer = None  # set by configure_optimizers under optimizer=dot (tasks/dot.py)
         for term in objective.terms.values():
             term.bind_models(student, teacher.model)
         self.student_taps = FeatureTaps(student, objective.student_taps)
         teacher.capture(objective.teacher_taps)
         if example_input is not None:
             self._probe(example_input, num_train, train_labels)
+        local = [f"objective.terms.{name}.{buffer}" for name, term in objective.terms.items()
+                 for buffer in term.process_local_buffers]
+        if local:  # each process keeps its own (e.g. CRD's memory_scope=process): DDP must not broadcast rank 0's
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, local)
         fidelity = fidelity_settings(fidelity)  # None: agreement, KL, teacher top-1; no CKA
         # Hooked after the probe, apart from the objective's taps: training batches carry no extra feature.
         self.cka_taps = CKATaps(teacher.model, student, fidelity) if fidelity.cka else None
@@ -108,6 +136,10 @@ class DistillationTask(ClassificationTask):
         # A frozen student's BatchNorm statistics stay put too; a learning one trains in train mode again after a
         # phase that froze it (Lightning restores the modes it found, it does not reset them per epoch).
         self.model.train("student" in learning)
+        if "student_features" in learning and "student" not in learning:  # RepDistiller's get_feat_modules
+            for module in feature_modules(self.model):
+                module.requires_grad_(True)
+                module.train(True)
 
     @staticmethod
     def start_optimizer_afresh(optimizers, phase: Phase | None) -> None:
@@ -125,7 +157,20 @@ class DistillationTask(ClassificationTask):
         optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
         for group in optimizer.param_groups:
             group["main_lr"] = group["lr"]  # kept in the optimizer's state dict, so a resumed run has it too
+        self.split_optimizer = optimizer if takes_split_gradients(optimizer) else None
+        if self.split_optimizer is not None:
+            self._check_split_optimizer(self.split_optimizer)
         return configured
+
+    def _check_split_optimizer(self, optimizer) -> None:
+        unknown = sorted(set(optimizer.task_terms) - set(self.objective.terms))
+        if unknown:
+            raise ConfigError(f"optimizer.task_terms names {unknown}, which are not terms of this method; name some of "
+                              f"{sorted(self.objective.terms)} (kd.terms), e.g. optimizer.task_terms=[ce]")
+        if self._trainer is not None and self.trainer.world_size > 1:
+            raise ConfigError("optimizer=dot computes the distillation gradient apart from DDP's synchronised "
+                              "backward, so it runs on one process (as mdistiller's DataParallel does); use "
+                              "trainer.devices=1")
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
         if getattr(self, "_epoch_phase", None) is None:  # the schedule counts main-phase epochs only
@@ -133,6 +178,7 @@ class DistillationTask(ClassificationTask):
 
     def training_step(self, batch, batch_idx):
         x, y, idx = batch
+        x, other_views = (x.weak, x.others()) if isinstance(x, Views) else (x, {})
         x = self.memory_format(x)
         soft_targets = teacher_labelled = None
         if self.augment is not None and self.augment.interpolates_teacher:
@@ -161,7 +207,8 @@ class DistillationTask(ClassificationTask):
                                      teacher_logits=teacher_logits, student_features=student_features,
                                      teacher_features=teacher_features, epoch=self.current_epoch,
                                      global_step=self.global_step, phase=self.phase.name if self.phase else None,
-                                     soft_targets=soft_targets, generated=teacher_labelled)
+                                     soft_targets=soft_targets, generated=teacher_labelled,
+                                     views=self._view_batches(other_views, y, idx))
         with torch.autocast(device_type=x.device.type, enabled=False):  # terms compute in fp32 under bf16-mixed
             total, values = self.objective(distill_batch, self.phase.weights if self.phase else None)
         self.watch_finite({"loss": total, **{f"kd.terms.{name}": v for name, v in values.items()},
@@ -169,7 +216,23 @@ class DistillationTask(ClassificationTask):
         self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict({f"train/{name}": value.detach() for name, value in values.items()}, on_epoch=True)
         self.log("train/top1", (student_logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
-        return total
+        return self.loss_to_backward(total, values)
+
+    def loss_to_backward(self, total: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What Lightning back-propagates: the total; under optimizer=dot (tasks/dot.py), which keeps the task and
+        distillation gradients apart, the task terms' sum, after the distillation terms' gradient (computed first,
+        as the anchor does) is handed to the optimizer."""
+        optimizer = self.split_optimizer
+        if optimizer is None:
+            return total
+        task, distillation = split_losses(self.phase.weights if self.phase else self.objective.main_weights, values,
+                                          optimizer.task_terms)
+        if task is None or distillation is None or not distillation.requires_grad:
+            return total  # one kind of term in this step: one gradient, which DOT steps as SGD with momentum
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+        optimizer.hold_distillation_gradients(
+            params, torch.autograd.grad(distillation, params, retain_graph=True, allow_unused=True))
+        return task
 
     def _student_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The student's logits and tapped features on a training batch; a batch of tuples (losses.base.
@@ -182,6 +245,24 @@ class DistillationTask(ClassificationTask):
             logits.append(self.model(block))
             features.append(self.student_taps.pop())
         return torch.cat(logits), {tap: torch.cat([f[tap] for f in features]) for tap in features[0]}
+
+    def _view_batches(self, views: dict[str, torch.Tensor], targets: torch.Tensor, indices: torch.Tensor
+                      ) -> dict[str, DistillBatch]:
+        """Each extra augmented view of the batch's examples (datamodules/two_views.py) through the teacher and the
+        student, as a DistillBatch of its own; one forward per view, after the weak one, as MLKD's anchor calls them
+        (the student's BatchNorm normalises each view by its own statistics)."""
+        batches = {}
+        for name, inputs in views.items():
+            inputs = self.memory_format(inputs)
+            teacher_logits, teacher_features = self.teacher(inputs, indices)
+            self.teacher_calls += len(inputs)
+            student_logits = self.model(inputs)
+            batches[name] = DistillBatch(inputs=inputs, targets=targets, indices=indices,
+                                         student_logits=student_logits, teacher_logits=teacher_logits,
+                                         student_features=self.student_taps.pop(), teacher_features=teacher_features,
+                                         epoch=self.current_epoch, global_step=self.global_step,
+                                         phase=self.phase.name if self.phase else None)
+        return batches
 
     def _evaluate(self, batch, stage: str):
         x, y, idx = batch

@@ -79,4 +79,5 @@ def stop_if_not_finite(watch: FiniteWatch, trainer: pl.Trainer) -> None:
                     for group in optimizer.param_groups})
     raise NonFiniteError(f"training stopped: a non-finite value (NaN or infinite) {where}; {kept}; lower the "
                          f"learning rate (optimizer.lr, {', '.join(f'{r:g}' for r in rates)} here) or clip gradients "
-                         f"(trainer.gradient_clip_val=1.0), which starts a new run")
+                         f"(trainer.gradient_clip_val=1.0), which starts a new run"
+                         + (f" (add init_from={checkpoint} to start it from the last good weights)" if checkpoint else ""))

@@ -7,7 +7,8 @@ In config, under the method (`kd.phases`), in order:
       - name: init
         epochs: 30
         terms: {ab: 1.0}              # term name (from kd.terms) -> weight in this phase
-        train: [student, objective]   # what learns: the student and/or the terms' trainable parts
+        train: [student, objective]   # what learns: the student (or only its feature modules, student_features)
+                                      # and/or the terms' trainable parts
         lr: 0.01                      # optional; null (default) = the optimizer's configured lr
 Each phase, and the main phase after them, starts from a fresh optimizer state (no momentum carried over) at
 its own learning rate, as RepDistiller's pre-training builds its own SGD (helper/pretrain.py).
@@ -23,7 +24,11 @@ from typing import Iterable, Mapping
 
 from errors import ConfigError
 
-LEARNING_PARTS = ("student", "objective")
+# student_features: only the student's feature modules (models.features.feature_modules, RepDistiller's
+# get_feat_modules) learn, in train mode; the rest of the student is frozen in eval mode (RepDistiller's
+# helper/pretrain.py init: model_s.eval(), then init_modules.train()).
+LEARNING_PARTS = ("student", "student_features", "objective")
+DEFAULT_LEARNING = ("student", "objective")
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ def parse_phases(kd: Mapping, term_names: Iterable[str], pre_training_scale: flo
         name = str(phase.get("name", f"phase{index}"))
         epochs = int(phase.get("epochs", 0))
         weights = {str(k): float(v) for k, v in dict(phase.get("terms") or {}).items()}
-        train = tuple(phase.get("train", LEARNING_PARTS))
+        train = tuple(phase.get("train", DEFAULT_LEARNING))
         lr = phase.get("lr")
         if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
             raise ConfigError(f"kd.phases[{index}].lr ({name}) must be a learning rate > 0 or null (the optimizer's "

@@ -80,3 +80,57 @@ def reads_features(method: str) -> bool:
         term.bind_models(student, teacher)
     return bool(objective.student_taps or objective.teacher_taps)
 
+
+@functools.lru_cache(maxsize=None)
+def needs_another_model_kind(method: str) -> bool:
+    """Whether kd=<method> reads a tap that no ordinary classifier declares (e.g. DeiT's 'distillation_head', which
+    needs a ViT student with a distillation token): its declared taps, resolved on the digits pair's ResNets."""
+    from omegaconf import OmegaConf
+
+    from errors import ConfigError
+    from losses import DistillationObjective
+    from models import build_model
+    from models.features import resolve_tap
+    from runs.configs import instantiate
+    kd = OmegaConf.load(Path(CFG_DIR) / "kd" / f"{method}.yaml")
+    objective = DistillationObjective({name: instantiate(node) for name, node in kd.terms.items() if node})
+    student, teacher = build_model("resnet8", 10, (1, 8, 8)), build_model("resnet32", 10, (1, 8, 8))
+    for term in objective.terms.values():
+        term.bind_models(student, teacher)
+    try:
+        for model, taps in ((student, objective.student_taps), (teacher, objective.teacher_taps)):
+            for tap in taps:
+                resolve_tap(model, tap)
+    except ConfigError:
+        return True
+    return False
+
+
+class PauseAtEpoch(pl.Callback):
+    """Stands still after the first training batch of `epoch` (after the previous epoch's checkpoint), once (while
+    `marker` does not exist yet), with `marker` written, until a signal stops the run (SIGINT raises where it lands; SIGTERM sets Lightning's flag,
+    read here) or `seconds` pass: where a test sends its signal."""
+
+    def __init__(self, epoch: int, marker: str, seconds: float = 120.0) -> None:
+        self.epoch, self.marker, self.seconds = epoch, marker, seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import time
+        if trainer.current_epoch != self.epoch or batch_idx != 0 or Path(self.marker).exists():
+            return  # (the marker left by a first pause: the resumed run goes through)
+        Path(self.marker).write_text("paused")
+        deadline = time.monotonic() + self.seconds
+        while not trainer.received_sigterm and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+class FailAtTemperature(pl.Callback):
+    """A trial that fails when training starts, on every attempt, where its KD term's temperature is
+    `temperature`: a failure that no config check can foresee (a sweep refuses bad values before Ray starts)."""
+
+    def __init__(self, temperature: float) -> None:
+        self.temperature = float(temperature)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if pl_module.objective.terms["kd"].temperature == self.temperature:
+            raise RuntimeError(f"this trial fails on purpose at temperature {self.temperature:g}")

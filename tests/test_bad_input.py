@@ -1,4 +1,5 @@
-"""Bad input through the real entry points (train.py, distill_train.py, ray_runner.py): each command line below
+"""Bad input through the real entry points (train.py, distill_train.py, ray_runner.py) and the scripts
+(make_table.py, plots.py): each command line below
 stops with exit status 2 and one line on stderr that names the key, and leaves every file it found as it was
 (a finished run, an unfinished one, their records and checkpoints) and writes no result.
 
@@ -86,15 +87,72 @@ CASES = [
     Case("ray_runner.py", ("optimizer.lr=-1",), ("optimizer.lr",)),
     Case("ray_runner.py", ("tune.num_samples=0",), ("tune.num_samples",), own_process=True),
     Case("ray_runner.py", ("tune.scheduler=hyperband",), ("tune.scheduler",)),
+    # every value of the space checked before Ray starts, not only the first trial's ({{ }}: braces, formatted)
+    Case("ray_runner.py", ("search.space={{kd.terms.kd.temperature: {{grid: [4, -1]}}}}",),
+         ("kd.terms.kd.temperature=-1", "search=kd_temperature")),
+    Case("ray_runner.py", ("+search.space.seed={{randint: [0, 5000000000]}}",), ("seed=4999999999",)),
+    # Hydra's own refusals: what was asked, the nearest valid names, how to list them
+    Case("train.py", ("optimzer.lr=0.1",), ("optimzer.lr=0.1", "did you mean optimizer.lr=0.1", "--cfg job")),
+    Case("train.py", ("trainer.max_epoch=3",), ("trainer.max_epochs=3", "--package trainer")),
+    Case("distill_train.py", ("kd.terms.kd.tempreature=3",), ("kd.terms.kd.temperature=3",), own_process=True),
+    Case("distill_train.py", ("kd=dkdd",), ("kd=dkdd", "did you mean kd=dkd", "ls cfg/kd/")),
+    Case("distill_train.py", ("teacher/model=resnet33",), ("teacher/model=resnet32", "--help")),
+    Case("train.py", ("data=cifar1000",), ("data=cifar1000", "data=cifar100")),
+    Case("distill_train.py", ("experiment=repdistiller/kd_resnet32x4_resnet8x",),
+         ("experiment=repdistiller/kd_resnet32x4_resnet8x4",)),
+    Case("train.py", ("optimizer.lr",), ("optimizer.lr", "KEY=VALUE")),
+    Case("train.py", ("trainer.max_epochs=[1",), ("trainer.max_epochs=[1", "KEY=VALUE")),
+    Case("train.py", ("+optimizer.lr=0.1",), ("optimizer.lr already exists", "optimizer.lr=0.1")),
+    Case("train.py", ("~optimzer",), ("~optimzer", "~optimizer")),
+    Case("ray_runner.py", ("search=kd_temprature",), ("search=kd_temprature", "search=kd_temperature")),
+    Case("ray_runner.py", ("kd.terms.kd.tempreature=2",), ("kd.terms.kd.temperature=2",)),
+    # where the run writes: checked before Hydra or the run writes anything
+    Case("train.py", ("paths.output_dir={a_file}",), ("paths.output_dir={a_file}", "is a file")),
+    Case("distill_train.py", ("paths.output_dir={a_file}/below",), ("paths.output_dir", "which is a file")),
+    Case("ray_runner.py", ("paths.output_dir={a_file}",), ("paths.output_dir",)),
+    # refused before expensive work: a cross-fit teacher's folds before any fold teacher is trained
+    Case("distill_train.py", ("teacher=crossfit", "teacher.folds=300"), ("teacher.folds=300", "256 training examples")),
+    # values that reached tracebacks
+    Case("distill_train.py", ("kd.terms.ce.label_smoothing=1.5",), ("kd.terms.ce.label_smoothing",)),
+    Case("train.py", ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"),
+         ("trainer.sync_batchnorm=false",)),
+    Case("train.py", ("data=image_folder", "data.root={one_class}", "data.image_size=8", "data.resize_size=8",
+                      "model=mlp"), ("one class folder",)),
+    Case("train.py", ("data=image_folder", "data.root={not_images}", "data.image_size=8", "data.resize_size=8",
+                      "model=mlp"), ("broken.png", "not an image")),
+    Case("train.py", ("data=csv", "data.path={latin1_csv}", "data.label=label", "model=mlp"),
+         ("{latin1_csv}", "not UTF-8")),
+    # the scripts: records that are not numbers, an --out below a file, a key no record has
+    Case("scripts/make_table.py", ("{bad_records}", "--rows", "model.name", "--cols", ""),
+         ("test/top1", "'high'", "not a number")),
+    Case("scripts/make_table.py", ("{outputs}", "--out", "{a_file}/table"), ("--out", "is a file")),
+    Case("scripts/plots.py", ("capacity", "{bad_records}", "--x", "model.name", "--group", "model.name", "--out",
+                              "{root}/figure"), ("'high'", "not a number")),
+    Case("scripts/make_table.py", ("{bad_records}", "--metric", "test/top5", "--digits", "-1"), ("--digits",)),
+    Case("scripts/plots.py", ("methods", "{outputs}", "--out", "{root}/figure", "--filter", "seed"), ("--filter",)),
+    Case("scripts/plots.py", ("methods", "{outputs}", "--out", "{a_file}/figure"), ("--out",)),
+    # starting from another run: init_from
+    Case("train.py", ("init_from={missing}",), ("init_from", "{missing}")),
+    Case("train.py", ("init_from={truncated}",), ("init_from", "{truncated}")),
+    Case("train.py", ("model=cnn1d", "init_from={teacher}"), ("init_from", "mlp1d", "model=mlp1d")),
+    # more typed values
+    Case("train.py", ("data.num_workers=-1",), ("data.num_workers",)),
+    Case("train.py", ("trainer.devices=0",), ("trainer.devices",)),
+    Case("train.py", ("run_name=a/b",), ("run_name",)),
+    Case("distill_train.py", ("teacher.kind=bogus",), ("teacher.kind",)),
+    Case("train.py", ("resume=true", "run_name=fresh", "seed=7"), ("resume=true", "drop resume=true")),
 ]
 
 
 def command_line(case: Case, paths: dict[str, str]) -> list[str]:
     """The case's full argument list: tiny data and the workspace's folders, then the case's own arguments."""
     own = [argument.format(**paths) for argument in case.arguments]
+    if case.script.startswith("scripts/"):
+        return own
     if case.script == "ray_runner.py":
         base = ["search=kd_temperature", f"paths.output_dir={paths['outputs']}", f"paths.data_dir={paths['data']}",
-                f"teacher.checkpoint={paths['teacher']}", "trainer.accelerator=cpu", "data.train_subset=256"]
+                f"teacher.checkpoint={paths['teacher']}", "teacher/model=mlp1d", "trainer.accelerator=cpu",
+                "data.train_subset=256"]
     else:
         base = tiny_overrides(Path(paths["data"]), Path(paths["outputs"]), "model=mlp1d") if case.script == "train.py" \
             else tiny_overrides(Path(paths["data"]), Path(paths["outputs"]), "~experiment", "student=mlp1d",
@@ -122,7 +180,28 @@ def workspace(data_dir, tmp_path_factory) -> dict[str, str]:
     teacher = Path(finished["checkpoints"]["last"])
     (root / "truncated.ckpt").write_bytes(teacher.read_bytes()[:1000])
     return {"outputs": str(outputs), "data": str(data_dir), "teacher": str(teacher), "unfinished": str(unfinished),
-            "truncated": str(root / "truncated.ckpt"), "missing": str(root / "no_such.ckpt"), "root": str(root)}
+            "truncated": str(root / "truncated.ckpt"), "missing": str(root / "no_such.ckpt"), "root": str(root),
+            **user_files(root, finished)}
+
+
+def user_files(root: Path, finished: dict) -> dict[str, str]:
+    """Files a user might point at: a plain file, image folders with one class or with a file that is no image, a
+    Latin-1 CSV file, a folder with a record whose metric is not a number."""
+    from PIL import Image
+    (root / "a_file").write_text("not a folder")
+    for name, classes in (("one_class", ["cat"]), ("not_images", ["cat", "dog"])):
+        for split in ("train", "val"):
+            for label in classes:
+                (root / name / split / label).mkdir(parents=True)
+                Image.new("RGB", (8, 8), (40, 80, 120)).save(root / name / split / label / "image.png")
+    (root / "not_images" / "train" / "dog" / "broken.png").write_bytes(b"these bytes are no PNG")
+    (root / "latin1.csv").write_bytes("x,label\n1.0,caf\xe9\n2.0,th\xe9\n".encode("latin-1"))
+    bad = dict(finished, last={**finished["last"], "test/top1": "high"})
+    (root / "bad_records" / "run").mkdir(parents=True)
+    (root / "bad_records" / "run" / "record.json").write_text(json.dumps(bad, default=str))
+    return {"a_file": str(root / "a_file"), "one_class": str(root / "one_class"),
+            "not_images": str(root / "not_images"), "latin1_csv": str(root / "latin1.csv"),
+            "bad_records": str(root / "bad_records")}
 
 
 def start(arguments: list[str]) -> subprocess.Popen:
@@ -171,8 +250,9 @@ def test_bad_input_stops_with_one_line_naming_the_key(outcomes, workspace, index
 
 
 def test_the_table_covers_every_entry_point_and_enough_cases(workspace):
-    assert len(CASES) >= 25 and {case.script for case in CASES if case.own_process} == {
+    assert len(CASES) >= 70 and {case.script for case in CASES if case.own_process} == {
         "train.py", "distill_train.py", "ray_runner.py"}
+    assert {"scripts/make_table.py", "scripts/plots.py"} <= {case.script for case in CASES}
     # What the cases must leave alone was there: a finished run with its record, an unfinished one.
     files = snapshot(Path(workspace["outputs"]))
     assert any(name.endswith("record.json") for name in files) and any("unfinished-" in name for name in files)

@@ -22,6 +22,7 @@ from errors import ConfigError
 from runs.folders import LAST_CHECKPOINT, claim_run_folder, run_folder
 from runs.processes import follows_first_process, is_multi_process, single_process_trainer
 from runs.training import _evaluate, build_distillation, build_trainer, run_distill, run_train
+from tests.fake_cifar import patch_cifar_md5, write_fake_cifar as write_random_cifar
 from tests.helpers import CFG_DIR, compose_config
 
 ROOT = Path(CFG_DIR).parent
@@ -42,10 +43,15 @@ def common(data_dir: Path, output_dir: Path) -> list[str]:
     return ["~experiment", "teacher/model=cnn1d", *recipe(data_dir, output_dir)]
 
 
-def distill_on_two_processes(data_dir: Path, output_dir: Path, *overrides: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "MASTER_ADDR": "127.0.0.1",
+def distill_on_two_processes(data_dir: Path, output_dir: Path, *overrides: str, base: list[str] | None = None,
+                             site: Path | None = None) -> dict:
+    """`base` (default: common()) then the two processes' trainer and `overrides`; `site`: a folder put first on
+    both processes' PYTHONPATH (e.g. with a sitecustomize.py)."""
+    path = str(ROOT) if site is None else f"{site}{os.pathsep}{ROOT}"
+    env = {**os.environ, "PYTHONPATH": path, "WANDB_MODE": "offline", "MASTER_ADDR": "127.0.0.1",
            "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "distill_train.py", *common(data_dir, output_dir), *TWO_PROCESSES,
+    base = common(data_dir, output_dir) if base is None else base
+    result = subprocess.run([sys.executable, "distill_train.py", *base, *TWO_PROCESSES,
                              *overrides], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     records = list((output_dir / "distill").glob("*/record.json"))
@@ -162,3 +168,28 @@ def test_crd_on_two_processes_equals_one_process_with_twice_the_batch(data_dir, 
                                             "data.batch_size=64", f"teacher.checkpoint={ddp['teacher_checkpoint']}"),
                          quiet=True)
     assert_same_weights(ddp, single)  # the student, CRD's embeddings, its memory and its Z
+
+
+def test_two_view_batches_on_two_processes_equal_one_process_with_the_joint_batch(tmp_path, monkeypatch):
+    """MLKD's weak and strong views (fake CIFAR-100, let through its md5 check in both processes):
+    every process's share carries both views of its examples, and the levels that span the batch (MLKD's batch and
+    class matrices, its confidence medians) see the global batch, so 2 processes with batch 16 train the student
+    1 process with batch 32 does."""
+    data = tmp_path / "data"
+    write_random_cifar(data, "cifar100", n_train=64, n_test=21)
+    patch_cifar_md5(monkeypatch)
+    site = tmp_path / "site"  # both processes let the fake files through, each at its start
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("from datamodules.cifar_files import accept_unverified_cifar_files\n"
+                                           "accept_unverified_cifar_files()\n")
+    def base(output_dir: Path) -> list[str]:
+        return ["~experiment", "data=cifar100", "data.val_size=0", "data.test_subset=21", "data.eval_batch_size=32",
+                "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+                f"paths.data_dir={data}", f"paths.output_dir={output_dir}", "kd=mlkd", "teacher/model=resnet8",
+                "student=mlp", "student.hidden=[]", "teacher.cache=false"]
+    ddp = distill_on_two_processes(data, tmp_path / "ddp", "data.batch_size=16", site=site,
+                                   base=base(tmp_path / "ddp"))
+    assert ddp["teacher_calls"] == 2 * 64, "each process's teacher calls on both views are counted"
+    single = run_distill(compose_config("distill", [*base(tmp_path / "one"), "data.batch_size=32",
+                                                    f"teacher.checkpoint={ddp['teacher_checkpoint']}"]), quiet=True)
+    assert_same_weights(ddp, single)

@@ -127,7 +127,7 @@ def test_processes_share_device_batches_and_draw_apart(fake_cifar10):
     are the one-process batch of twice the size, evaluation splits without repeats, and the two processes'
     crops come from different batch draws."""
     def loaders(processes, rank, batch_size):
-        dm = data_module("cifar10", fake_cifar10, val_size=11, batch_size=batch_size, eval_batch_size=4,
+        dm = data_module("cifar10", fake_cifar10, val_size=13, batch_size=batch_size, eval_batch_size=4,
                          num_workers=0, device_resident=True)
         dm.trainer = SimpleNamespace(world_size=processes, global_rank=rank,
                                      strategy=SimpleNamespace(root_device=torch.device("cpu")))
@@ -139,10 +139,10 @@ def test_processes_share_device_batches_and_draw_apart(fake_cifar10):
     steps = [(torch.cat([a, b]).tolist(), both.tolist())
              for (_, _, a), (_, _, b), (_, _, both) in zip(*train, batches(one, 2))]
     assert all(together == alone for together, alone in steps[:-1])
-    together, alone = steps[-1]  # 21 examples: the last step is topped up with one repeat of the epoch's first
+    together, alone = steps[-1]  # 47 examples: the last step's 15 are topped up with a repeat of the epoch's first
     assert together == alone + steps[0][1][:1]
     held_out = [torch.cat([i for _, _, i in batches(val)]) for _, val in shares]
-    assert sorted(torch.cat(held_out).tolist()) == sorted(shares[0][1].rows.tolist())  # 11 examples, once each
+    assert sorted(torch.cat(held_out).tolist()) == sorted(shares[0][1].rows.tolist())  # 13 examples, once each
     # Images 0..7 twice, so both processes get images 0..7: only the crop and flip draws can differ.
     rank0 = shares[0][0]
     same_images = [DeviceBatches(rank0.resident, torch.arange(8).repeat(2), 8, rank0.transform,

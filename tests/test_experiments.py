@@ -29,7 +29,7 @@ from tests.helpers import CFG_DIR, compose_config
 from tests.test_text_and_custom_data import write_fake_imdb, write_image_folder
 
 from scripts import experiments, make_experiments
-from scripts.experiments import mdistiller, repdistiller, semiparametric
+from scripts.experiments import mdistiller, mlkd, repdistiller, semiparametric
 
 EXPERIMENT_DIR = Path(CFG_DIR) / "experiment"
 EXPERIMENTS = sorted(str(p.relative_to(EXPERIMENT_DIR).with_suffix("")) for p in EXPERIMENT_DIR.rglob("*.yaml"))
@@ -45,6 +45,7 @@ ONE_STEP = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.li
 # Per data set: the settings that fit its fake data (the fixture adds where the data is).
 DATA = {"cifar10": {"data.val_size": 0}, "cifar100": {"data.val_size": 0},
         "image_folder": {"data.val_size": 0, "data.image_size": 64},
+        "imagenet": {"data.val_size": 0, "data.image_size": 64, "data.resize_size": 72, "data.num_classes": None},
         "imdb": {"data.val_size": 0, "data.max_length": 12, "data.vocab_size": 40, "data.min_freq": 1},
         # generated, not fake: cut to a few examples (fidelity's CKA subset would otherwise run 1000 test examples)
         "mnist1d": {"data.val_size": 0, "data.train_subset": 16, "data.test_subset": 8}}
@@ -67,7 +68,7 @@ def fake_data(tmp_path_factory, data_dir):
     write_fake_imdb(root / "imdb")
     folders = {"cifar10": root / "cifar10", "cifar100": root / "cifar100", "imdb": root / "imdb", "image_folder": root}
     settings = {name: {"paths.data_dir": str(folders.get(name, data_dir)), **values} for name, values in DATA.items()}
-    settings["image_folder"]["data.root"] = str(root / "images")
+    settings["image_folder"]["data.root"] = settings["imagenet"]["data.root"] = str(root / "images")
     with pytest.MonkeyPatch.context() as monkeypatch:
         patch_cifar_md5(monkeypatch)
         yield settings
@@ -201,6 +202,7 @@ def step_sample(names: list[str]) -> list[str]:
     resnet20), every teacher-student pair once (with KD), and one cell of each other kind. Every cell still
     composes and builds its objective (test_every_experiment_composes); KD_ALL_EXPERIMENTS=1 steps them all
     (about 20 minutes on 2 CPU cores, too long for CI)."""
+    import importlib.util
     import os
     if os.environ.get("KD_ALL_EXPERIMENTS"):
         return names
@@ -215,9 +217,15 @@ def step_sample(names: list[str]) -> list[str]:
             chosen.add(name)
         elif paper == "semiparametric" and ("resnet8_" in cell or cell.endswith("resnet8")):
             chosen.add(name)
-        elif paper == "mdistiller" and cell.endswith("resnet56_resnet20"):
+        elif paper in ("mdistiller", "ttm", "kdpp", "lskd", "ctkd", "mlkd") and cell.endswith("resnet56_resnet20"):
+            chosen.add(name)
+        elif paper == "mdistiller" and cell == "kd_dot_vgg13_vgg8":  # optimizer=dot
             chosen.add(name)
         elif paper == "torchdistill" and cell.startswith("pad_l2_"):  # a student started from a checkpoint
+            chosen.add(name)
+        elif paper == "torchdistill" and cell.startswith("srd_"):  # a teacher on batch statistics
+            chosen.add(name)
+        elif paper == "deit" and cell.endswith("_tiny") and importlib.util.find_spec("timm"):  # timm: optional
             chosen.add(name)
     return sorted(n for n in names if n in chosen)
 
@@ -286,6 +294,20 @@ def test_every_published_cell_has_an_experiment():
     for method in ("kd", "crossfit_kd", "enhanced_kd"):
         for depth in semiparametric.SP_DEPTHS:
             assert f"semiparametric/{method}_resnet{depth}_cnn5" in EXPERIMENTS
+
+
+def test_mlkd_cells_run_their_anchors_recipes():
+    """Every MLKD and MLKD+LS number of the LSKD README is one cell; MLKD on the MLKD anchor's config where it has
+    the pair, MLKD+LS on the LSKD config with the logged --kd-weight."""
+    assert sorted(n for n in EXPERIMENTS if n.startswith("mlkd/")) == sorted(
+        f"mlkd/{kind}_{t}_{s}" for kind in ("mlkd", "mlkd_ls") for t, s in mlkd.LSKD_TABLE)
+    plain = compose_config("distill", ["experiment=mlkd/mlkd_resnet32x4_resnet8x4"])
+    assert (plain.trainer.max_epochs, plain.data.batch_size, plain.optimizer.lr) == (240, 64, 0.025)
+    assert plain.kd.terms.instance_level.weight == 0.9 and not plain.kd.terms.instance_level.standardize
+    ls = compose_config("distill", ["experiment=mlkd/mlkd_ls_vgg13_vgg8"])
+    assert (ls.trainer.max_epochs, ls.optimizer.lr, ls.kd.terms.batch_level.weight) == (480, 0.01, 6.0)
+    assert list(ls.kd.terms.class_level.temperatures) == [2.0, 3.0, 5.0, 2.0, 6.0]
+    assert ls.kd.terms.instance_level.standardize and (ls.published.value, ls.published.epoch) == (75.22, "best")
 
 
 def test_repdistiller_recipe_and_weights():

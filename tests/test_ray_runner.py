@@ -37,12 +37,14 @@ def sweep_arguments(data_dir, outputs, teacher, *extra):
 def test_asha_sweep_finishes_retries_a_failing_trial_and_reports_it(data_dir, tmp_path, teacher):
     runner, trials = split_arguments(sweep_arguments(
         data_dir, tmp_path, teacher, "tune.scheduler=asha", "tune.max_failures=1",
-        # temperature -1 is refused when the trial builds its objective: that trial raises on every attempt
-        "search.space={kd.terms.kd.temperature: {grid: [2, 4, -1]}}"))
+        # the trial at temperature 8 raises when training starts, on every attempt (a bad value, e.g. -1, would be
+        # refused before Ray starts: tests/test_bad_input.py)
+        "search.space={kd.terms.kd.temperature: {grid: [2, 4, 8]}}",
+        "+callbacks.fail._target_=tests.helpers.FailAtTemperature", "+callbacks.fail.temperature=8"))
     summary = run_sweep(runner, trials)
     by_temperature = {t["params"]["kd.terms.kd.temperature"]: t for t in summary["trials"]}
-    assert set(by_temperature) == {2, 4, -1}
-    failed = by_temperature[-1]
+    assert set(by_temperature) == {2, 4, 8}
+    failed = by_temperature[8]
     assert failed["status"] == "error" and "temperature" in failed["error"] and failed["attempts"] == 2
     for temperature in (2, 4):
         trial = by_temperature[temperature]

@@ -273,12 +273,26 @@ CLAIMS: dict[str, Claim] = {
     "distill_train.py experiment=repdistiller/crd_resnet32x4_resnet8x4 trainer=ddp trainer.num_nodes=2":
         settings(lambda job: published_cell(job, "repdistiller/crd_resnet32x4_resnet8x4"),
                  **{"trainer.strategy": "ddp", "trainer.num_nodes": 2}),
+    "distill_train.py experiment=repdistiller/crd_resnet32x4_resnet8x4 trainer=slurm resume=auto":
+        settings(lambda job: published_cell(job, "repdistiller/crd_resnet32x4_resnet8x4"),
+                 **{"trainer.strategy": "ddp", "resume": "auto", "trainer.devices": 1, "trainer.num_nodes": 1}),
     "train.py data=imdb model=lstm": settings(lambda job: no_recipe(job, "imdb"), **{"model.name": "lstm"}),
     "distill_train.py ~experiment data=imdb kd=kd teacher/model=lstm student=lstm student.hidden_size=32":
         settings(lambda job: pair(job, "imdb", "lstm", "lstm"), **{"student.hidden_size": 32}),
     "train.py data=image_folder data.root=PATH model=torchvision model.name=torchvision.resnet18 trainer=gpu":
         settings(lambda job: no_recipe(job, "image_folder"), **{"data.root": "PATH",
                                                                  "model.name": "torchvision.resnet18"}),
+    "distill_train.py data=imagenet data.root=PATH kd=rkd teacher/model=timm teacher.model.name=timm.resnet50 "
+    "student=timm student.name=timm.vit_tiny_patch16_224 trainer=gpu":
+        settings(lambda job: pair(job, "imagenet", "timm.resnet50", "timm.vit_tiny_patch16_224"),
+                 **{"data.root": "PATH", "kd.name": "rkd", "teacher.model.pretrained": False}),
+    "distill_train.py data=imagenet data.root=PATH teacher/model=hf teacher.model.source=google/vit-base-patch16-224 "
+    "teacher.model.pretrained=true student=timm student.name=timm.resnet18 trainer=gpu":
+        settings(lambda job: pair(job, "imagenet", "hf", "timm.resnet18"),
+                 **{"teacher.model.source": "google/vit-base-patch16-224", "teacher.model.pretrained": True}),
+    "distill_train.py ~experiment data=imdb kd=kd teacher/model=hf teacher.model.source=PATH student=lstm":
+        settings(lambda job: pair(job, "imdb", "hf", "lstm"), **{"teacher.model.source": "PATH",
+                                                                 "teacher.model.vocab_size": 20000}),
     "train.py data=csv data.path=FILE.csv data.label=COLUMN model=mlp":
         settings(lambda job: no_recipe(job, "csv"), **{"data.path": "FILE.csv", "data.label": "COLUMN",
                                                         "model.name": "mlp"}),

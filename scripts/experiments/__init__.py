@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.experiments import ckd, fidelity, mdistiller, repdistiller, semiparametric, torchdistill
+from scripts.experiments import (ckd, clskd, ctkd, deit, fidelity, kdpp, lskd, mdistiller, mlkd, repdistiller,
+                                 semiparametric, torchdistill, ttm)
 from scripts.experiments.cells import EXPERIMENT_DIR, MARKER, GeneratorError
 
 BUILDERS = {"repdistiller": repdistiller.build, "mdistiller": mdistiller.build, "torchdistill": torchdistill.build,
-            "semiparametric": semiparametric.build, "fidelity": fidelity.build, "ckd": ckd.build}
+            "semiparametric": semiparametric.build, "fidelity": fidelity.build, "ckd": ckd.build,
+            "ttm": ttm.build, "kdpp": kdpp.build, "clskd": clskd.build, "lskd": lskd.build, "ctkd": ctkd.build,
+            "mlkd": mlkd.build, "deit": deit.build}
 PAPERS = tuple(BUILDERS)
 
 

@@ -1,5 +1,5 @@
 """ImageNet (ILSVRC-2012) cells of mdistiller and torchdistill: pretrained torchvision teachers read from the
-torch hub cache, torchvision or zoo students, the image-folder layout."""
+torch hub cache, torchvision or zoo students, data=imagenet (torchvision's ImageNet folder layout)."""
 from __future__ import annotations
 
 from scripts.experiments.cells import FP32_LINE, Cell, fp32
@@ -13,7 +13,7 @@ TITLES = {"resnet34": "ResNet-34", "resnet18": "ResNet-18", "resnet50": "ResNet-
 
 
 def imagenet_defaults(student: str, method_defaults: list) -> list:
-    return [("data", "image_folder"), ("student", student if student in ZOO_STUDENTS else "torchvision"),
+    return [("data", "imagenet"), ("student", student if student in ZOO_STUDENTS else "torchvision"),
             ("teacher/model", "torchvision"), *method_defaults]
 
 

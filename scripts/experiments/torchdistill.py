@@ -4,7 +4,14 @@
 Each cell runs the process layout of the run that produced the published number, as its log shows
 (`world_size`, `adjust_lr`, `sync_bn` in the log's first line, iterations per epoch): the number of processes
 (trainer.devices, DDP), the per-process batch, and the learning rate the run actually used (`-adjust_lr` multiplies
-the config's lr by the number of processes)."""
+the config's lr by the number of processes).
+
+The teacher's BatchNorm: until commit fcc8727 (2023-05-02, "Do not touch teacher model by default") torchdistill put
+the teacher in eval mode every epoch (core/interfaces/pre_epoch_proc.py); since, nothing does, so the teacher of the
+rows published after it (ICKD and DIST in January 2024, SRD in May 2024, DIST+ in July 2025) ran in train mode: its
+BatchNorm on each batch's statistics (the SRD log's final teacher evaluation, 73.41, shows its running statistics
+moved from torchvision's 73.31). Those cells set teacher.batchnorm=batch (the batch statistics; the project never
+moves the teacher's running statistics); the rrpr2020 and nlp-oss2023 runs (2020-2021 logs) had it in eval mode."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,6 +20,7 @@ from scripts.experiments.cells import Cell, Published, multistep, phases_with, p
 from scripts.experiments.imagenet import TITLES, imagenet_common, imagenet_defaults, imagenet_header
 
 TD = "torchdistill configs/official/ilsvrc2012/yoshitomo-matsubara/"
+TD_SAMPLE = "torchdistill configs/sample/ilsvrc2012/"
 TD_TABLE = "docs/source/_static/benchmarks/imagenet-resnet18_kd.tsv"
 # The teacher's top-1 as each published run evaluated it ("* Acc@1" of the teacher in the logs).
 LOGGED_TEACHER = {"resnet34": 73.31, "resnet18": 69.76}
@@ -37,8 +45,12 @@ class Row:
     adjust_lr: bool = False
     sync_bn: bool = False
     logged: bool = True             # the config's .log beside it is the published run
+    provenance: str = ""            # where not logged: which run the number came from, as far as known
     before: str = ""                # what runs before the main phase, in words
     settings: tuple[tuple[str, object, str], ...] = ()  # top-level keys: (key, value, note)
+    optimizer: str = "sgd"          # or "adamw" (its lr and weight decay; torch's other defaults, as torchdistill)
+    teacher_batchnorm: str = "running"  # "batch": the run's teacher was in train mode (see the module docstring)
+    teacher_accuracy: tuple[float, str] | None = None  # the teacher's top-1 and its source, if not LOGGED_TEACHER's
 
     @property
     def lr(self) -> float:
@@ -49,6 +61,11 @@ class Row:
         return self.file.rsplit(".", 1)[0] + ".log"
 
 
+ONE_GPU_RUN = ("{log} is a 3-process run (world_size=3, lr 0.3) whose best and final top-1, {logged}, is not the "
+               "published {published}; rrpr2020/README.md says each file is from the 3-GPU or the 1-GPU run, whichever "
+               "was better, so the published number is taken to be the 1-GPU run's (its config and log are only in the "
+               "release's imagenet.zip, not read here): one process, batch 256, the config's lr 0.1. Unverified: that "
+               "run's own log would settle it")
 SSKD_NOTE = "SSKDLoss (loss_weights, kl_temp, ss_temp, tf_temp, ss_ratio, tf_ratio)"
 ROWS = (
     Row("kd", "kd", "resnet34", "rrpr2020/kd-resnet18_from_resnet34.yaml", "KD", (None, 71.37),
@@ -58,10 +75,12 @@ ROWS = (
          ("terms.kd.temperature", 1.0, "KDLoss temperature 1.0")), adjust_lr=True),
     Row("at", "at", "resnet34", "rrpr2020/at-resnet18_from_resnet34.yaml", "AT", ("70.70", 70.90),
         "CE 1 + ATLoss 1000 on layer3 and layer4 (pair weights 1, mode 'code': p 2).",
-        100, 3, 256, 0.1, 1.0e-4, (30, 60, 90),
+        100, 1, 256, 0.1, 1.0e-4, (30, 60, 90),
         (("terms.ce.weight", 1.0, "ce weight 1.0"), ("terms.at.weight", 1000.0, "at_loss weight 1000.0"),
          ("terms.at.stages", [2, 3], "at_pairs: layer3, layer4"),
-         ("terms.at.p", 2.0, "ATLoss mode 'code' squares the activations")), adjust_lr=True),
+         ("terms.at.p", 2.0, "ATLoss mode 'code' squares the activations")), logged=False,
+        provenance=ONE_GPU_RUN.format(log="rrpr2020/at-resnet18_from_resnet34.log", logged="70.5566",
+                                      published="70.90")),
     Row("ft", "ft", "resnet34", "rrpr2020/ft-resnet18_from_resnet34.yaml", "FT", ("71.43 (ILSVRC 2015)", 71.56),
         "CE 1 + FTLoss 1000, p 1, on the whole flattened factors (FTLoss; RepDistiller's default takes channel means); "
         "paraphraser and translator without BatchNorm (uses_bn: False).",
@@ -81,7 +100,9 @@ ROWS = (
          ("terms.crd.feat_dim", 128, "Linear4CRD out_features 128"),
          ("terms.crd.num_negatives", 16384, "num_negative_samples 16384"),
          ("terms.crd.temperature", 0.07, "CRDLoss temperature 0.07"),
-         ("terms.crd.momentum", 0.5, "CRDLoss momentum 0.5")), sync_bn=True),
+         ("terms.crd.momentum", 0.5, "CRDLoss momentum 0.5"),
+         ("terms.crd.memory_scope", "process", "CRDLoss is a criterion outside DDP: each of the 3 processes keeps "
+                                               "its own memory, updated from its own rows")), sync_bn=True),
     Row("sskd", "sskd", "resnet34", "rrpr2020/sskd-resnet18_from_resnet34.yaml", "SSKD", ("71.62", 70.09),
         "SSKDLoss loss_weights [CE 1.0, KD 0.9, SS 10.0, TF 2.7], T 4 / 0.5 / 4, ss_ratio 0.75, tf_ratio 1.0.",
         100, 3, 85, 0.1, 5.0e-4, (30, 60, 90),
@@ -94,9 +115,11 @@ ROWS = (
                "pre-training phase here keeps one lr); stage 2: "),
     Row("tfkd", "tfkd_self", "resnet18", "rrpr2020/tfkd-resnet18_from_resnet18.yaml", "Tf-KD (self-teacher)",
         ("70.42", 70.52), "KDLoss T 1.0, alpha 0.9 (weight on CE: CE 0.9 + KD 0.1).",
-        90, 3, 256, 0.1, 1.0e-4, (30, 60, 80),
+        90, 1, 256, 0.1, 1.0e-4, (30, 60, 80),
         (("terms.ce.weight", 0.9, "KDLoss alpha 0.9 (weight on CE)"), ("terms.kd.weight", 0.1, "KDLoss 1 - alpha"),
-         ("terms.kd.temperature", 1.0, "KDLoss temperature 1.0")), adjust_lr=True,
+         ("terms.kd.temperature", 1.0, "KDLoss temperature 1.0")), logged=False,
+        provenance=ONE_GPU_RUN.format(log="rrpr2020/tfkd-resnet18_from_resnet18.log", logged="70.2126",
+                                      published="70.52"),
         before="the teacher is torchvision's pretrained ResNet-18; "),
     Row("reviewkd", "reviewkd", "resnet34", "nlp-oss2023/kr-resnet18_from_resnet34.yaml", "KR (ReviewKD)",
         ("71.61", 71.64),
@@ -110,12 +133,12 @@ ROWS = (
          ("terms.reviewkd.weight", 1.0, "each level's HCL weight 1.0 (the term sums the levels)"),
          ("terms.reviewkd.stages", [0, 1, 2, 3], "abfs on layer1..layer4 (+ avgpool, always included)"),
          ("terms.reviewkd.warmup_epochs", 0, "no warm-up in torchdistill")), adjust_lr=True),
-    Row("dist", "dist", "resnet34", "torchdistill configs/sample/ilsvrc2012/dist/resnet18_from_resnet34.yaml", "DIST",
+    Row("dist", "dist", "resnet34", TD_SAMPLE + "dist/resnet18_from_resnet34.yaml", "DIST",
         ("72.07", 71.95), "CE 1 + DISTLoss 2.0 with beta 1, gamma 1, tau 1.",
         100, 1, 256, 0.1, 1.0e-4, (30, 60, 90),
         (("terms.ce.weight", 1.0, "ce weight 1.0"), ("terms.dist.weight", 2.0, "dist weight 2.0"),
          ("terms.dist.weight_inter", 1.0, "DISTLoss beta 1.0"), ("terms.dist.weight_intra", 1.0, "DISTLoss gamma 1.0"),
-         ("terms.dist.temperature", 1.0, "DISTLoss tau 1.0")), logged=False),
+         ("terms.dist.temperature", 1.0, "DISTLoss tau 1.0")), logged=False, teacher_batchnorm="batch"),
     Row("l2", "l2_embedding", "resnet34", "rrpr2020/ce_l2-resnet18_from_resnet34.yaml", "L2 (CE + L2)",
         ("70.90", 71.08), "CE 1 + 15 x MSELoss between the student's and the teacher's avgpool outputs (512-d).",
         90, 3, 171, 0.2, 1.0e-4, (30, 60),
@@ -134,6 +157,39 @@ ROWS = (
                "best.ckpt (scripts/reproduce_torchdistill.sh does); then ",
         settings=(("student_init_checkpoint", "<the L2 cell's run folder>/checkpoints/best.ckpt",
                    "required: the L2 cell's best checkpoint (pad_l2 src_ckpt)"),)),
+    Row("ickd", "ickd", "resnet34", TD_SAMPLE + "ickd/resnet18_from_resnet34.yaml", "ICKD", ("72.19", 68.34),
+        "KDLoss T 1.0, alpha 0.5 (CE 0.5 + KD 0.5) + ChSimLoss 500 between the teacher's layer4 and the student's "
+        "layer4 through Student4ICKD's embedding (3x3 conv 512 -> 512, no bias, + BatchNorm).",
+        100, 1, 256, 0.0002, 5.0e-4, (30, 60, 90),
+        (("terms.ce.weight", 0.5, "KDLoss alpha 0.5 (weight on CE)"), ("terms.kd.weight", 0.5, "KDLoss 1 - alpha"),
+         ("terms.kd.temperature", 1.0, "KDLoss temperature 1.0"), ("terms.ickd.weight", 500.0, "cs weight 500"),
+         ("terms.ickd.stage", -1, "ChSimLoss pair: layer4 / embed_dict.embed1 on student_model.layer4")),
+        logged=False, optimizer="adamw", teacher_batchnorm="batch"),
+    Row("srd", "srd", "resnet34", "torchdistill configs/official/ilsvrc2012/roymiles/aaai2024/"
+        "srd-resnet18_from_resnet34.yaml", "SRD", ("71.63", 71.92),
+        "CE 1 + SRDLoss 1: 2 log(sum |s - t|^4) between the batch-normalised (BatchNorm1d, affine False, eps 1e-4) "
+        "pooled layer4 features, the student's through a Linear 512 -> 512 (SRDModelWrapper), + KL at T 1.",
+        100, 1, 256, 0.1, 1.0e-4, (30, 60, 90),
+        (("terms.ce.weight", 1.0, "ce weight 1.0"), ("terms.srd.weight", 1.0, "srd_loss weight 1.0"),
+         ("terms.srd.exponent", 4.0, "SRDLoss exponent 4.0"), ("terms.srd.temperature", 1.0, "SRDLoss temperature 1.0"),
+         ("terms.srd.stage", -1, "SRDModelWrapper input_module model.layer4")),
+        teacher_batchnorm="batch",
+        teacher_accuracy=(73.41, "the log's final teacher evaluation (Acc@1 73.414): its BatchNorm running statistics "
+                                 "had moved in train mode (torchvision: 73.31)")),
+    Row("dist_plus", "dist_plus", "resnet34", TD_SAMPLE + "dist_plus/resnet18_from_resnet34.yaml", "DIST+",
+        ("72.39", 71.37),
+        "CE 1 + DISTPlusLoss 2.0 with beta 2, gamma 2 (intra), iota 1 (channel relation, added as the correlation "
+        "itself, torchdistill's sign), kappa 1 (spatial relation), tau 1, on both models' layer4.",
+        100, 1, 256, 0.1, 1.0e-4, (30, 60, 90),
+        (("terms.ce.weight", 1.0, "ce weight 1.0"), ("terms.dist_plus.weight", 2.0, "dist weight 2.0"),
+         ("terms.dist_plus.weight_inter", 2.0, "DISTPlusLoss beta 2.0"),
+         ("terms.dist_plus.weight_intra", 2.0, "DISTPlusLoss gamma 2.0 (DISTLoss's intra weight)"),
+         ("terms.dist_plus.weight_channel", 1.0, "DISTPlusLoss iota 1.0"),
+         ("terms.dist_plus.weight_spatial", 1.0, "DISTPlusLoss kappa 1.0"),
+         ("terms.dist_plus.temperature", 1.0, "DISTPlusLoss tau 1.0"),
+         ("terms.dist_plus.channel_form", "correlation", "DISTPlusLoss.channel_relation returns the correlation"),
+         ("terms.dist_plus.stage", -1, "student/teacher_feature_module_path layer4")),
+        logged=False, teacher_batchnorm="batch"),
 )
 
 
@@ -144,8 +200,8 @@ def source_of(row: Row) -> str:
 def layout_text(row: Row) -> str:
     """The published run's process layout in words, and how to run its global batch on other device counts."""
     if not row.logged:
-        return (f"batch {row.batch} on one process (a sample config: no log of the published run says how many "
-                f"processes it used)")
+        unknown = "a sample config: no log of the published run says how many processes it used"
+        return f"batch {row.batch} on one process ({row.provenance or unknown})"
     if row.processes == 1:
         return f"batch {row.batch} on one process ({row.log}: world_size=1)"
     total = row.processes * row.batch
@@ -161,8 +217,11 @@ def header_lines(row: Row, name: str) -> list[str]:
     original, ours = row.published
     published = f"Published ({TD_TABLE}): " + (f"original {original}, " if original else "") + f"torchdistill {ours:.2f}."
     decay = f"{row.weight_decay:.0e}".replace("e-0", "e-")  # 1e-4, as the configs write it
-    recipe = (f"{row.before}{row.epochs} epochs, SGD lr {row.lr:g} momentum 0.9 weight decay {decay}, "
-              f"{layout_text(row)}, x0.1 at {'/'.join(map(str, row.milestones))}; {row.loss}")
+    optimizer = f"SGD lr {row.lr:g} momentum 0.9" if row.optimizer == "sgd" else f"AdamW lr {row.lr:g}"
+    teacher = (" The teacher ran in train mode (BatchNorm on batch statistics: teacher.batchnorm=batch; its "
+               "running statistics stay put here)." if row.teacher_batchnorm == "batch" else "")
+    recipe = (f"{row.before}{row.epochs} epochs, {optimizer} weight decay {decay}, "
+              f"{layout_text(row)}, x0.1 at {'/'.join(map(str, row.milestones))}; {row.loss}{teacher}")
     return imagenet_header([
         f"torchdistill (Matsubara, 2021), ImageNet (ILSVRC-2012), {row.title} {TITLES[row.teacher]} -> ResNet-18.",
         published, f"Recipe ({source_of(row)}):", recipe], row.teacher, name, launch="")
@@ -171,25 +230,37 @@ def header_lines(row: Row, name: str) -> list[str]:
 def cell_for(row: Row) -> Cell:
     name = f"torchdistill/{row.method}_{row.teacher}_resnet18"
     cell = Cell(name, header_lines(row, name),
-                imagenet_defaults("resnet18", [("kd", row.kd), ("optimizer", "sgd"), ("scheduler", "multistep")]))
+                imagenet_defaults("resnet18", [("kd", row.kd), ("optimizer", row.optimizer), ("scheduler", "multistep")]))
     imagenet_common(cell, row.teacher, "resnet18", "torchdistill")
     where = row.log if row.logged else row.file
     cell.set("trainer.accelerator", "gpu", "torchdistill trains on GPUs")
-    cell.set("trainer.devices", row.processes, f"{where}: world_size={row.processes}" if row.logged else where)
+    devices_note = (f"{where}: world_size={row.processes}" if row.logged else
+                    "the published run taken to be the 1-GPU one (see the header)" if row.provenance else where)
+    cell.set("trainer.devices", row.processes, devices_note)
     if row.processes > 1:
         cell.set("trainer.strategy", "ddp", f"{row.log}: distributed training (torchrun)")
         cell.set("trainer.sync_batchnorm", row.sync_bn, f"{row.log}: sync_bn={row.sync_bn}")
     cell.set("data.batch_size", row.batch, f"{row.file} train_data_loader batch_size (per process)")
     cell.set("trainer.max_epochs", row.epochs, f"{row.file} num_epochs")
     lr_note = f"{row.file} lr {row.config_lr:g} x {row.processes} processes (-adjust_lr)" if row.adjust_lr else row.file
-    sgd(cell, row.lr, row.weight_decay, row.file, lr_note)
+    if row.optimizer == "sgd":
+        sgd(cell, row.lr, row.weight_decay, row.file, lr_note)
+    else:  # torchdistill passes lr and weight_decay only: torch's betas (0.9, 0.999) and eps 1e-8, as cfg/optimizer
+        cell.set("optimizer.lr", row.lr, lr_note)
+        cell.set("optimizer.weight_decay", row.weight_decay, row.file)
+    if row.teacher_batchnorm != "running":
+        cell.set("teacher.batchnorm", row.teacher_batchnorm, "torchdistill (since fcc8727) never puts the teacher in "
+                                                             "eval mode: its BatchNorm normalises with batch statistics")
     multistep(cell, list(row.milestones), 0.1, row.file)
     cell.set_rows("kd", row.terms)
     cell.set_rows("", row.settings)
     teacher_note = (f"{row.log}: the teacher's top-1 as the run evaluated it" if row.logged else
                     "torchvision's figure for these weights (no log of this run is published)")
+    teacher_accuracy = LOGGED_TEACHER[row.teacher]
+    if row.teacher_accuracy is not None:
+        teacher_accuracy, teacher_note = row.teacher_accuracy[0], f"{row.log}: {row.teacher_accuracy[1]}"
     publish(cell, Published(row.published[1], f"yoshitomo-matsubara/torchdistill {TD_TABLE}",
-                            teacher=LOGGED_TEACHER[row.teacher], epoch="best", teacher_note=teacher_note))
+                            teacher=teacher_accuracy, epoch="best", teacher_note=teacher_note))
     return cell
 
 
