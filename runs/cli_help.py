@@ -33,8 +33,7 @@ def groups(config_name: str) -> list[str]:
 def experiments_line() -> str:
     folders = sorted(p for p in (CFG_DIR / "experiment").iterdir() if p.is_dir() and p.name != "recipe")
     counts = ", ".join(f"{folder.name} {len(list(folder.rglob('*.yaml')))}" for folder in folders)
-    return (f"experiment: a complete recipe, e.g. experiment=repdistiller/kd_resnet32x4_resnet8x4 ({counts}); "
-            f"list them: python scripts/make_experiments.py --list [PAPER]")
+    return f"experiment: a complete recipe, e.g. experiment=repdistiller/kd_resnet32x4_resnet8x4 ({counts})"
 
 
 def app_help(config_name: str, script: str) -> str:
@@ -48,6 +47,7 @@ def app_help(config_name: str, script: str) -> str:
         names = options("model" if group == "student" else group)
         lines.append(textwrap.fill(f"{name}: {', '.join(names)}", WIDTH, subsequent_indent="    ", initial_indent="  "))
     lines.append(textwrap.fill(experiments_line(), WIDTH, initial_indent="  ", subsequent_indent="    "))
+    lines.append("    list them: python scripts/make_experiments.py --list [PAPER]")
     lines += ["", textwrap.fill(f"the composed config: python {script} --cfg job [overrides]; every key: README.md, "
                                 "docs/; Hydra's own options: --hydra-help", WIDTH)]
     return "\n".join(lines)

@@ -25,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from errors import exit_on_user_error, find_user_error, one_line
+from errors import find_user_error, one_line
+from runs.stops import exit_on_user_error
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,29 +52,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def train_all(methods: list[str], seeds: list[int], overrides: list[str]) -> tuple[list[dict], dict[str, str], list[float]]:
-    """(records, failures by method, seconds of the runs trained here): every method x seed, finished ones reused."""
+def train_all(methods: list[str], seeds: list[int], overrides: list[str]
+              ) -> tuple[list[dict], dict[str, str], dict[str, str], list[float]]:
+    """(records, failures by method, methods that refuse the pair with their reason, seconds of the runs trained
+    here): every method x seed, finished ones reused."""
     from runs.configs import compose
+    from runs.folders import run_folder
+    from runs.records import read_record
     from runs.training import run_distill
-    records, failures, trained = [], {}, []
+    records, failures, not_applicable, trained = [], {}, {}, []
     for method in methods:
         for seed in seeds:
             started = time.time()
             try:
                 cfg = compose("distill", ["data=digits", f"kd={method}", f"seed={seed}", *QUIET_RESUMABLE, *overrides])
+                reused = read_record(run_folder(cfg)) is not None  # finished before: its record is reused
                 record = run_distill(cfg, quiet=True)
             except Exception as error:  # noqa: BLE001 - one method's failure must not stop the table
-                failures[method] = f"{type(error).__name__}: {one_line(find_user_error(error) or error)}"
-                print(f"kd={method} seed={seed}: failed ({failures[method]})", flush=True)
+                reason = one_line(find_user_error(error) or error)
+                if reason.startswith(f"kd={method} cannot run on "):  # made for other models (DeiT's token)
+                    not_applicable[method] = reason
+                    print(f"kd={method}: does not apply to this pair ({reason})", flush=True)
+                else:
+                    failures[method] = f"{type(error).__name__}: {reason}"
+                    print(f"kd={method} seed={seed}: failed ({failures[method]})", flush=True)
                 break
             took = time.time() - started
-            reused = record.get("wall_time_s") is not None and took < 0.5 * record["wall_time_s"]
             if not reused:
                 trained.append(took)
             print(f"kd={method} seed={seed}: test top-1 {100 * record['last']['test/top1']:.2f} % "
                   f"({'reused' if reused else f'{took:.0f} s'})", flush=True)
             records.append(record)
-    return records, failures, trained
+    return records, failures, not_applicable, trained
 
 
 def copy_records(records: list[dict], folder: Path) -> None:
@@ -119,7 +129,7 @@ def make_tables(out: Path) -> list[str]:
 
 
 def readme(args: argparse.Namespace, argv: list[str], records: list[dict], failures: dict[str, str],
-           trained: list[float], seconds: float, state: dict) -> str:
+           not_applicable: dict[str, str], trained: list[float], seconds: float, state: dict) -> str:
     commits = sorted({(r.get("git_commit") or "?")[:12] + (" (uncommitted changes)" if r.get("git_dirty") else "")
                       for r in records})
     table = (args.out / "table.md").read_text() if (args.out / "table.md").is_file() else ""
@@ -131,7 +141,8 @@ def readme(args: argparse.Namespace, argv: list[str], records: list[dict], failu
            if state["git_dirty"] else "") + ".",
         f"Runs: {len(records)} records (methods x seeds {args.seeds}); their commits: {', '.join(commits)}.",
         f"This invocation took {seconds / 60:.1f} min, {len(trained)} runs trained here "
-        + (f"(mean {sum(trained) / len(trained):.0f} s each, teachers and scratch students included)" if trained else "")
+        + (f"(mean {sum(trained) / len(trained):.0f} s each, each seed's teacher and scratch student included in its "
+           f"first)" if trained else "")
         + "; the others were reused from their run folders.",
         "",
         "`python distill_train.py data=digits kd=NAME` (cfg/experiment/recipe/digits.yaml): ResNet-32 teacher trained on "
@@ -141,6 +152,9 @@ def readme(args: argparse.Namespace, argv: list[str], records: list[dict], failu
         "",
         table.strip(),
     ]
+    if not_applicable:
+        lines += ["", "Methods made for other models, which refuse this pair before any training:", "",
+                  *(f"- `{m}`: {reason}" for m, reason in not_applicable.items())]
     if failures:
         lines += ["", "Methods that failed:", "", *(f"- `{m}`: {reason}" for m, reason in failures.items())]
     return "\n".join(lines) + "\n"
@@ -157,12 +171,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if unknown:
         raise SystemExit(f"error: unknown methods {unknown}; pick from cfg/kd/: {', '.join(all_methods())}")
     started = time.time()
-    records, failures, trained = train_all(methods, args.seeds, args.overrides)
+    records, failures, not_applicable, trained = train_all(methods, args.seeds, args.overrides)
     if not records:
         raise SystemExit("error: no method finished: no table")
     copy_records(records, args.out / "records")
     commands = make_tables(args.out)
-    text = readme(args, argv, records, failures, trained, time.time() - started, state)
+    text = readme(args, argv, records, failures, not_applicable, trained, time.time() - started, state)
     text += "\nThe tables and plots, from the records:\n\n```bash\n" + "\n".join(commands) + "\n```\n"
     (args.out / "README.md").write_text(text)
     print(text)

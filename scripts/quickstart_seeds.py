@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from errors import exit_on_user_error
+from runs.stops import exit_on_user_error
 from runs.configs import ROOT, compose
 from runs.folders import committed_state
 from runs.tables import format_mean_std, markdown_table

@@ -17,6 +17,7 @@ import copy
 import functools
 import math
 import os
+import re
 import time
 import warnings
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import NamedTuple
 import torch
 from omegaconf import OmegaConf
 
+from datamodules.two_views import Views
 from errors import find_user_error
 from losses import DistillationObjective
 from models import build_model
@@ -77,6 +79,16 @@ def fresh_model(name: str, num_classes: int, input_shape: tuple[int, ...]) -> to
     return copy.deepcopy(_pristine(name, num_classes, input_shape))
 
 
+def shared_reason(message: str, pair: Pair) -> str:
+    """The reason of a refusal without what is particular to the pair (the models' names, shapes in parentheses,
+    the advice after ';' or ', but'), so one footnote covers every pair it applies to."""
+    reason = re.split(r"; |, but ", message)[0]
+    reason = re.sub(r" \([^()]*(\([^()]*\)[^()]*)*\)", "", reason)
+    for role in ("student", "teacher"):
+        reason = re.sub(rf"\b{re.escape(getattr(pair, role))}\b", f"the {role}", reason)
+    return reason
+
+
 def one_step(method: str, pair: Pair, batch_size: int = 4) -> str:
     torch.manual_seed(0)
     kd = OmegaConf.load(ROOT / "cfg" / "kd" / f"{method}.yaml")
@@ -91,12 +103,13 @@ def one_step(method: str, pair: Pair, batch_size: int = 4) -> str:
         task = DistillationTask(student, teacher, objective, pair.num_classes, torch.optim.SGD, example_input=x[:2],
                                 num_train=64, train_labels=torch.arange(64) % pair.num_classes)
         task.train()
-        loss = task.training_step((x, torch.randint(pair.num_classes, (batch_size,)), torch.arange(batch_size)), 0)
+        # a term that reads a strong augmented view (MLKD) gets one: the same random inputs, perturbed
+        inputs = Views(x, x + 0.1 * torch.randn_like(x)) if objective.train_views else x
+        loss = task.training_step((inputs, torch.randint(pair.num_classes, (batch_size,)), torch.arange(batch_size)), 0)
         loss.backward()
     except Exception as error:  # noqa: BLE001 - the reason goes into the matrix
         reason = find_user_error(error) or error
-        # The message up to its details in parentheses, so one reason covers every pair it applies to.
-        return f"{type(reason).__name__}: {str(reason).splitlines()[0].split(' (')[0].split('; ')[0]}"
+        return f"{type(reason).__name__}: {shared_reason(str(reason).splitlines()[0], pair)}"
     if not math.isfinite(loss.item()):
         return "non-finite loss"
     if not any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters()):

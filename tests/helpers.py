@@ -82,6 +82,16 @@ def reads_features(method: str) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
+def reads_views(method: str) -> bool:
+    """Whether kd=<method>'s terms declare extra augmented views of each example (`train_views`: MLKD's strong one)."""
+    from omegaconf import OmegaConf
+
+    from runs.configs import instantiate
+    kd = OmegaConf.load(Path(CFG_DIR) / "kd" / f"{method}.yaml")
+    return any(instantiate(node).train_views for node in kd.terms.values() if node)
+
+
+@functools.lru_cache(maxsize=None)
 def needs_another_model_kind(method: str) -> bool:
     """Whether kd=<method> reads a tap that no ordinary classifier declares (e.g. DeiT's 'distillation_head', which
     needs a ViT student with a distillation token): its declared taps, resolved on the digits pair's ResNets."""

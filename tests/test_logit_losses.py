@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from errors import ConfigError
-from tests.helpers import METHODS, reads_features
+from tests.helpers import METHODS, reads_features, reads_views
 from losses import DistillBatch
 from losses.kd_mse import KDMSETerm
 from losses.semiparametric import KDMSEGammaTerm, KDMSEOrthoTerm, KDMSEVarRedTerm, KDOrthoTerm
@@ -378,8 +378,8 @@ def test_gamma_target_is_detached_and_chunking_does_not_change_gamma():
     assert torch.equal(term._minimax(p, chunk=5), term._minimax(p))
 
 
-# Every method whose terms read logits only (their declared feature taps are none), from cfg/kd/.
-LOGIT_CONFIGS = [name for name in METHODS if not reads_features(name)]
+# Every method whose terms read the logits of one view only (no declared feature taps, no extra views), from cfg/kd/.
+LOGIT_CONFIGS = [name for name in METHODS if not reads_features(name) and not reads_views(name)]
 
 
 @pytest.mark.parametrize("name", LOGIT_CONFIGS)

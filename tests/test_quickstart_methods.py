@@ -6,13 +6,11 @@ Which methods refuse the quickstart's pair is not listed here: the terms' own ch
 loop, from one shared briefly trained teacher per pair: full runs are in tests/test_readme_commands.py."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from errors import UserError
 from runs.training import derived_train_config, run_train
-from tests.helpers import CFG_DIR, METHODS, compose_config, needs_another_model_kind, reads_features
+from tests.helpers import METHODS, compose_config, needs_another_model_kind, reads_features, reads_views
 from tests.test_experiments import one_training_step
 
 SMALL = ["data.train_subset=32", "data.val_size=16", "data.test_subset=16", "data.batch_size=16",
@@ -48,14 +46,6 @@ def test_every_method_runs_on_the_digits_pair(method, teacher_checkpoints, data_
     # a tap no CNN declares (DeiT's distillation token): refused before any training, in one line
     with pytest.raises(UserError, match=rf"^kd={method} cannot run on resnet32 -> resnet8 \(digits\): "):
         one_training_step(cfg)
-
-
-def reads_views(method: str) -> bool:
-    """Whether kd=<method>'s terms declare extra augmented views of each example (MLKD's strong view)."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-    kd = OmegaConf.load(Path(CFG_DIR) / "kd" / f"{method}.yaml")
-    return any(instantiate(node).train_views for node in kd.terms.values() if node)
 
 
 @pytest.mark.parametrize("method", METHODS)
