@@ -77,21 +77,3 @@ def build_objective(cfg: DictConfig) -> DistillationObjective:
                               f"another method may have set it (experiment=...); drop it with ~kd.terms.{name}, or add "
                               f"kd.terms.{name}._target_")
     return DistillationObjective({name: instantiate(node) for name, node in terms.items() if node is not None})
-
-
-def require_pair(cfg: DictConfig) -> None:
-    """A distillation config names its student and teacher: the data set's default pair (cfg/model/pair/<data>/),
-    the user's choices, or (teacher) a checkpoint that carries its model config. One line otherwise, before
-    anything reads the run's name."""
-    if cfg.get("task") != "distill":
-        return
-    data = cfg.data.get("name")
-    fix = (f"data={data} has no default teacher-student pair (cfg/model/pair/{data}/); name one, e.g. "
-           f"student=resnet8x4 teacher/model=resnet32x4")
-    if cfg.get("student") is None:
-        raise ConfigError(f"no student: {fix}")
-    if cfg.teacher.get("model") is None:
-        from runs.checkpoint_checks import adopt_teacher_checkpoints
-        adopt_teacher_checkpoints(cfg)  # a checkpoint of ours carries its model config
-        if cfg.teacher.get("model") is None:
-            raise ConfigError(f"no teacher model: {fix} (a checkpoint without its model config needs teacher/model)")

@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from errors import ConfigError, UserError, one_line
-from runs.checkpoint_checks import teacher_checkpoints
+from runs.checkpoint_checks import adopt_teacher_checkpoints, teacher_checkpoints
 from runs.configs import build_objective, instantiate, model_node
 from runs.validation import checked
 from tasks.finite import NonFiniteError
@@ -165,4 +165,21 @@ def check_method_fits(cfg: DictConfig, datamodule) -> None:
            "pick a pair it fits (README: support matrix) or another method")
     raise ConfigError(f"kd={method} cannot run on {cfg.teacher.model.name} -> {cfg.student.name} ({data}): {reason}. "
                       f"{fix[0].upper()}{fix[1:]}")
+
+
+def require_pair(cfg: DictConfig) -> None:
+    """A distillation config names its student and teacher: the data set's default pair (cfg/model/pair/<data>/),
+    the user's choices, or (teacher) a checkpoint that carries its model config. One line otherwise, before
+    anything reads the run's name."""
+    if cfg.get("task") != "distill":
+        return
+    data = cfg.data.get("name")
+    fix = (f"data={data} has no default teacher-student pair (cfg/model/pair/{data}/); name one, e.g. "
+           f"student=resnet8x4 teacher/model=resnet32x4")
+    if cfg.get("student") is None:
+        raise ConfigError(f"no student: {fix}")
+    if cfg.teacher.get("model") is None:
+        adopt_teacher_checkpoints(cfg)  # a checkpoint of ours carries its model config
+        if cfg.teacher.get("model") is None:
+            raise ConfigError(f"no teacher model: {fix} (a checkpoint without its model config needs teacher/model)")
 

@@ -29,10 +29,11 @@ from tasks.metrics import fidelity_settings
 from runs.class_means import bind_training_class_means
 from runs.checkpoint_checks import (adopt_evaluated_model, check_resumable, initialise_from, load_teacher_member,
                                     teacher_checkpoints)
-from runs.configs import build_objective, chosen_experiment, instantiate, model_node, require_pair
+from runs.configs import build_objective, chosen_experiment, instantiate, model_node
 from runs.console import fit_label, hide_evaluation_bars, label_progress
 from runs.processes import follows_first_process, single_process_trainer
-from runs.model_fit import check_method_fits, check_model_fits, check_models_fit, check_teacher_members
+from runs.model_fit import (check_method_fits, check_model_fits, check_models_fit, check_teacher_members,
+                            require_pair)
 from runs.validation import check_config, checked
 from runs.folders import claim_run_folder, config_digest, git_state, run_folder, run_folder_lock
 from runs.notices import data_notices
