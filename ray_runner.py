@@ -13,6 +13,10 @@ from runs.stops import exit_on_user_error
 
 
 def main(arguments: list[str]) -> None:
+    if {"--help", "-h"} & set(arguments):
+        from runs.cli_help import options
+        print(f"{__doc__.strip()}\n\nsearch spaces: {', '.join(options('search'))}")
+        return
     from runs.sweep import print_summary, run_sweep, split_arguments
     runner, trials = split_arguments(arguments)
     if not any(a.split("=", 1)[0] == "search" for a in runner):

@@ -15,6 +15,10 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    import sys
+    if {"--help", "-h"} & set(sys.argv[1:]):  # one screen, from cfg/ (Hydra's own: --hydra-help)
+        from runs.cli_help import app_help
+        sys.exit(print(app_help("train", "train.py")))
     from runs.preflight import preflight
     preflight("train")  # before Hydra writes anything: overrides that compose, a folder that takes the run
     main()

@@ -113,6 +113,19 @@ class MNIST1DDataModule(TensorDataModule):
         return arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"]
 
 
+def grey_strong_view():
+    """The strong view (MLKD's, datamodules/two_views.py) of a one-channel image in [0, 1]: CIFAR's RandAugment(2, 10)
+    (datamodules/strong_augment.py), which works on RGB, on the image as grey RGB (three equal channels, uint8), then
+    back to one channel; no crop or flip, which the digits' weak view does not make either."""
+    from torchvision import transforms
+
+    from datamodules.strong_augment import FixMatchRandAugment
+    return transforms.Compose([transforms.Lambda(lambda x: x.expand(3, *x.shape[1:])),
+                               transforms.ConvertImageDtype(torch.uint8), FixMatchRandAugment(ops=2),
+                               transforms.ConvertImageDtype(torch.float32),
+                               transforms.Lambda(lambda x: x.mean(dim=0, keepdim=True))])
+
+
 class DigitsDataModule(TensorDataModule):
     """scikit-learn's 8x8 handwritten digits (1797 images, shipped with the package) as 1x8x8 in [0, 1];
     a test split of `test_size` images drawn by `split_seed`, the rest is the training set."""
@@ -121,12 +134,14 @@ class DigitsDataModule(TensorDataModule):
     true_num_classes = 10
     true_input_shape = (1, 8, 8)
     total_images = 1797
+    makes_strong_view = True
 
     def __init__(self, *args, test_size: int = 360, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if not 1 <= int(test_size) < self.total_images:
             raise ConfigError(f"data.test_size must be in [1, {self.total_images}), got {test_size}")
         self.test_size = int(test_size)
+        self.strong_transform = grey_strong_view()
 
     def make_arrays(self):
         from sklearn.datasets import load_digits

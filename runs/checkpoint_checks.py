@@ -17,6 +17,7 @@ from typing import Mapping
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
+from errors import ConfigError
 from models.checkpoints import (MODEL_CONFIG_KEY, CheckpointError, model_from_checkpoint, read_checkpoint,
                                 state_mismatch)
 from runs.notices import notice
@@ -93,12 +94,35 @@ def adopt_teacher_checkpoints(cfg: DictConfig) -> None:
             cfg.teacher.models = [config.get("name") for config in configs]
 
 
+def adopt_evaluated_model(cfg: DictConfig) -> None:
+    """test_only=true ckpt=PATH evaluates the checkpoint's own model: where the checkpoint carries its model config
+    (ours do), that config becomes cfg.model (cfg.student for distill_train.py), so the run's first line, folder
+    name and record name what is evaluated. A different model named on the command line is refused; a foreign
+    state dict carries none and is built as the configured model."""
+    if not cfg.get("test_only") or not cfg.get("ckpt"):
+        return
+    from runs.configs import chosen_on_command_line
+    key = "student" if cfg.get("task") == "distill" else "model"
+    try:
+        checkpoint = read_checkpoint(str(cfg.ckpt))
+    except CheckpointError as error:
+        raise error.with_fix("pass ckpt= a .ckpt written by train.py or distill_train.py") from None
+    config = checkpoint.get(MODEL_CONFIG_KEY) if isinstance(checkpoint, Mapping) else None
+    if config is None:
+        return
+    chosen = chosen_on_command_line(key)
+    if chosen is not None and chosen != config.get("name"):
+        raise ConfigError(f"{key}={chosen} contradicts ckpt={cfg.ckpt}, which holds a {config.get('name')}: "
+                          f"test_only evaluates the checkpoint's own model; drop {key}=")
+    with open_dict(cfg):
+        cfg[key] = OmegaConf.create(config)
+
+
 def _named_on_command_line(group: str) -> bool:
     """Whether the command line chose `group` (True where no Hydra app composed the config: tests, sweeps)."""
     from hydra.core.hydra_config import HydraConfig
-    if not HydraConfig.initialized():
-        return True
-    return any(o.lstrip("+~").split("=", 1)[0] == group for o in HydraConfig.get().overrides.task)
+    from runs.configs import chosen_on_command_line
+    return not HydraConfig.initialized() or chosen_on_command_line(group) is not None
 
 
 def load_teacher_member(path: str, fallback_config: Mapping, key: str | None) -> tuple[nn.Module, dict]:

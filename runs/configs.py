@@ -44,6 +44,18 @@ def chosen_experiment() -> str | None:
     if not HydraConfig.initialized():
         return None
     return experiment_in_use(HydraConfig.get().runtime.choices.get("experiment"))
+def chosen_on_command_line(group: str) -> str | None:
+    """The value the running Hydra app was given for `group` on its command line (e.g. "mlp1d" for model=mlp1d),
+    or None: not given, or not composed by the app (Ray trials, scripts and tests compose their own)."""
+    if not HydraConfig.initialized():
+        return None
+    for override in HydraConfig.get().overrides.task:
+        key, _, value = str(override).lstrip("+~").partition("=")
+        if key == group:
+            return value
+    return None
+
+
 def instantiate(node, *args, **kwargs):
     """Hydra's instantiate, but a user error raised inside a constructor surfaces as itself."""
     try:

@@ -35,3 +35,17 @@ def hide_evaluation_bars(trainer, verbose: bool) -> None:
     with an empty line."""
     if not verbose:
         trainer.callbacks = [c for c in trainer.callbacks if c is not trainer.progress_bar_callback]
+
+
+def fit_label(cfg) -> str:
+    """What a fit trains, for its progress display: "student resnet8, kd=dkd" or the model's name."""
+    if cfg.get("task") == "distill":
+        return f"student {cfg.student.name}, kd={cfg.kd.name}"
+    return str(cfg.model.name)
+
+
+def label_progress(trainer, label: str) -> None:
+    """The trainer's progress display names what it trains (tasks/callbacks.py: bar description, epoch lines)."""
+    if hasattr(trainer.progress_bar_callback, "label"):
+        trainer.progress_bar_callback.label = label
+

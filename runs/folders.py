@@ -166,3 +166,15 @@ def git_state() -> dict[str, Any]:
 
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None}
+
+
+def committed_state(allow_dirty: bool = False) -> dict[str, Any]:
+    """git_state() of a run that makes results for the repository: a tree with uncommitted changes to tracked files
+    stops it (results/ holds what a commit's command makes, so a rerun of the same config matches), unless
+    `allow_dirty` (a trial, whose tables then say so)."""
+    state = git_state()
+    if state["git_dirty"] and not allow_dirty:
+        raise UserError("the working tree has uncommitted changes to tracked files: results made now would match no "
+                        "commit; commit or stash them first (--allow-dirty makes a trial table that says so)")
+    return state
+

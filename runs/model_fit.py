@@ -5,12 +5,14 @@ cfg/model/ that do fit). A teacher read from a checkpoint must also answer with 
 """
 from __future__ import annotations
 
+import re
+
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from errors import ConfigError, one_line
-from runs.checkpoint_checks import teacher_checkpoints
-from runs.configs import instantiate, model_node
+from errors import ConfigError, UserError, one_line
+from runs.checkpoint_checks import adopt_teacher_checkpoints, teacher_checkpoints
+from runs.configs import build_objective, instantiate, model_node
 from runs.validation import checked
 from tasks.finite import NonFiniteError
 
@@ -110,3 +112,74 @@ def check_teacher_members(cfg: DictConfig, members: list[torch.nn.Module], check
             raise NonFiniteError(f"{who} answers training examples with non-finite outputs (NaN or infinite): it "
                                  f"diverged in training or its file is damaged; train it again or use another "
                                  f"checkpoint")
+
+
+# The data set on which every method of cfg/kd/ runs (tests/test_digits_methods.py holds it), offered to a
+# method its pair cannot serve.
+EVERY_METHOD_DATA = "digits"
+
+
+def method_misfit(cfg: DictConfig, datamodule) -> str | None:
+    """Why kd=NAME cannot run on this teacher -> student pair, or None if it can: the terms' own checks of what
+    they need (feature maps over positions, enough stages, equal widths, square images, ...), run at setup on
+    freshly built (untrained) models of the pair and two training examples, before any model is trained. The
+    reason is the first clause of the term's message (its advice is about the term's options, which cannot
+    help a pair that lacks what the method reads)."""
+    from models.teachers import FrozenTeacher
+    from runs.class_means import bind_class_means
+    from tasks.distillation import DistillationTask
+    example = example_batch(datamodule)
+    with torch.random.fork_rng(devices=[]):
+        try:
+            student = _build_model(cfg, cfg.student, "student")
+            teacher = FrozenTeacher(_build_model(cfg, cfg.teacher.model, "teacher.model"))
+            objective = build_objective(cfg)
+            labels = torch.arange(len(example)) % datamodule.num_classes
+            bind_class_means(objective, teacher.model, [(example, labels)], datamodule.num_classes)  # KD++'s centres
+            DistillationTask(student, teacher, objective, datamodule.num_classes, torch.optim.SGD,
+                             example_input=example, num_train=len(datamodule.train_set.base),
+                             train_labels=datamodule.train_labels())
+        except UserError as error:
+            return re.split(r"; |\. (?=[A-Z])", one_line(error), maxsplit=1)[0]
+    return None
+
+
+def runs_on_every_method_data(method: str) -> bool:
+    """Whether kd=<method> fits the digits pair (every method but those made for other kinds of model, e.g. DeiT's
+    distillation token): checked as on any pair, when a refusal is about to name digits."""
+    from runs.configs import compose
+    cfg = compose("distill", [f"data={EVERY_METHOD_DATA}", f"kd={method}"])
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    return method_misfit(cfg, datamodule) is None
+
+
+def check_method_fits(cfg: DictConfig, datamodule) -> None:
+    """A method the pair cannot serve stops here, before any training, with the reason and a command that runs it."""
+    reason = method_misfit(cfg, datamodule)
+    if reason is None:
+        return
+    method, data = cfg.kd.get("name"), cfg.data.get("name")
+    fix = (f"every method runs on the {EVERY_METHOD_DATA} image pair: python distill_train.py data={EVERY_METHOD_DATA} "
+           f"kd={method}" if data != EVERY_METHOD_DATA and runs_on_every_method_data(method) else
+           "pick a pair it fits (README: support matrix) or another method")
+    raise ConfigError(f"kd={method} cannot run on {cfg.teacher.model.name} -> {cfg.student.name} ({data}): {reason}. "
+                      f"{fix[0].upper()}{fix[1:]}")
+
+
+def require_pair(cfg: DictConfig) -> None:
+    """A distillation config names its student and teacher: the data set's default pair (cfg/model/pair/<data>/),
+    the user's choices, or (teacher) a checkpoint that carries its model config. One line otherwise, before
+    anything reads the run's name."""
+    if cfg.get("task") != "distill":
+        return
+    data = cfg.data.get("name")
+    fix = (f"data={data} has no default teacher-student pair (cfg/model/pair/{data}/); name one, e.g. "
+           f"student=resnet8x4 teacher/model=resnet32x4")
+    if cfg.get("student") is None:
+        raise ConfigError(f"no student: {fix}")
+    if cfg.teacher.get("model") is None:
+        adopt_teacher_checkpoints(cfg)  # a checkpoint of ours carries its model config
+        if cfg.teacher.get("model") is None:
+            raise ConfigError(f"no teacher model: {fix} (a checkpoint without its model config needs teacher/model)")
+

@@ -29,6 +29,9 @@ from runs.writing import output_folder_problem
 CFG_DIR = Path(__file__).resolve().parents[1] / "cfg"
 SCRIPTS = {"train": "train.py", "distill": "distill_train.py", "tune": "ray_runner.py"}
 # Hydra's own flags: with any of these Hydra prints or lists something (or runs a sweep); it is left to Hydra.
+# Groups whose defaults are `optional` (cfg/distill.yaml: the data set's recipe and default pair): an option that does
+# not exist would be dropped silently, so it is refused here.
+OPTIONAL_GROUPS = ("experiment", "student", "teacher/model")
 HYDRA_MODES = ("help", "hydra_help", "version", "cfg", "info", "shell_completion", "multirun", "config_path",
                "config_name", "config_dir", "experimental_rerun")
 
@@ -80,9 +83,10 @@ def compose_checked(config_name: str, overrides: list[str], with_hydra: bool = F
         raise ConfigError(explain(error, config_name, overrides)) from None
     for override in overrides:
         key, _, value = override.lstrip("+").partition("=")
-        missing = not (CFG_DIR / "experiment" / f"{value}.yaml").is_file()
-        if key == "experiment" and value and value != "null" and missing:
-            raise ConfigError(_unknown_option("experiment", value, config_name))
+        missing = not (CFG_DIR / key / f"{value}.yaml").is_file()
+        # experiment, student and teacher/model are `optional` defaults, which Hydra would drop without a word
+        if key in OPTIONAL_GROUPS and value and value != "null" and missing:
+            raise ConfigError(_unknown_option(key, value, config_name))
     return cfg
 
 

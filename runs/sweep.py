@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -66,29 +67,39 @@ def parameter_space(space: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class ReportToTune(pl.Callback):
-    """Reports every validation epoch's metrics to Ray Tune (a scheduler may stop the trial there)."""
+    """Reports each training epoch's validation metrics to Ray Tune, once per epoch (a scheduler's rungs count
+    these reports; a scheduler may stop the trial there). The evaluations after the fit (the last and best
+    checkpoints on validation and test) report nothing: the trial's final report carries them."""
+
+    def __init__(self) -> None:
+        self.reports = 0
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking or not trainer.is_global_zero or trainer.state.fn != "fit":
             return
         from ray import tune
         metrics = {metric_key(k): float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         tune.report({**metrics, "epoch": trainer.current_epoch, "run_dir": trainer.default_root_dir})
+        self.reports += 1
 
 
 def run_trial(params: dict, *, task: str, overrides: list[str], attempts_dir: str, cpus: float) -> None:
     """One trial: compose, run the entry point's function, report the final record."""
     import torch
     from ray import tune
+    from runs.console import configure_console
+    configure_console(verbose=False)  # a trial's log as a run's console: no Lightning banners, tips or INFO lines
     torch.set_num_threads(max(1, int(cpus)))  # trials side by side must not oversubscribe the cores
     trial_id = tune.get_context().get_trial_id()
     with open(Path(attempts_dir) / f"{trial_id}.jsonl", "a") as log:  # every (re)start of this trial
         log.write(json.dumps({"time": time.time(), "params": params}) + "\n")
     trial_overrides = [*overrides, *(f"{k}={override_value(v)}" for k, v in params.items()), "resume=auto"]
     cfg = compose(task, trial_overrides)
-    record = (run_distill if task == "distill" else run_train)(cfg, quiet=True, callbacks=[ReportToTune()])
-    final = {metric_key(k): v for k, v in record["last"].items() if isinstance(v, (int, float))}
-    tune.report({**final, "run_dir": record["run_dir"], "finished": True})
+    reporter = ReportToTune()
+    record = (run_distill if task == "distill" else run_train)(cfg, quiet=True, callbacks=[reporter])
+    if not reporter.reports:  # a finished run reused (nothing trained): its record is the trial's one report
+        final = {metric_key(k): v for k, v in record["last"].items() if isinstance(v, (int, float))}
+        tune.report({**final, "run_dir": record["run_dir"], "epoch": record.get("epochs")})
 
 
 def split_arguments(arguments: list[str]) -> tuple[list[str], list[str]]:
@@ -118,6 +129,27 @@ def _scheduler(settings: DictConfig):
     return None
 
 
+def check_resources(settings: DictConfig) -> None:
+    """A local sweep asking for GPUs on a machine without one would wait forever for a GPU that never frees
+    (Ray warns every ~35 s): refused before Ray starts, as a single run with trainer=gpu is."""
+    gpu = float(settings.resources.gpu)
+    if gpu > 0 and not settings.get("address"):
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError(f"tune.resources.gpu={settings.resources.gpu} asks for a GPU per trial, but this machine "
+                              f"has none; drop it (tune.resources.gpu=0), or run on a cluster with GPUs "
+                              f"(tune.address=auto)")
+
+
+def plain_logs_off_terminal() -> None:
+    """Where the output is a file or a pipe (a log, `tee`), Ray's worker lines come without colour codes and without
+    its coloured "[repeated Nx]" folding, and Tune prints no status boxes. Before Ray is imported (it reads them
+    then); a value already set is kept."""
+    if not sys.stdout.isatty():
+        for key, value in (("RAY_COLOR_PREFIX", "0"), ("RAY_DEDUP_LOGS", "0"), ("RAY_AIR_NEW_OUTPUT", "0")):
+            os.environ.setdefault(key, value)
+
+
 def _init_ray(settings: DictConfig) -> bool:
     """Starts (or joins) Ray for a sweep; False, leaving it as it is, where this process already has a Ray session
     (one its caller started, e.g. for several sweeps: each start costs seconds)."""
@@ -134,16 +166,19 @@ def _init_ray(settings: DictConfig) -> bool:
         cpus = settings.get("num_cpus")
         ray.init(num_cpus=int(cpus) if cpus else None, include_dashboard=False, ignore_reinit_error=True,
                  _node_ip_address="127.0.0.1", configure_logging=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}})
+                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
+                                           "OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]}})  # runs/__init__.py
     return True
 
 
 def run_sweep(runner_overrides: list[str], trial_overrides: list[str]) -> dict:
     """Compose the sweep, run it on Ray (local on loopback, or `tune.address`), return its summary."""
+    plain_logs_off_terminal()
     from ray import tune
     cfg = compose("tune", runner_overrides)
     check_values(cfg)
     search, settings = cfg.search, cfg.tune
+    check_resources(settings)
     if search.get("task") not in ("train", "distill"):
         raise ConfigError(f"search.task must be train or distill, got {search.get('task')!r}")
     storage = Path(str(settings.storage)).resolve()
@@ -221,6 +256,11 @@ def trial_variants(space: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any
     return [first] + [{**first, key: value} for key, spec in space.items() for value in space_values(spec)[1:]]
 
 
+def finished(run_dir: str | None) -> bool:
+    """A trial finished when its run folder holds a record (written once, at the end of the run)."""
+    return bool(run_dir) and (Path(run_dir) / RECORD_NAME).is_file()
+
+
 def summarise(results, varied: list[str], metric: str, mode: str, attempts: Path) -> dict:
     trials = []
     for result in results:
@@ -230,7 +270,7 @@ def summarise(results, varied: list[str], metric: str, mode: str, attempts: Path
         trials.append({
             "params": {k: (result.config or {}).get(k) for k in varied},
             "metric": metrics.get(metric),
-            "status": "error" if result.error else "finished" if metrics.get("finished") else "stopped early",
+            "status": "error" if result.error else "finished" if finished(metrics.get("run_dir")) else "stopped early",
             "error": str(result.error).strip().splitlines()[-1] if result.error else None,
             "attempts": len(log.read_text().splitlines()) if log else None,
             "run_dir": metrics.get("run_dir"), "epochs_reported": metrics.get("training_iteration"),
@@ -248,18 +288,40 @@ def shown(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Each dotted key by its shortest ending that no other key shares (kd.terms.kd.temperature -> temperature)."""
+    names = {}
+    for key in keys:
+        parts = key.split(".")
+        for start in range(len(parts) - 1, -1, -1):
+            name = ".".join(parts[start:])
+            if not any(other != key and (other == name or other.endswith("." + name)) for other in keys):
+                break
+        names[key] = name
+    return names
+
+
 def print_summary(summary: dict, top: int) -> None:
+    """The best trials, readable at 80 columns: short parameter names, the metric as the tables show it (percent
+    for accuracies), each trial's run folder by name (the summary file has the full paths)."""
     from rich.console import Console
     from rich.table import Table
-    table = Table(title=f"best trials by {summary['metric']} ({summary['mode']})")
-    for key in (*summary["varied"], summary["metric"], "status", "attempts", "run folder"):
-        table.add_column(key)
+
+    from tasks.units import shown as shown_metric, shown_in_percent
+    metric = summary["metric"]
+    names = short_names(summary["varied"])
+    table = Table(title=f"best trials by {metric}{' (%)' if shown_in_percent(metric) else ''}, {summary['mode']}",
+                  title_justify="left")
+    for key in summary["varied"]:
+        table.add_column(names[key])
+    for column in (metric, "status", "tries", "run folder"):
+        table.add_column(column, overflow="fold")
     for trial in summary["trials"][:top] + [t for t in summary["trials"][top:] if t["status"] == "error"]:
         value = trial["metric"]
         table.add_row(*(shown(trial["params"].get(k)) for k in summary["varied"]),
-                      "-" if value is None else f"{value:.4f}", trial["status"] + (f": {trial['error']}" if
-                                                                                    trial["error"] else ""),
-                      str(trial["attempts"]), str(trial["run_dir"] or "-"))
-    console = Console()
+                      "-" if value is None else shown_metric(metric, value),
+                      trial["status"] + (f": {trial['error']}" if trial["error"] else ""), str(trial["attempts"]),
+                      Path(trial["run_dir"]).name if trial["run_dir"] else "-")
+    console = Console(width=None if sys.stdout.isatty() else 80)
     console.print(table)
-    console.print(f"summary: {summary['path']}")
+    console.print(f"summary, every trial with its record: {summary['path']}")

@@ -20,14 +20,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from runs.records import RECORD_NAME, Record, RecordsError, warn
+from tasks.units import shown_in_percent
 
 MISSING = "-"
 AXIS_JOIN = " → "
 EPOCHS = ("last", "best")
 EPOCH_TITLES = {"last": "last epoch", "best": "best-on-validation epoch"}
 TEACHER_METRIC = "test/teacher_top1"
-# Stored as fractions, shown in percent (as the end-of-run summary shows them).
-PERCENT_METRICS = frozenset({"top1", "top5", "agreement", "teacher_top1", "ece"})
 
 
 # ----------------------------------------------------------------------------------------------- keys
@@ -182,7 +181,7 @@ def select(records: list[Record], filters: Sequence[Filter]) -> list[Record]:
 
 # ----------------------------------------------------------------------------------------------- metrics
 def is_percent(metric: str) -> bool:
-    return metric.rsplit("/", 1)[-1] in PERCENT_METRICS
+    return shown_in_percent(metric)
 
 
 def shown_value(metric: str, value: float) -> float:
@@ -194,19 +193,17 @@ def metric_title(metric: str) -> str:
 
 
 def with_metric(records: Sequence[Record], epoch: str, metrics: Sequence[str]) -> list[Record]:
-    """The records that have every one of `metrics` at `epoch`; the others are skipped with a warning."""
-    kept = []
+    """The records that have every one of `metrics` at `epoch`. Where some do and others do not, one warning
+    says how many were skipped and why (where none do, the caller stops with the metrics there are)."""
+    kept, skipped = [], []
     for record in records:
-        section = record.data.get(epoch)
-        missing = [m for m in metrics if record.metric(epoch, m) is None]
-        if not missing:
-            kept.append(record)
-        elif not isinstance(section, dict):
-            hint = " (a test_only record: it has 'test' only)" if "test" in record.data else ""
-            warn(f"skipping {record.path}: it has no '{epoch}' metrics{hint}")
-        else:
-            have = ", ".join(sorted(k for k in section if k != "epoch")) or "none"
-            warn(f"skipping {record.path}: no {', '.join(missing)} in its '{epoch}' metrics (it has: {have})")
+        (kept if all(record.metric(epoch, m) is not None for m in metrics) else skipped).append(record)
+    if kept and skipped:
+        example = skipped[0]
+        section = example.data.get(epoch)
+        why = (f"no {', '.join(metrics)} in their '{epoch}' metrics" if isinstance(section, dict) else
+               f"no '{epoch}' metrics" + (" (test_only records have 'test' only)" if "test" in example.data else ""))
+        warn(f"skipping {len(skipped)} of {len(records)} records: {why} (e.g. {example.path})")
     return kept
 
 
@@ -288,14 +285,37 @@ def unique_runs(records: Sequence[Record]) -> list[Record]:
     return kept
 
 
+# Config keys that differ between runs of one experiment without making them different experiments.
+NOT_A_DIFFERENCE = ("run_dir", "run_name", "paths", "seed", "data.seed", "hydra", "logger", "callbacks", "published")
+_warned_differences: set[tuple[str, ...]] = set()
+
+
+def differing_keys(records: Sequence[Record]) -> list[str]:
+    """Dotted config keys whose values differ among these records (run-specific ones aside)."""
+    def flat(tree: Any, prefix: str = "") -> dict[str, str]:
+        if not isinstance(tree, dict):
+            return {prefix: format_value(tree)}
+        return {k: v for key, value in tree.items() for k, v in flat(value, f"{prefix}{key}.").items()} \
+            if tree else {prefix: "{}"}
+    views = [{k.rstrip("."): v for k, v in flat(record.data.get("config", {})).items()} for record in records]
+    keys = sorted({key for view in views for key in view})
+    differing = [key for key in keys if len({view.get(key, MISSING) for view in views}) > 1]
+    return [key for key in differing if not any(key == n or key.startswith(f"{n}.") for n in NOT_A_DIFFERENCE)]
+
+
 def check_seeds(records: Sequence[Record], where: str) -> None:
-    """Warns when one cell or point averages several runs of the same seed: they differ in a config value
-    that the grouping ignores."""
+    """Warns when one cell or point averages several runs of the same seed: they differ in config values that
+    the grouping ignores, which the warning names (once per set of such keys, however many cells share it)."""
     seeds = [record.seed for record in records]
-    repeated = sorted({str(seed) for seed in seeds if seeds.count(seed) > 1})
-    if repeated:
-        warn(f"{where} averages {len(records)} runs with repeated seed(s) {', '.join(repeated)}: they differ "
-             f"in some config value the grouping ignores; add that key to the grouping or select with --filter")
+    if len(set(seeds)) == len(seeds):
+        return
+    keys = tuple(differing_keys(records)[:6])
+    if keys in _warned_differences:
+        return
+    _warned_differences.add(keys)
+    named = f"they differ in {', '.join(keys)}" if keys else "their configs are the same (the same run copied?)"
+    warn(f"{where} averages {len(records)} runs of repeated seeds: {named}; add such keys to the grouping or select "
+         f"with --filter (cells that differ in the same keys are not warned about again)")
 
 
 def shown_label(record: Record, keys: Sequence[str], renames: dict[str, str] | None = None,

@@ -27,11 +27,13 @@ from tasks.distillation import DistillationTask
 from tasks.finite import NonFiniteError
 from tasks.metrics import fidelity_settings
 from runs.class_means import bind_training_class_means
-from runs.checkpoint_checks import check_resumable, initialise_from, load_teacher_member, teacher_checkpoints
+from runs.checkpoint_checks import (adopt_evaluated_model, check_resumable, initialise_from, load_teacher_member,
+                                    teacher_checkpoints)
 from runs.configs import build_objective, chosen_experiment, instantiate, model_node
-from runs.console import hide_evaluation_bars
+from runs.console import fit_label, hide_evaluation_bars, label_progress
 from runs.processes import follows_first_process, single_process_trainer
-from runs.model_fit import check_model_fits, check_models_fit, check_teacher_members
+from runs.model_fit import (check_method_fits, check_model_fits, check_models_fit, check_teacher_members,
+                            require_pair)
 from runs.validation import check_config, checked
 from runs.folders import claim_run_folder, config_digest, git_state, run_folder, run_folder_lock
 from runs.notices import data_notices
@@ -164,9 +166,11 @@ def _evaluate(trainer: pl.Trainer, task: pl.LightningModule, datamodule, checkpo
 
 
 def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folder: Path,
-                    resume_from: str | None, extra: dict[str, Any], callbacks: list[pl.Callback] | None = None) -> dict:
+                    resume_from: str | None, extra: dict[str, Any], callbacks: list[pl.Callback] | None = None,
+                    label: str | None = None) -> dict:
     throughput = TrainThroughput()
     trainer = build_trainer(cfg, [throughput, *(callbacks or [])], pre_training_epochs(getattr(task, "phases", [])))
+    label_progress(trainer, label or fit_label(cfg))
     if resume_from is not None:
         check_resumable(resume_from, task)
     elif cfg.get("init_from"):  # a new run starting from another run's weights (its origin recorded)
@@ -200,8 +204,11 @@ def _fit_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule, folde
     return record
 
 
-def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None) -> dict:
-    """Train cfg.model on cfg.data; returns the run record (reused if this config already finished)."""
+def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None,
+              label: str | None = None) -> dict:
+    """Train cfg.model on cfg.data; returns the run record (reused if this config already finished). `label`: what
+    the progress display calls the model (e.g. "teacher resnet32"; default its name)."""
+    adopt_evaluated_model(cfg)  # test_only: the checkpoint's own model names the run
     if not quiet and not follows_first_process(cfg.trainer):
         announce(cfg)
     check_config(cfg)
@@ -224,7 +231,7 @@ def run_train(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback]
                                       instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
                                       model_config(cfg.model), bool(cfg.get("channels_last")), cfg.seed)
             task.marks_graph_steps = setting == "graphs"
-            record = _fit_and_record(cfg, task, datamodule, folder, resume_from, {}, callbacks)
+            record = _fit_and_record(cfg, task, datamodule, folder, resume_from, {}, callbacks, label)
     if not quiet and not follows_first_process(cfg.trainer):
         print_record(record)
     return record
@@ -280,7 +287,7 @@ def _trained_teacher(cfg: DictConfig, seed_offset: int = 0, crossfit: dict | Non
             train_cfg.run_name = f"{train_cfg.data.name}-{train_cfg.model.name}-s{train_cfg.seed}"
     log.info("training (or reusing) teacher %s (%s)", train_cfg.model.name, train_cfg.run_name)
     try:
-        return run_train(train_cfg, quiet=True)
+        return run_train(train_cfg, quiet=True, label=f"teacher {train_cfg.model.name}")
     except NonFiniteError as error:
         raise NonFiniteError(f"training the teacher {train_cfg.model.name} ({train_cfg.run_name}) went wrong: "
                              f"{error}") from None
@@ -414,6 +421,8 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
         datamodule.use_views(tuple(objective.train_views), ", ".join(f"kd.terms.{name}" for name in readers))
     check_folds(cfg, datamodule)
     check_models_fit(cfg, datamodule, student)  # the student and any teacher to train, before one is trained
+    if student is None:
+        check_method_fits(cfg, datamodule)  # and the method on this pair, before any training
     data_notices(cfg, datamodule)
     teacher, info = build_teacher(cfg, datamodule, objective, augment)
     bind_training_class_means(objective, teacher, datamodule, cfg)  # before the training views change (use_term_batches)
@@ -439,6 +448,8 @@ def build_distillation(cfg: DictConfig, student: torch.nn.Module | None = None, 
 
 
 def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callback] | None = None) -> dict:
+    adopt_evaluated_model(cfg)  # test_only: the checkpoint's own student names the run
+    require_pair(cfg)
     if not quiet and not follows_first_process(cfg.trainer):
         announce(cfg)
     check_config(cfg)
@@ -468,7 +479,8 @@ def run_distill(cfg: DictConfig, quiet: bool = False, callbacks: list[pl.Callbac
 
 def _trained_baseline(cfg: DictConfig) -> dict | None:
     """With baseline=true, the record of the student trained from scratch on the same recipe (or reused)."""
-    return run_train(derived_train_config(cfg, cfg.student), quiet=True) if cfg.get("baseline") else None
+    return run_train(derived_train_config(cfg, cfg.student), quiet=True,
+                     label=f"scratch student {cfg.student.name}") if cfg.get("baseline") else None
 
 
 def run_test_only(cfg: DictConfig, quiet: bool = False) -> dict:

@@ -3,7 +3,8 @@
     python scripts/quickstart_seeds.py --seeds 0,1,2 [Hydra overrides ...]
 
 Writes results/quickstart/seed<N>.json (each run's record, config included) and results/quickstart/table.md
-(mean +- std over seeds, test set, last epoch), and prints the table.
+(mean +- std over seeds, test set, last epoch), and prints the table. Results in the repository come from a clean
+commit: a tree with uncommitted changes stops it unless --allow-dirty (the table then says so).
 """
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
+from runs.stops import exit_on_user_error
 from runs.configs import ROOT, compose
+from runs.folders import committed_state
 from runs.tables import format_mean_std, markdown_table
 from runs.training import run_distill
 
@@ -32,8 +35,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "quickstart")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="run from a tree with uncommitted changes (a trial: the table says so)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every seed")
     args = parser.parse_args()
+    state = exit_on_user_error(committed_state, args.allow_dirty)
     args.out.mkdir(parents=True, exist_ok=True)
     records = []
     for seed in args.seeds:
@@ -44,7 +50,9 @@ def main() -> None:
     command = " ".join(["python scripts/quickstart_seeds.py --seeds", ",".join(map(str, args.seeds)), *args.overrides])
     table = "\n".join([table_markdown(records), "",
                        f"mnist1d test set (1000 examples), last epoch, mean ± std over seeds {args.seeds}. "
-                       f"Made by `{command}`."])
+                       f"Made by `{command}` at commit {str(state['git_commit'])[:12]}"
+                       + (" WITH UNCOMMITTED CHANGES (a trial, not a result for the repository)." if state["git_dirty"]
+                          else ".")])
     (args.out / "table.md").write_text(table + "\n")
     print(table)
 

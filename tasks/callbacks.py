@@ -2,6 +2,7 @@
 that act on validation results."""
 from __future__ import annotations
 
+import sys
 import time
 
 import pytorch_lightning as pl
@@ -10,6 +11,7 @@ from torch import nn
 
 from errors import ConfigError
 from losses.base import DistillTerm
+from tasks.units import shown
 
 
 class TrainThroughput(pl.Callback):
@@ -37,17 +39,35 @@ class TrainThroughput(pl.Callback):
         return self.samples / self.seconds if self.seconds > 0 else None
 
 
+def progress_bar(**kwargs) -> pl.callbacks.ProgressBar:
+    """The progress display of a fit: a rich bar on a terminal; a line per epoch where the output goes to a file
+    or a pipe (`tee`, a job's log), where a bar would show nothing until the end."""
+    return ThrottledProgressBar(**kwargs) if sys.stdout.isatty() else EpochLines()
+
+
+def shown_metrics(metrics: dict) -> dict[str, str]:
+    """Logged values as the summaries and tables show them (accuracy-like in percent), without the logger's
+    version number (v_num), which says nothing about the fit."""
+    return {key: shown(key, value) if isinstance(value, (int, float)) else value
+            for key, value in metrics.items() if key != "v_num"}
+
+
 class ThrottledProgressBar(pl.callbacks.RichProgressBar):
     """Lightning's rich progress bar, reading the logged step values (train/loss) every `every_n_steps` training
     batches (default: the trainer's log_every_n_steps, when the logger reads them too) instead of after every
     batch. On a GPU each read is a host-device synchronisation (`.item()`) that leaves the GPU idle while the
-    next step's work is queued; epoch and validation values are read as before."""
+    next step's work is queued; epoch and validation values are read as before. Its description says what it
+    trains (`label`, set by the run: "teacher resnet32", "scratch student resnet8", "student resnet8, kd=dkd")."""
 
     def __init__(self, every_n_steps: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.every_n_steps = every_n_steps
+        self.label = ""
         self._shown: dict | None = None
         self._between_reads = False
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return f"{self.label + ': ' if self.label else ''}epoch {current_epoch + 1}/{self.trainer.max_epochs}"
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         every = self.every_n_steps or trainer.log_every_n_steps
@@ -59,8 +79,32 @@ class ThrottledProgressBar(pl.callbacks.RichProgressBar):
 
     def get_metrics(self, trainer, pl_module) -> dict:
         if not self._between_reads:
-            self._shown = super().get_metrics(trainer, pl_module)
+            self._shown = shown_metrics(super().get_metrics(trainer, pl_module))
         return self._shown
+
+
+class EpochLines(pl.callbacks.ProgressBar):
+    """Progress where the output is not a terminal: after each training epoch (its validation included) one line,
+    e.g. `teacher resnet32: epoch 3/30 | train/loss 0.4120 | val/top1 92.36 | ...`, flushed at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label = ""
+        self._enabled = True
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self._enabled or trainer.sanity_checking:
+            return
+        metrics = shown_metrics(self.get_metrics(trainer, pl_module))
+        parts = [f"{self.label + ': ' if self.label else ''}epoch {trainer.current_epoch + 1}/{trainer.max_epochs}",
+                 *(f"{key} {value}" for key, value in metrics.items())]
+        print(" | ".join(parts), flush=True)
 
 
 def term_state_keys(module: nn.Module) -> set[str]:

@@ -7,6 +7,8 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # Two cores here: more threads than cores only slows the many tiny ops of test-sized models.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Waiting threads sleep instead of spinning (as runs/__init__.py sets for every run): suites side by side share cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")

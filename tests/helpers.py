@@ -1,6 +1,8 @@
 """Config composition for tests: the real cfg/ tree, tiny data, CPU, no progress bars."""
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -8,6 +10,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 CFG_DIR = str(Path(__file__).resolve().parent.parent / "cfg")
+# Every method, from cfg/kd/: the suite's method lists derive from it and from the taps the terms declare.
+METHODS = sorted(path.stem for path in (Path(CFG_DIR) / "kd").glob("*.yaml"))
 
 # mnist1d cut down to a few batches; one epoch of a 1-D CNN takes well under a second here.
 TINY = ["data=mnist1d", "data.train_subset=256", "data.test_subset=128", "data.val_size=128",
@@ -57,6 +61,59 @@ class DivergeAtEpoch(pl.Callback):
             for optimizer in trainer.optimizers:
                 for group in optimizer.param_groups:
                     group["lr"] = self.lr
+
+
+@functools.lru_cache(maxsize=None)
+def reads_features(method: str) -> bool:
+    """Whether kd=<method> reads feature taps (not only logits): its terms' declared `student_taps` /
+    `teacher_taps` once bound to a teacher -> student pair (the digits pair: terms with `stages: null` pick
+    their stages from the models)."""
+    from omegaconf import OmegaConf
+
+    from losses import DistillationObjective
+    from models import build_model
+    from runs.configs import instantiate
+    kd = OmegaConf.load(Path(CFG_DIR) / "kd" / f"{method}.yaml")
+    objective = DistillationObjective({name: instantiate(node) for name, node in kd.terms.items() if node})
+    student, teacher = build_model("resnet8", 10, (1, 8, 8)), build_model("resnet32", 10, (1, 8, 8))
+    for term in objective.terms.values():
+        term.bind_models(student, teacher)
+    return bool(objective.student_taps or objective.teacher_taps)
+
+
+@functools.lru_cache(maxsize=None)
+def reads_views(method: str) -> bool:
+    """Whether kd=<method>'s terms declare extra augmented views of each example (`train_views`: MLKD's strong one)."""
+    from omegaconf import OmegaConf
+
+    from runs.configs import instantiate
+    kd = OmegaConf.load(Path(CFG_DIR) / "kd" / f"{method}.yaml")
+    return any(instantiate(node).train_views for node in kd.terms.values() if node)
+
+
+@functools.lru_cache(maxsize=None)
+def needs_another_model_kind(method: str) -> bool:
+    """Whether kd=<method> reads a tap that no ordinary classifier declares (e.g. DeiT's 'distillation_head', which
+    needs a ViT student with a distillation token): its declared taps, resolved on the digits pair's ResNets."""
+    from omegaconf import OmegaConf
+
+    from errors import ConfigError
+    from losses import DistillationObjective
+    from models import build_model
+    from models.features import resolve_tap
+    from runs.configs import instantiate
+    kd = OmegaConf.load(Path(CFG_DIR) / "kd" / f"{method}.yaml")
+    objective = DistillationObjective({name: instantiate(node) for name, node in kd.terms.items() if node})
+    student, teacher = build_model("resnet8", 10, (1, 8, 8)), build_model("resnet32", 10, (1, 8, 8))
+    for term in objective.terms.values():
+        term.bind_models(student, teacher)
+    try:
+        for model, taps in ((student, objective.student_taps), (teacher, objective.teacher_taps)):
+            for tap in taps:
+                resolve_tap(model, tap)
+    except ConfigError:
+        return True
+    return False
 
 
 class PauseAtEpoch(pl.Callback):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOISE = ("Restoring states", "Loaded model weights", "litlogger", "litmodels", "Tip:", "GPU available",
          "TPU available", "Seed set", "`Trainer(", "deprecated", "Warning", "[INFO]", "training (or reusing)")
 LINE = ("distill | experiment recipe/mnist1d | data mnist1d | teacher cnn1d (trained 1 epoch) | student mlp1d | "
-        "method kd | 1 epoch | SGD lr 0.05 | run folder ")
+        "method kd | 1 epoch | SGD lr 0.05 | 64 training examples | ")
 
 
 def tiny(outputs: Path, data_dir: Path) -> list[str]:
@@ -36,13 +37,16 @@ def test_default_run_shows_the_line_one_bar_per_fit_and_the_summary(quickstart_o
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(LINE) and f"run folder {quickstart_outputs}/distill/" in lines[0]
-    # the fits (teacher, KD student, scratch student): a bar each, its metrics wrapped on indented lines
+    assert lines[0].startswith(LINE + "with a scratch student | run folder ")
+    assert f"run folder {quickstart_outputs}/distill/" in lines[0]
+    # the fits in the order they run, each named, a line per epoch (the output is a pipe, not a terminal), metrics
+    # in percent as in the tables, no logger version
     summary = next(i for i, line in enumerate(lines) if line.startswith("distill:"))
-    bars = lines[1:summary]
-    assert sum(line.startswith("Epoch ") for line in bars) == 3
-    assert all(line.startswith(("Epoch ", " ")) for line in bars), bars
-    assert "scratch student" in result.stdout and "KD student" in result.stdout and "wall time" in result.stdout
+    progress = lines[1:summary]
+    assert [line.split(" | ")[0] for line in progress] == [
+        "teacher cnn1d: epoch 1/1", "scratch student mlp1d: epoch 1/1", "student mlp1d, kd=kd: epoch 1/1"], progress
+    assert all(re.search(r" \| val/top1 \d{1,3}\.\d\d( \||$)", line) for line in progress) and "v_num" not in result.stdout
+    assert "scratch student" in result.stdout and "kd student" in result.stdout and "wall time" in result.stdout
     assert not [noise for noise in NOISE if noise in result.stdout]
 
 
@@ -94,3 +98,22 @@ def test_quiet_console_filters_warnings_and_log_lines_and_verbose_keeps_them():
 ])
 def test_the_line_names_the_teacher_of_every_kind(overrides, described):
     assert teacher_description(compose_config("distill", overrides)) == described
+
+
+def test_progress_shows_metrics_as_the_tables_do():
+    from tasks.callbacks import shown_metrics
+    assert shown_metrics({"val/top1": 0.9375, "val/kl": 0.18, "train/loss_step": 2.5, "v_num": 3}) == {
+        "val/top1": "93.75", "val/kl": "0.1800", "train/loss_step": "2.5000"}
+
+
+@pytest.mark.parametrize("script", ["distill_train.py", "train.py", "ray_runner.py"])
+def test_help_fits_a_screen(script):
+    result = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert len(lines) <= 40 and max(map(len, lines)) <= 120, result.stdout
+    if script != "ray_runner.py":  # the groups with their options, the reproduction cells on request
+        assert "  kd: " in result.stdout or "  model: " in result.stdout
+        assert "python scripts/make_experiments.py --list" in result.stdout
+

@@ -12,11 +12,11 @@ from omegaconf import OmegaConf
 from errors import UserError
 from runs.training import run_distill, run_train
 from tests.fake_cifar import fake_cifar100  # noqa: F401 - fixture
-from tests.helpers import CFG_DIR, compose_config
+from tests.helpers import CFG_DIR, METHODS as ALL_METHODS, compose_config, needs_another_model_kind, reads_features
 
-# DeiT's terms need a student with a distillation token: tests/test_external_models.py runs them on a tiny DeiT.
-NEEDS_DISTILLATION_TOKEN = {"deit_hard", "deit_soft"}
-METHODS = sorted(p.stem for p in (Path(CFG_DIR) / "kd").glob("*.yaml") if p.stem not in NEEDS_DISTILLATION_TOKEN)
+# Methods whose terms read a tap that CNNs do not declare (DeiT's distillation token) run on their own models
+# (tests/test_external_models.py runs DeiT's on a tiny DeiT).
+METHODS = [method for method in ALL_METHODS if not needs_another_model_kind(method)]
 PAIRS = [("resnet32x4", "resnet8x4"), ("vgg13", "mobilenetv2")]
 EQUAL_WIDTH_PAIR = ("wrn_40_1", "resnet20")
 # Pairs a method cannot serve, with the reason it must give (see the support matrix in the README).
@@ -29,10 +29,9 @@ UNSUPPORTED = {("dist_plus", "vgg13"): "DIST\\+ compares the student's and the t
 # against these barely trained teachers, whose embeddings reach the hundreds, its log-variance head overshoots in
 # one step. Clipped here, as it would be anywhere such errors are expected.
 EXTRA = {"pad_l2_embedding": ["trainer.gradient_clip_val=1.0"]}
-# Methods that read logits only do not depend on the architectures' feature maps: the first pair serves them.
-LOGITS_ONLY = {"ce", "ctkd", "dist", "dkd", "kd", "kd_mse", "kd_mse_gamma", "kd_mse_ortho", "kd_mse_varred", "kd_ortho",
-               "lskd", "mlkd", "mlkd_ls", "teacher_ce", "tfkd_reg", "tfkd_self", "ttm", "wttm", "nkd"}
-CASES = [(method, *pair) for method in METHODS for pair in (PAIRS[:1] if method in LOGITS_ONLY else PAIRS)] + \
+# Methods that read logits only do not depend on the architectures' feature maps (nor their connectors): the first
+# pair serves them; the second pair is for the methods whose terms declare feature taps.
+CASES = [(method, *pair) for method in METHODS for pair in (PAIRS if reads_features(method) else PAIRS[:1])] + \
         [(method, *EQUAL_WIDTH_PAIR) for method, _ in UNSUPPORTED]
 FEW_STEPS = ["data=cifar100", "data.val_size=0", "data.batch_size=8", "data.num_workers=0",
              "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.accelerator=cpu",

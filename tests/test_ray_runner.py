@@ -64,7 +64,8 @@ def test_asha_sweep_finishes_retries_a_failing_trial_and_reports_it(data_dir, tm
         assert 0.0 <= trial["metric"] <= 1.0 and Path(trial["run_dir"]).is_dir()
     finished = [t for t in summary["trials"] if t["status"] == "finished"]
     assert finished and summary["best"]["status"] == "finished"
-    for trial in finished:
+    for trial in finished:  # one report per training epoch (ASHA's rungs count them), none for the evaluations after
+        assert trial["epochs_reported"] == 2
         record = json.loads(Path(trial["record"]).read_text())
         assert record["config"]["kd"]["terms"]["kd"]["temperature"] == trial["params"]["kd.terms.kd.temperature"]
     assert json.loads(Path(summary["path"]).read_text())["metric"] == "val_top1"
@@ -106,3 +107,31 @@ def test_search_space_and_arguments_are_checked():
     runner, trials = split_arguments(["search=x", "tune.scheduler=asha", "paths.output_dir=o", "kd=dkd", "+a.b=1"])
     assert runner == ["search=x", "tune.scheduler=asha", "paths.output_dir=o"]
     assert trials == ["paths.output_dir=o", "kd=dkd", "+a.b=1"]
+
+
+def test_a_local_sweep_asking_for_a_gpu_where_there_is_none_is_refused(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    runner, trials = split_arguments(["search=kd_temperature", f"paths.output_dir={tmp_path}", "tune.resources.gpu=0.25"])
+    with pytest.raises(ConfigError, match=r"tune.resources.gpu=0.25 asks for a GPU per trial, but this machine has none"):
+        run_sweep(runner, trials)
+    assert not (tmp_path / "tune").exists()
+
+
+
+def test_sweep_table_reads_at_80_columns_in_percent(capsys, monkeypatch):
+    from runs.sweep import plain_logs_off_terminal, print_summary
+    trial = {"params": {"kd.terms.kd.temperature": 4, "kd.terms.kd.weight": 0.9}, "metric": 0.9375,
+             "status": "finished", "error": None, "attempts": 1,
+             "run_dir": "/a/long/output/folder/distill/mnist1d-kd-cnn1d-mlp1d-s0-67fcf43d"}
+    print_summary({"metric": "val_top1", "mode": "max", "varied": list(trial["params"]), "trials": [trial],
+                   "path": "/a/long/output/folder/tune/kd_temperature/sweep.json"}, top=10)
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= 80 and "\x1b" not in out
+    assert "temperature" in out and "weight" in out and "kd.terms" not in out  # short names
+    assert "93.75" in out and "67fcf43d" in out  # the run folder by name (folded where it is long)
+    for key in ("RAY_COLOR_PREFIX", "RAY_DEDUP_LOGS"):
+        monkeypatch.delenv(key, raising=False)
+    plain_logs_off_terminal()  # the output here is not a terminal: Ray's worker lines without colour codes
+    assert os.environ["RAY_COLOR_PREFIX"] == "0" and os.environ["RAY_DEDUP_LOGS"] == "0"

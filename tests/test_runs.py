@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra.errors import HydraException
 from omegaconf import open_dict
 
-from errors import UserError
+from errors import ConfigError, UserError
 from models.checkpoints import CheckpointError
 from runs.folders import RunFolderError
 from runs.folders import config_digest
@@ -132,13 +131,19 @@ def test_killed_run_resumes_to_the_same_weights(method, teacher_record, data_dir
         assert torch.equal(value, weights[1][key]) if torch.is_tensor(value) else value == weights[1][key], key
 
 
-def test_test_only_evaluates_a_checkpoint(teacher_record, data_dir, outputs):
+def test_test_only_evaluates_a_checkpoint(teacher_record, data_dir, outputs, cli, capfd):
     checkpoint = teacher_record["checkpoints"]["last"]
-    # The checkpoint alone rebuilds its model: model=mlp1d in the config does not matter.
+    # The checkpoint alone rebuilds its model and names the run: folder, record and config say cnn1d, whatever
+    # model the composed config held (mlp1d here).
     record = run_train(compose_config("train", tiny_overrides(data_dir, outputs, "model=mlp1d", "test_only=true",
                                                               f"ckpt={checkpoint}")), quiet=True)
-    assert record["model"] == "cnn1d"
+    assert record["model"] == record["config"]["model"]["name"] == "cnn1d" and "-cnn1d-" in Path(record["run_dir"]).name
     assert record["test"]["test/top1"] == pytest.approx(teacher_record["last"]["test/top1"])
+    # A model named on the command line that contradicts the checkpoint is refused, in one line.
+    with pytest.raises(SystemExit) as stopped:
+        cli("train.py", [*tiny_overrides(data_dir, outputs), "model=mlp1d", "test_only=true", f"ckpt={checkpoint}"])
+    assert stopped.value.code == 2
+    assert "model=mlp1d contradicts ckpt=" in capfd.readouterr().err
 
 
 def test_student_starts_from_a_checkpoint(teacher_record, data_dir, outputs):
@@ -163,8 +168,9 @@ def test_student_starts_from_a_checkpoint(teacher_record, data_dir, outputs):
 @pytest.mark.parametrize("override,group", [("kd=no_such_method", "kd"), ("student=no_such_model", "student"),
                                             ("data=no_such_data", "data")])
 def test_unknown_choice_lists_the_valid_ones(override, group):
-    with pytest.raises(HydraException, match="Available options"):
-        compose_config("distill", [override])
+    from runs.configs import compose
+    with pytest.raises(ConfigError, match=rf"{override}: config group {group} has no option .*list them: ls cfg/{group}/"):
+        compose("distill", [override])
 
 
 def test_teacher_with_other_class_count_is_refused(teacher_record, data_dir, outputs):
@@ -238,7 +244,7 @@ def test_train_then_distill_through_the_entry_points(data_dir, tmp_path):
     assert record["teacher_checkpoint"] == teacher["checkpoints"]["last"]
     # The quickstart (distill_train.py's default experiment) also trains the student from scratch.
     assert "-mlp1d-" in record["baseline"]["run_dir"] and "test/top1" in record["baseline"]["last"]
-    assert "KD student" in distilled.stdout and "scratch student" in distilled.stdout
+    assert "kd student" in distilled.stdout and "scratch student" in distilled.stdout
 
 
 def test_cli_bad_input_is_one_line(data_dir, tmp_path):
@@ -270,3 +276,16 @@ def test_last_checkpoint_is_the_last_epoch_even_without_a_new_best(data_dir, tmp
     last = torch.load(record["checkpoints"]["last"], map_location="cpu", weights_only=False)
     best = torch.load(record["checkpoints"]["best"], map_location="cpu", weights_only=False)
     assert last["epoch"] == 3 and record["epochs"] == 4 and best["epoch"] == record["best"]["epoch"]
+
+
+def test_results_come_from_a_clean_commit(monkeypatch):
+    """The scripts that make results/ (quickstart_seeds.py, digits_methods.py) refuse a tree with uncommitted
+    changes, unless allowed (a trial, which their output then states)."""
+    from errors import UserError
+    from runs import folders
+    monkeypatch.setattr(folders, "git_state", lambda: {"git_commit": "abc", "git_dirty": True})
+    with pytest.raises(UserError, match="uncommitted changes"):
+        folders.committed_state()
+    assert folders.committed_state(allow_dirty=True)["git_dirty"] is True
+    monkeypatch.setattr(folders, "git_state", lambda: {"git_commit": "abc", "git_dirty": False})
+    assert folders.committed_state() == {"git_commit": "abc", "git_dirty": False}

@@ -145,7 +145,8 @@ def test_record_missing_the_metric_is_skipped_with_a_warning(runs, capsys):
     path = write(runs, broken)
     markdown, _ = make_table.main([str(runs)])
     warning = capsys.readouterr().err
-    assert f"warning: skipping {path}: no test/top1 in its 'last' metrics" in warning
+    assert warning.count("warning: skipping") == 1  # one line, however many records lack it
+    assert "records: no test/top1 in their 'last' metrics" in warning and str(path) in warning
     last, best = tables(markdown)
     assert markdown_cells(last)[("kd", HEADER_A)] == "72.00 ± 2.00"
     # its best section has the metric: that cell has 4 runs (71, 73, 78, 99: mean 80.25), marked as the odd one
@@ -254,3 +255,16 @@ def test_the_anchor_std_widens_the_margin_and_other_metrics_have_no_published_va
     assert markdown_cells(markdown)[("at", PUBLISHED_HEADER)] == "61.00 ± 1.00 vs 73.44 (-12.44)"
     kl, _ = make_table.main([str(folder), "--epoch", "last", "--metric", "test/kl", "--published", "--print", "none"])
     assert " vs " not in kl and "no selected run carries a published test/kl" in kl
+
+
+def test_a_mistyped_metric_lists_the_metrics_once_and_mixed_configs_name_their_keys_once(runs, capsys):
+    with pytest.raises(SystemExit):
+        make_table.main([str(runs), "--metric", "test/top11"])
+    err = capsys.readouterr().err
+    assert err.count("test/agreement") == 1 and "warning" not in err  # the list once, in the error; no per-run lines
+    # Two methods in one cell (rows keyed by nothing): the runs of a seed differ in kd.name (and its terms); said
+    # once for all the cells that differ in those keys.
+    make_table.main([str(runs), "--rows", "", "--epoch", "both"])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "repeated seeds" in line]
+    assert len(warnings) == 1 and "they differ in kd.name" in warnings[0]
+
