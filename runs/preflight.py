@@ -81,13 +81,22 @@ def compose_checked(config_name: str, overrides: list[str], with_hydra: bool = F
         cfg = _compose(config_name, overrides, with_hydra)
     except HydraException as error:
         raise ConfigError(explain(error, config_name, overrides)) from None
+    folders = _config_folders(overrides)
     for override in overrides:
         key, _, value = override.lstrip("+").partition("=")
-        missing = not (CFG_DIR / key / f"{value}.yaml").is_file()
+        missing = not any((folder / key / f"{value}.yaml").is_file() for folder in folders)
         # experiment, student and teacher/model are `optional` defaults, which Hydra would drop without a word
         if key in OPTIONAL_GROUPS and value and value != "null" and missing:
             raise ConfigError(_unknown_option(key, value, config_name))
     return cfg
+
+
+def _config_folders(overrides: list[str]) -> list[Path]:
+    """cfg/ and the folders a `hydra.searchpath=[file://DIR, ...]` override adds (docs/extending.md's way to bring
+    configs of your own)."""
+    added = [value for override in overrides
+             for key, _, value in [override.lstrip("+").partition("=")] if key == "hydra.searchpath"]
+    return [CFG_DIR, *(Path(folder) for value in added for folder in re.findall(r"file://([^,\]\s'\"]+)", value))]
 
 
 # ----------------------------------------------------------------------------------------------- explaining

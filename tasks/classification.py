@@ -112,7 +112,7 @@ class ClassificationTask(pl.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if (batch_idx + 1) % CHECK_EVERY_STEPS == 0 or batch_idx + 1 >= self.trainer.num_training_batches:
-            stop_if_not_finite(self.finite_watch, self.trainer)
+            stop_if_not_finite(self.finite_watch, self.trainer, self)
         if logs_step_values(self.trainer):  # the step values, as self.log(on_step=True, on_epoch=True) names them
             values = {f"{name}_step": value for name, value in self.train_means.last.items() if name != "train/top1"}
             self.log("train/loss_step", values.pop("train/loss_step"), prog_bar=True)
@@ -153,5 +153,5 @@ class ClassificationTask(pl.LightningModule):
                 "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        stop_if_not_finite(self.finite_watch, self.trainer)  # before the file is written: the last one stays good
+        stop_if_not_finite(self.finite_watch, self.trainer, self)  # before the file is written: the last one stays good
         checkpoint[MODEL_CONFIG_KEY] = self.model_config

@@ -62,16 +62,27 @@ def last_good_checkpoint(trainer: pl.Trainer) -> Path | None:
     return None
 
 
-def stop_if_not_finite(watch: FiniteWatch, trainer: pl.Trainer) -> None:
-    """Raise NonFiniteError if any process saw a non-finite value (a collective call under DDP)."""
+def weights_finite(module: torch.nn.Module) -> bool:
+    """Whether every trainable weight of `module` is finite (one norm over them all, read once)."""
+    weights = [p.detach() for p in module.parameters() if p.requires_grad]
+    return not weights or bool(torch.isfinite(torch.nn.utils.get_total_norm(weights)))
+
+
+def stop_if_not_finite(watch: FiniteWatch, trainer: pl.Trainer, module: torch.nn.Module | None = None) -> None:
+    """Raise NonFiniteError if any process saw a non-finite value (a collective call under DDP). With `module`, its
+    trainable weights are checked too: the last step before a check may leave them non-finite while every value
+    it computed was finite, and evaluating or saving them would record NaN without a word."""
     found = watch.first_bad()
+    if found is None and module is not None and not weights_finite(module):
+        found = (trainer.current_epoch, -1, trainer.global_step, ["the trained weights"])
     if not trainer.strategy.reduce_boolean_decision(found is not None, all=False):
         return
     if found is None:
         where = "in another process"
     else:
         epoch, batch, step, names = found
-        where = f"in {', '.join(names)} at epoch {epoch}, step {step} (batch {batch} of the epoch)"
+        where = (f"in {', '.join(names)} at epoch {epoch}, step {step} (batch {batch} of the epoch)" if batch >= 0
+                 else f"in {', '.join(names)} after step {step} (epoch {epoch})")
     checkpoint = last_good_checkpoint(trainer)
     kept = (f"the last good checkpoint {checkpoint} is kept intact (resume=true continues from it)" if checkpoint
             else "no checkpoint had been written yet, so nothing is lost")

@@ -94,6 +94,16 @@ def test_diverging_student_names_its_terms(data_dir, outputs, teachers):
         run_distill(cfg, quiet=True)
 
 
+def test_a_last_step_that_leaves_the_weights_infinite_stops_the_run(data_dir, outputs):
+    # One step at an absurd rate: its loss is finite (computed before the update), the weights it leaves are not;
+    # evaluating them would record NaN metrics without a word.
+    cfg = train_config(data_dir, outputs, "trainer.max_epochs=1", "trainer.limit_train_batches=1", "optimizer.lr=1e38",
+                       "run_name=last_step_inf")
+    with pytest.raises(NonFiniteError, match=r"in the trained weights after step 1 \(epoch 0\)"):
+        run_train(cfg, quiet=True)
+    assert not list((outputs / "train").glob("last_step_inf-*/record.json"))
+
+
 def test_finite_watch_names_the_first_bad_step_and_its_values():
     watch, one, nan = FiniteWatch(), torch.tensor(1.0), torch.tensor(float("nan"))
     watch.update({"loss": one, "kd": one, "teacher": torch.full((2, 3), 1e30)}, epoch=0, batch=0, step=0)

@@ -149,7 +149,7 @@ def test_data_without_a_strong_view_refuse_in_one_line(data_dir):
                                      f"paths.data_dir={data_dir}", "trainer.accelerator=cpu"])
     assert cfg.data.name == "mnist1d"
     with pytest.raises(UserError, match=r"kd.terms.batch_level, .* reads a strong augmented view .* data=mnist1d "
-                                        r"does not make .* use data=cifar10 or data=cifar100$"):
+                                        r"does not make .* use data=cifar10 or data=cifar100 or data=digits$"):
         run_distill(cfg, quiet=True)
 
 
