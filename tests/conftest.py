@@ -5,8 +5,9 @@ import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-# Two cores here: more threads than cores only slows the many tiny ops of test-sized models.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Two cores here: more threads than cores only slows the many tiny ops of test-sized models; under pytest-xdist
+# (README's command runs a worker per core) each worker takes one.
+os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
 # Waiting threads sleep instead of spinning (as runs/__init__.py sets for every run): suites side by side share cores.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -31,14 +31,15 @@ def tiny(outputs: Path, data_dir: Path) -> list[str]:
     return [*QUICKSTART_TINY, f"paths.output_dir={outputs}", f"paths.data_dir={data_dir}"]
 
 
-def test_default_run_shows_the_line_one_bar_per_fit_and_the_summary(quickstart_outputs, data_dir):
-    result = subprocess.run([sys.executable, "distill_train.py", *tiny(quickstart_outputs, data_dir)], cwd=ROOT,
+def test_default_run_shows_the_line_one_bar_per_fit_and_the_summary(tmp_path, data_dir):
+    outputs = tmp_path  # its own folder: the three fits all train here, whichever test ran the quickstart before
+    result = subprocess.run([sys.executable, "distill_train.py", *tiny(outputs, data_dir)], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0].startswith(LINE + "with a scratch student | run folder ")
-    assert f"run folder {quickstart_outputs}/distill/" in lines[0]
+    assert f"run folder {outputs}/distill/" in lines[0]
     # the fits in the order they run, each named, a line per epoch (the output is a pipe, not a terminal), metrics
     # in percent as in the tables, no logger version
     summary = next(i for i, line in enumerate(lines) if line.startswith("distill:"))
