@@ -11,7 +11,7 @@ PAPER=ctkd
 DEFAULT_SEEDS="0 1 2"
 cell_seeds() { case "$1" in *_resnet34_resnet18) echo "${SEEDS_IMAGENET:-0}" ;; *) echo "$SEEDS" ;; esac; }
 make_tables() {
-  table --rows kd.name --cols teacher.model.name,student.name --epoch best --filter data.name=image_folder \
+  table --rows kd.name --cols teacher.model.name,student.name --epoch best --filter data.name=imagenet \
     --published --out "$OUT/table_imagenet" || true  # no ImageNet record when that cell was skipped
   table --rows kd.name --cols teacher.model.name,student.name --epoch best --filter data.name=cifar100 \
     --published --out "$OUT/table_cifar100"

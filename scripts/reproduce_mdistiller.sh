@@ -13,7 +13,7 @@ PAPER=mdistiller
 DEFAULT_SEEDS="0 1 2 3 4"
 cell_seeds() { case "$1" in *_resnet34_resnet18|*_resnet50_mobilenetv1) echo "${SEEDS_IMAGENET:-0 1 2}" ;; *) echo "$SEEDS" ;; esac; }
 make_tables() {
-  table --rows kd.name --cols teacher.model.name,student.name --epoch best --filter data.name=image_folder \
+  table --rows kd.name --cols teacher.model.name,student.name --epoch best --filter data.name=imagenet \
     --published --out "$OUT/table_imagenet" || true  # no ImageNet record when those cells were skipped
   table --rows kd.name --cols teacher.model.name,student.name --epoch best --filter data.name=cifar100 \
     --published --out "$OUT/table_cifar100"

@@ -407,3 +407,25 @@ def test_imagenet_cell_without_pretrained_weights_names_the_file(fake_data, outp
     apply(cfg, fake_data["image_folder"])
     with pytest.raises(UserError, match=r"resnet34-b627a593\.pth does not exist"):
         run_distill(cfg, quiet=True)
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (Path(CFG_DIR).parent / "scripts").glob("reproduce_*.sh")))
+def test_reproduce_scripts_filter_on_data_their_cells_use(script):
+    """A table's `--filter data.name=X` must name a data set some cell of the script's paper trains on (a renamed
+    data config otherwise leaves the table empty without a word)."""
+    import re
+    text = (Path(CFG_DIR).parent / "scripts" / script).read_text()
+    paper = re.search(r"^PAPER=(\S+)", text, re.M)
+    filtered = set(re.findall(r"--filter data\.name=(\w+)", text))
+    if paper is None or not filtered:
+        return
+    used = {OmegaConf.load(p).get("data", {}).get("name") or _data_choice(p)
+            for p in (EXPERIMENT_DIR / paper.group(1)).rglob("*.yaml")}
+    assert filtered <= used, f"{script} filters on {sorted(filtered - used)}; its cells use {sorted(used)}"
+
+
+def _data_choice(path: Path) -> str | None:
+    """The data config a cell picks in its defaults (`override /data: NAME`)."""
+    import re
+    found = re.search(r"override /data: (\w+)", path.read_text())
+    return found.group(1) if found else None
