@@ -59,7 +59,9 @@ def train_all(methods: list[str], seeds: list[int], overrides: list[str]
     from runs.configs import compose
     from runs.folders import run_folder
     from runs.records import read_record
+    from runs.console import configure_console
     from runs.training import run_distill
+    configure_console(verbose=False)  # a line per run, not Lightning's INFO lines and tips (after Lightning's import)
     records, failures, not_applicable, trained = [], {}, {}, []
     for method in methods:
         for seed in seeds:

@@ -12,10 +12,11 @@ import argparse
 import json
 from pathlib import Path
 
-from runs.stops import exit_on_user_error
 from runs.configs import ROOT, compose
+from runs.console import configure_console
 from runs.folders import committed_state
 from runs.tables import format_mean_std, markdown_table
+from runs.stops import exit_on_user_error
 from runs.training import run_distill
 
 COLUMNS = (("teacher top-1 %", lambda r: 100 * r["last"]["test/teacher_top1"]),
@@ -31,6 +32,13 @@ def table_markdown(records: list[dict]) -> str:
     return markdown_table([name for name, _ in COLUMNS], [row])
 
 
+def test_set(cfg) -> str:
+    """What the records were tested on, in words (mnist1d's test split has 1000 examples)."""
+    subset = cfg.data.get("test_subset")
+    return f"{cfg.data.name} test set" + (f" (a fixed random {subset} of its examples)" if subset else " (1000 examples)"
+                                          if cfg.data.name == "mnist1d" else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[0, 1, 2])
@@ -40,6 +48,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every seed")
     args = parser.parse_args()
     state = exit_on_user_error(committed_state, args.allow_dirty)
+    configure_console(verbose=False)  # the runs' progress and the table, not Lightning's INFO lines and tips
     args.out.mkdir(parents=True, exist_ok=True)
     records = []
     for seed in args.seeds:
@@ -49,7 +58,7 @@ def main() -> None:
         records.append(record)
     command = " ".join(["python scripts/quickstart_seeds.py --seeds", ",".join(map(str, args.seeds)), *args.overrides])
     table = "\n".join([table_markdown(records), "",
-                       f"mnist1d test set (1000 examples), last epoch, mean ± std over seeds {args.seeds}. "
+                       f"{test_set(cfg)}, last epoch, mean ± std over seeds {args.seeds}. "
                        f"Made by `{command}` at commit {str(state['git_commit'])[:12]}"
                        + (" WITH UNCOMMITTED CHANGES (a trial, not a result for the repository)." if state["git_dirty"]
                           else ".")])
