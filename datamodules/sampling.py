@@ -2,10 +2,10 @@
 multi-process (DDP) training."""
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Iterator
 
-import numpy as np
 import torch
 from torch.utils.data import Sampler
 
@@ -14,9 +14,10 @@ from errors import ConfigError
 
 def hashed_seed(*words: int) -> int:
     """A 63-bit seed that is a hash of the integers `words` (e.g. seed, epoch, batch), so one draw can be
-    redrawn alone (a resumed run) and no other use of a random generator shifts it."""
-    words = [int(v) % 2**64 for v in words]
-    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    redrawn alone (a resumed run) and no other use of a random generator shifts it. BLAKE2b of the words as
+    64-bit integers: 3 us, against numpy's SeedSequence's 18 us, paid at every training step."""
+    data = b"".join((int(word) % 2**64).to_bytes(8, "little") for word in words)
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
 
 
 class EpochSeededRandomSampler(Sampler[int]):

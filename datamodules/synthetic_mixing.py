@@ -19,11 +19,11 @@ from __future__ import annotations
 import numbers
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from datamodules.mixing import BatchMixing
+from datamodules.sampling import hashed_seed
 from errors import ConfigError
 from models.gan import TRAIN_COMMAND, NormalisedGenerator, check_generator_shape, load_generator, \
     read_generator_checkpoint
@@ -77,9 +77,7 @@ class SyntheticReplacement(BatchMixing):
         same samples on any device; it is small next to the samples it makes."""
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         rank = torch.distributed.get_rank() if distributed else 0
-        entropy = [int(seed), int(step), rank]
-        stream = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]) >> 1
-        draws = torch.Generator().manual_seed(stream)
+        draws = torch.Generator().manual_seed(hashed_seed(seed, step, rank))
         return torch.randn(count, int(self._checkpoint_config["latent_dim"]), generator=draws)
 
     def _generator_on(self, device: torch.device) -> NormalisedGenerator:

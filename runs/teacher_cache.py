@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from datamodules.views import ViewDataset
+from datamodules.views import VIEW_SEEDING, ViewDataset
 from errors import ConfigError
 from models.teachers import CachedTeacher, FrozenTeacher
 from tasks.finite import NonFiniteError
@@ -42,7 +42,8 @@ def cache_key(cfg: DictConfig, checkpoints: list[str], datamodule, views: int, s
     material: dict[str, Any] = {
         "teacher": [file_digest(path) for path in checkpoints], "teacher_kind": kind,
         "data": data, "pool": hashlib.sha256(pool.tobytes()).hexdigest(), "pool_size": len(pool),
-        "transform": repr(datamodule.train_transform), "views": views, "view_seed": seed}
+        "transform": repr(datamodule.train_transform), "views": views, "view_seed": seed,
+        "view_seeding": VIEW_SEEDING}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16], material
 
 
