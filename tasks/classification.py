@@ -68,9 +68,13 @@ class ClassificationTask(pl.LightningModule):
         self.train_means = EpochMeans()
         self.marks_graph_steps = False  # compile=graphs: each training step starts a new round of CUDA graph replays
 
+    # Attributes set at every step that hold plain values (Lightning sets _current_fx_name, a string, twice around
+    # each of the ~25 hook calls of a step): nn.Module's parameter/module/buffer checks are skipped for them.
+    PLAIN_STEP_ATTRIBUTES = frozenset({"_current_fx_name"})
+
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "_current_fx_name":  # Lightning sets it twice around each of the ~25 hook calls of a step: a
-            object.__setattr__(self, name, value)  # string, so nn.Module's parameter/module/buffer checks are skipped
+        if name in self.PLAIN_STEP_ATTRIBUTES:
+            object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
 
