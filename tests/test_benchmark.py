@@ -79,6 +79,9 @@ def test_overhead_table_is_a_default_with_its_own_tiny_pair():
     assert (tiny.teacher, tiny.student, tiny.batch, tiny.threads, tiny.steps, tiny.warmup) == (
         "resnet8", "resnet8", 4, 1, 60, 10)
     assert tiny.methods == "student,kd,crd" and tiny.sides == "loop" and tiny.repeats == 3
+    host = benchmark.overhead_args(benchmark.arguments(["--overhead-repeats", "5"]), "host")
+    assert (host.teacher, host.student, host.batch, host.threads, host.methods, host.repeats) == (
+        "mlp", "mlp", 4, 1, "student,kd", 5)
     with pytest.raises(SystemExit, match="unknown tables"):
         benchmark.main(["--tables", "pair,speed"])
 
