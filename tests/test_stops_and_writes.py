@@ -67,11 +67,15 @@ def test_sigterm_and_sigint_stop_with_one_line_and_the_command_continues_to_the_
                                     f"+callbacks.pause.marker={marker}")
         started[signum] = (marker, subprocess.Popen([sys.executable, "train.py", *arguments], cwd=ROOT, env=env,
                                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-    deadline = time.monotonic() + 300
-    for signum, (marker, process) in started.items():
-        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        process.send_signal(signum)  # in epoch 1, after epoch 0's checkpoint
+    # Each process gets its signal as soon as it pauses (in epoch 1, after epoch 0's checkpoint): waiting for one
+    # while the other's pause runs out would let that one finish unsignalled on a loaded machine.
+    deadline, waiting = time.monotonic() + 300, dict(started)
+    while waiting and time.monotonic() < deadline:
+        for signum, (marker, process) in list(waiting.items()):
+            if marker.exists() or process.poll() is not None:
+                process.send_signal(signum)
+                del waiting[signum]
+        time.sleep(0.1)
     for signum, (marker, process) in started.items():
         stderr = process.communicate(timeout=300)[1]
         lines = [line for line in stderr.splitlines() if line.strip()]
