@@ -56,6 +56,10 @@ def straight(data_dir, tmp_path_factory) -> dict:
                      quiet=True)
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigterm_and_sigint_stop_with_one_line_and_the_command_continues_to_the_unkilled_run(
         data_dir, tmp_path, straight, cli, capsys):
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
@@ -65,10 +69,12 @@ def test_sigterm_and_sigint_stop_with_one_line_and_the_command_continues_to_the_
         arguments = train_overrides(data_dir, tmp_path / signum.name,
                                     "+callbacks.pause._target_=tests.helpers.PauseAtEpoch", "+callbacks.pause.epoch=1",
                                     f"+callbacks.pause.marker={marker}")
+        # SIGINT at its default, as in a terminal's foreground job: a suite started in the background by a shell
+        # passes it on ignored, and Python then makes no KeyboardInterrupt of it (the run rightly goes on)
         started[signum] = (marker, subprocess.Popen([sys.executable, "train.py", *arguments], cwd=ROOT, env=env,
-                                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-    # Each process gets its signal as soon as it pauses (in epoch 1, after epoch 0's checkpoint): waiting for one
-    # while the other's pause runs out would let that one finish unsignalled on a loaded machine.
+                                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                                    preexec_fn=default_sigint))
+    # Each run gets its signal as soon as it pauses (in epoch 1, after epoch 0's checkpoint), neither waiting on the other
     deadline, waiting = time.monotonic() + 300, dict(started)
     while waiting and time.monotonic() < deadline:
         for signum, (marker, process) in list(waiting.items()):
