@@ -58,8 +58,9 @@ TABLES = ("pair", "overhead", "host", "data", "imagenet")
 OVERHEAD = dict(teacher="resnet8", student="resnet8", batch=4, steps=60, warmup=10, threads=1,
                 methods="student,kd,crd", precision="32", fast=False, compile=False, profile_steps=0)
 # The host table: MLPs (3072-256-256-100) whose step's arithmetic is a fraction of a millisecond, so each side's
-# figure is mostly its own host work. Separate processes run the same convolutions up to 20% apart, more than the
-# sides' host work differs on resnet8 (about 0.5 ms of 8); here that spread shrinks with the arithmetic.
+# figure is mostly its own host work. Separate processes run the same resnet8 step at speeds up to 40% apart (7.4 to
+# 10.6 ms over six bare-loop processes here), more than the sides' host work differs there (about 0.5 ms of 8); here
+# that spread shrinks with the arithmetic.
 HOST = {**OVERHEAD, "teacher": "mlp", "student": "mlp", "steps": 300, "warmup": 30, "methods": "student,kd"}
 PRESETS = {"overhead": OVERHEAD, "host": HOST}
 
@@ -67,7 +68,8 @@ PRESETS = {"overhead": OVERHEAD, "host": HOST}
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", default="pair,overhead", help=f"comma-separated, of {', '.join(TABLES)}")
-    parser.add_argument("--overhead-repeats", type=int, default=3, help="interleaved runs of the overhead table")
+    parser.add_argument("--overhead-repeats", type=int, default=3,
+                        help="interleaved runs of the overhead and host tables")
     parser.add_argument("--teacher", default="resnet32x4")
     parser.add_argument("--student", default="resnet8x4")
     parser.add_argument("--methods", default="student,kd,crd", help="comma-separated: student, kd, crd")

@@ -106,6 +106,17 @@ class _MLKDTerm(DistillTerm):
         self.masking = check_masking(masking, name)
         self.standardize = bool(standardize)
 
+    def masked(self, loss: torch.Tensor, elementwise: torch.Tensor, mask: torch.Tensor,
+               kept: torch.Tensor | None = None) -> torch.Tensor:
+        """One temperature's loss under `masking` (the module's docstring): `loss` reduced as the anchor reduces it,
+        `elementwise` the rows (or matrix entries) it reduces, `mask` over them, `kept` the mask whose kept fraction
+        the anchor's form multiplies by (default `mask`)."""
+        if self.masking == "anchor":
+            return loss * (mask if kept is None else kept).float().mean()
+        if self.masking == "per_row":
+            return (elementwise * mask).mean()
+        return loss
+
     def extra_repr(self) -> str:
         return (f"weight={self.weight}, temperatures={list(self.temperatures)}, masking={self.masking}, "
                 f"standardize={self.standardize}")
@@ -125,12 +136,7 @@ class MLKDInstanceTerm(_MLKDTerm):
         total = weak.student_logits.new_zeros((), dtype=torch.float32)
         for position, temperature in enumerate(self.temperatures):
             rows = kl_per_row(weak.student_logits, weak.teacher_logits, temperature, self.standardize)
-            if self.masking == "anchor":
-                total = total + rows.mean() * every_row_mask.float().mean()
-            elif self.masking == "per_row":
-                total = total + (rows * row_mask).mean()
-            else:
-                total = total + rows.mean()
+            total = total + self.masked(rows.mean(), rows, row_mask, kept=every_row_mask)
             view = weak if self.anchor_strong_sum and position >= 3 else strong
             total = total + kl_per_row(view.student_logits, view.teacher_logits, temperature, self.standardize).mean()
         return total
@@ -159,12 +165,7 @@ class _RelationLevel(_MLKDTerm):
             difference = (self.gram(soft_probabilities(teacher, temperature, self.standardize))
                           - self.gram(soft_probabilities(student, temperature, self.standardize))) ** 2
             scaled = difference / len(difference)  # / B (batch level) or / K (class level)
-            if self.masking == "anchor":
-                total = total + scaled.sum() * mask.float().mean()
-            elif self.masking == "per_row":
-                total = total + (scaled * mask).mean()
-            else:
-                total = total + scaled.sum()
+            total = total + self.masked(scaled.sum(), scaled, mask)
         return total
 
     def forward(self, batch: DistillBatch) -> torch.Tensor:

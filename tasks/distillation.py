@@ -220,7 +220,7 @@ class DistillationTask(ClassificationTask):
                                      teacher_features=teacher_features, epoch=self.current_epoch,
                                      global_step=self.global_step, phase=phase.name if phase else None,
                                      soft_targets=soft_targets, generated=teacher_labelled,
-                                     views=self._view_batches(other_views, y, idx))
+                                     views=self._view_batches(other_views, y, idx, phase))
         with terms_in_fp32(x.device.type):
             total, values = self.objective(distill_batch, phase.weights if phase else None)
         self.watch_finite({"loss": total, **{f"kd.terms.{name}": v for name, v in values.items()},
@@ -256,8 +256,8 @@ class DistillationTask(ClassificationTask):
             features.append(self.student_taps.pop())
         return torch.cat(logits), {tap: torch.cat([f[tap] for f in features]) for tap in features[0]}
 
-    def _view_batches(self, views: dict[str, torch.Tensor], targets: torch.Tensor, indices: torch.Tensor
-                      ) -> dict[str, DistillBatch]:
+    def _view_batches(self, views: dict[str, torch.Tensor], targets: torch.Tensor, indices: torch.Tensor,
+                      phase: Phase | None) -> dict[str, DistillBatch]:
         """Each extra augmented view of the batch's examples (datamodules/two_views.py) through the teacher and the
         student, as a DistillBatch of its own; one forward per view, after the weak one, as MLKD's anchor calls them
         (the student's BatchNorm normalises each view by its own statistics)."""
@@ -271,7 +271,7 @@ class DistillationTask(ClassificationTask):
                                          student_logits=student_logits, teacher_logits=teacher_logits,
                                          student_features=self.student_taps.pop(), teacher_features=teacher_features,
                                          epoch=self.current_epoch, global_step=self.global_step,
-                                         phase=self.phase.name if self.phase else None)
+                                         phase=phase.name if phase else None)
         return batches
 
     def _evaluate(self, batch, stage: str):
